@@ -1,0 +1,145 @@
+#include "agent/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "collectors/definition.h"
+
+namespace pgpulse::agent {
+
+namespace {
+
+class ConfigReader {
+ public:
+  ConfigReader(std::string origin, std::vector<std::string>& errors) : origin_(std::move(origin)), errors_(errors) {}
+
+  void Error(const YAML::Node& n, const std::string& what) {
+    YAML::Mark m = n.Mark();
+    std::string where = origin_;
+    if (!m.is_null()) where += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+    errors_.push_back(where + ": " + what);
+  }
+
+  bool Map(const YAML::Node& n, const std::string& ctx, std::initializer_list<const char*> allowed) {
+    if (!n.IsMap()) {
+      Error(n, ctx + " must be a map");
+      return false;
+    }
+    std::set<std::string> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
+      if (!seen.insert(key).second) Error(it->first, ctx + ": key '" + key + "' is given twice");
+      if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
+        std::string list;
+        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+        Error(it->first, ctx + ": unknown key '" + key + "' (allowed: " + list + ")");
+      }
+    }
+    return true;
+  }
+
+  std::string Str(const YAML::Node& n, const std::string& ctx) {
+    if (!n.IsScalar()) {
+      Error(n, ctx + " must be a string");
+      return "";
+    }
+    return n.Scalar();
+  }
+
+  std::vector<std::string> StrList(const YAML::Node& n, const std::string& ctx) {
+    std::vector<std::string> out;
+    if (!n.IsSequence()) {
+      Error(n, ctx + " must be a list of strings");
+      return out;
+    }
+    for (const YAML::Node& item : n) out.push_back(Str(item, ctx + " item"));
+    return out;
+  }
+
+  void Duration(const YAML::Node& n, const std::string& ctx, Millis& into) {
+    auto d = n.IsScalar() ? collectors::ParseDuration(n.Scalar()) : std::nullopt;
+    if (!d) Error(n, ctx + " must be a duration like 500ms, 10s or 1m");
+    else into = *d;
+  }
+
+ private:
+  std::string origin_;
+  std::vector<std::string>& errors_;
+};
+
+void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
+  if (root.IsNull()) return;
+  if (!r.Map(root, "config", {"targets", "collectors", "scrape", "connect_timeout"})) return;
+  if (const YAML::Node targets = root["targets"]) {
+    if (!targets.IsSequence()) {
+      r.Error(targets, "targets must be a list");
+    } else {
+      std::set<std::string> names;
+      for (const YAML::Node& t : targets) {
+        if (!r.Map(t, "target", {"name", "dsn", "password_file"})) continue;
+        TargetConfig tc;
+        if (!t["name"]) r.Error(t, "target: missing required key 'name'");
+        else tc.name = r.Str(t["name"], "target.name");
+        if (t["dsn"]) tc.dsn = r.Str(t["dsn"], "target '" + tc.name + "'.dsn");
+        if (t["password_file"]) tc.password_file = r.Str(t["password_file"], "target '" + tc.name + "'.password_file");
+        if (!tc.name.empty() &&
+            tc.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
+                std::string::npos)
+          r.Error(t["name"], "target name '" + tc.name + "' may only use letters, digits, '_', '-' and '.'");
+        if (!tc.name.empty() && !names.insert(tc.name).second)
+          r.Error(t["name"], "target name '" + tc.name + "' is used twice");
+        cfg.targets.push_back(tc);
+      }
+    }
+  }
+  if (const YAML::Node c = root["collectors"]) {
+    if (r.Map(c, "collectors", {"directories", "disable"})) {
+      if (c["directories"]) cfg.definition_dirs = r.StrList(c["directories"], "collectors.directories");
+      if (c["disable"]) {
+        for (auto& n : r.StrList(c["disable"], "collectors.disable")) cfg.disabled_collectors.insert(n);
+      }
+    }
+  }
+  if (const YAML::Node s = root["scrape"]) {
+    if (r.Map(s, "scrape", {"timeout", "timeout_offset"})) {
+      if (s["timeout"]) r.Duration(s["timeout"], "scrape.timeout", cfg.scrape_timeout);
+      if (s["timeout_offset"]) r.Duration(s["timeout_offset"], "scrape.timeout_offset", cfg.timeout_offset);
+      if (cfg.scrape_timeout.count() <= 0) r.Error(s["timeout"], "scrape.timeout must be more than 0");
+    }
+  }
+  if (root["connect_timeout"]) r.Duration(root["connect_timeout"], "connect_timeout", cfg.connect_timeout);
+}
+
+}  // namespace
+
+ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
+                        const std::string& password_file) {
+  ConfigResult result;
+  Config& cfg = result.config;
+  if (!path.empty()) {
+    cfg.origin = path;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      result.errors.push_back(path + ": cannot read config file: " + std::strerror(errno));
+      return result;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    ConfigReader r(path, result.errors);
+    try {
+      ParseConfig(YAML::Load(ss.str()), r, cfg);
+    } catch (const YAML::Exception& e) {
+      result.errors.push_back(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                              ": YAML syntax error: " + e.msg);
+    }
+  }
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file});
+  return result;
+}
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,46 @@
+#pragma once
+// The agent's configuration file (YAML) and how flags and the environment fill it in.
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "collectors/duration.h"
+
+namespace pgpulse::agent {
+
+using collectors::Millis;
+
+struct TargetConfig {
+  std::string name;
+  std::string dsn;            // URI or key=value; "" = libpq defaults
+  std::string password_file;  // optional; its first line is the password
+  bool operator==(const TargetConfig& o) const {
+    return name == o.name && dsn == o.dsn && password_file == o.password_file;
+  }
+};
+
+struct Config {
+  std::string origin = "(defaults)";  // the file it came from
+  std::vector<TargetConfig> targets;
+  std::vector<std::string> definition_dirs;  // searched after the embedded set; later files override
+  std::set<std::string> disabled_collectors;
+  Millis scrape_timeout{10'000};     // cap on a scrape's deadline
+  Millis timeout_offset{500};        // subtracted from Prometheus's scrape timeout
+  Millis connect_timeout{5'000};
+};
+
+struct ConfigResult {
+  Config config;
+  std::vector<std::string> errors;  // "file:line:col: what"; non-empty means unusable
+  bool ok() const { return errors.empty(); }
+};
+
+// Loads `path` ("" = no file). When the file names no targets, one target
+// "default" is made from `data_source_name` (DATA_SOURCE_NAME; "" = libpq
+// defaults) and `password_file` (DATA_SOURCE_PASS_FILE).
+ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
+                        const std::string& password_file);
+
+}  // namespace pgpulse::agent

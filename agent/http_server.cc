@@ -1,0 +1,131 @@
+#include "agent/http_server.h"
+
+#include <civetweb.h>
+
+#include <cstring>
+
+#include "agent/gzip.h"
+#include "agent/log.h"
+
+namespace pgpulse::agent {
+
+namespace {
+
+void Send(mg_connection* conn, int status, const char* reason, const std::string& content_type,
+          const std::string& body, const std::string& extra_headers, bool head) {
+  mg_printf(conn,
+            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+            status, reason, content_type.c_str(), body.size(), extra_headers.c_str());
+  if (!head && !body.empty()) mg_write(conn, body.data(), body.size());
+}
+
+int LogMessage(const mg_connection*, const char* message) {
+  LogWarn("http server", {{"error", message}});
+  return 1;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(Agent& agent, std::string telemetry_path)
+    : agent_(agent), telemetry_path_(std::move(telemetry_path)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+std::string HttpServer::ToCivetPorts(const std::string& addr) {
+  size_t colon = addr.rfind(':');
+  if (colon == std::string::npos) return "";
+  std::string host = addr.substr(0, colon), port = addr.substr(colon + 1);
+  if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5 ||
+      std::stoi(port) > 65535)
+    return "";
+  if (host.empty() || host == "0.0.0.0") return port;
+  if (host.front() == '[') {
+    if (host.back() != ']') return "";
+    return "[" + host.substr(1, host.size() - 2) + "]:" + port;
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.find_first_not_of("0123456789.") != std::string::npos) return "";
+  return host + ":" + port;
+}
+
+std::string HttpServer::Start(const std::string& listen_address) {
+  std::string ports = ToCivetPorts(listen_address);
+  if (ports.empty())
+    return "--web.listen-address: cannot use '" + listen_address + "' (expected host:port, :port or [ipv6]:port)";
+  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "16", "request_timeout_ms", "60000",
+                           "enable_keep_alive", "yes", nullptr};
+  mg_callbacks callbacks;
+  std::memset(&callbacks, 0, sizeof callbacks);
+  callbacks.log_message = LogMessage;
+  mg_init_data init{&callbacks, this, options};
+  char text[256] = {0};
+  unsigned code = 0;
+  mg_error_data err{&code, text, sizeof text};
+  ctx_ = mg_start2(&init, &err);
+  if (!ctx_) return "cannot listen on " + listen_address + ": " + (text[0] ? text : "unknown error");
+  mg_set_request_handler(ctx_, "**", &HttpServer::Handle, this);
+  return "";
+}
+
+void HttpServer::Stop() {
+  if (ctx_) {
+    mg_stop(ctx_);
+    ctx_ = nullptr;
+  }
+}
+
+int HttpServer::Handle(mg_connection* conn, void* self) {
+  try {
+    return static_cast<HttpServer*>(self)->Dispatch(conn);
+  } catch (const std::exception& e) {
+    LogError("request failed", {{"error", e.what()}});
+    Send(conn, 500, "Internal Server Error", "text/plain; charset=utf-8", "internal error\n", "", false);
+    return 500;
+  }
+}
+
+int HttpServer::Dispatch(mg_connection* conn) {
+  const mg_request_info* ri = mg_get_request_info(conn);
+  const std::string method = ri->request_method ? ri->request_method : "";
+  const std::string path = ri->local_uri ? ri->local_uri : "";
+  const bool head = method == "HEAD";
+  const char* text = "text/plain; charset=utf-8";
+
+  const bool known = path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz";
+  if (!known) {
+    Send(conn, 404, "Not Found", text, "404 not found: " + path + "\n", "", head);
+    return 404;
+  }
+  if (method != "GET" && !head) {
+    Send(conn, 405, "Method Not Allowed", text, "405 method " + method + " not allowed on " + path + "\n",
+         "Allow: GET, HEAD\r\n", false);
+    return 405;
+  }
+  if (path == telemetry_path_) {
+    double timeout = 0;
+    if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
+    std::string body = agent_.RenderMetrics(timeout);
+    std::string headers;
+    const char* ae = mg_get_header(conn, "Accept-Encoding");
+    if (ae && AcceptsGzip(ae)) {
+      body = Gzip(body);
+      headers = "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
+    }
+    Send(conn, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, headers, head);
+    return 200;
+  }
+  if (path == "/healthz") {
+    Send(conn, 200, "OK", text, "ok\n", "", head);
+    return 200;
+  }
+  if (path == "/readyz") {
+    std::string detail;
+    bool ready = agent_.Ready(detail);
+    Send(conn, ready ? 200 : 503, ready ? "OK" : "Service Unavailable", text, detail, "", head);
+    return ready ? 200 : 503;
+  }
+  Send(conn, 200, "OK", "text/html; charset=utf-8", agent_.RenderLanding(telemetry_path_), "", head);
+  return 200;
+}
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,39 @@
+#pragma once
+// The HTTP endpoints (CivetWeb): telemetry path, /healthz, /readyz, landing page.
+// CivetWeb's worker threads call into Agent, which is thread-safe.
+
+#include <string>
+
+#include "agent/runtime.h"
+
+struct mg_context;
+struct mg_connection;
+
+namespace pgpulse::agent {
+
+class HttpServer {
+ public:
+  HttpServer(Agent& agent, std::string telemetry_path);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // `listen_address` as exporters take it: "host:port", ":port" (all
+  // interfaces) or "[::1]:port". Returns "" or an error message.
+  std::string Start(const std::string& listen_address);
+  void Stop();
+
+  // Converts an exporter-style listen address to CivetWeb's listening_ports
+  // syntax; "" on a malformed address.
+  static std::string ToCivetPorts(const std::string& listen_address);
+
+ private:
+  static int Handle(::mg_connection* conn, void* self);
+  int Dispatch(::mg_connection* conn);
+
+  Agent& agent_;
+  std::string telemetry_path_;
+  ::mg_context* ctx_ = nullptr;
+};
+
+}  // namespace pgpulse::agent

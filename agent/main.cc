@@ -1,0 +1,90 @@
+// pgpulse: PostgreSQL metrics for Prometheus.
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+
+#include "agent/check.h"
+#include "agent/http_server.h"
+#include "agent/log.h"
+#include "agent/runtime.h"
+
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pgpulse::agent;
+  CLI::App app{"pgpulse: PostgreSQL metrics for Prometheus"};
+  app.set_version_flag("--version", std::string("pgpulse ") + PGPULSE_VERSION + " (revision " + PGPULSE_REVISION + ")");
+  std::string config_file, listen = ":9679", telemetry = "/metrics", level = "info", format = "logfmt";
+  app.add_option("--config.file", config_file, "Configuration file (YAML); optional");
+  app.add_option("--web.listen-address", listen, "Address to listen on (host:port, :port)")->capture_default_str();
+  app.add_option("--web.telemetry-path", telemetry, "Path under which to expose metrics")->capture_default_str();
+  app.add_option("--log.level", level, "debug, info, warn, error")->capture_default_str();
+  app.add_option("--log.format", format, "logfmt or json")->capture_default_str();
+  auto* check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
+  bool connect = false;
+  check->add_flag("--connect", connect, "Also run every collector once against each target and print a table");
+  CLI11_PARSE(app, argc, argv);
+
+  if (std::string e = InitLogging(level, format); !e.empty()) {
+    std::cerr << e << "\n";
+    return 2;
+  }
+  if (telemetry.empty() || telemetry[0] != '/' || telemetry == "/" || telemetry == "/healthz" ||
+      telemetry == "/readyz") {
+    std::cerr << "--web.telemetry-path: must start with '/' and differ from /, /healthz and /readyz\n";
+    return 2;
+  }
+  AgentOptions options{config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE")};
+  if (*check) return RunCheck(options, connect, std::cout, std::cerr);
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  SelfMetrics metrics(PGPULSE_VERSION, PGPULSE_REVISION);
+  int status = 0;
+  {
+    Agent agent(options, metrics);
+    auto errors = agent.Reload();
+    if (!errors.empty()) {
+      for (const auto& e : errors) std::cerr << "error: " << e << "\n";
+      return 1;
+    }
+    HttpServer server(agent, telemetry);
+    if (std::string e = server.Start(listen); !e.empty()) {
+      LogError("cannot start", {{"error", e}});
+      return 1;
+    }
+    LogInfo("listening", {{"address", listen}, {"telemetry_path", telemetry},
+                          {"version", PGPULSE_VERSION}});
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&signals, &sig) != 0) continue;
+      if (sig == SIGHUP) {
+        LogInfo("reloading on SIGHUP");
+        agent.Reload();
+        continue;
+      }
+      LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      server.Stop();
+      break;
+    }
+  }
+  LogInfo("stopped");
+  return status;
+}

@@ -1,0 +1,239 @@
+#include "agent/runtime.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <set>
+
+#include "agent/log.h"
+#include "collectors/embedded.h"
+#include "collectors/exposition.h"
+
+namespace pgpulse::agent {
+
+namespace {
+
+std::string HtmlEscape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string RenderSuffix(const Labels& labels) {
+  if (labels.empty()) return "";
+  return collectors::RenderLabels(labels);
+}
+
+std::string FormatTime(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
+                                            SelfMetrics& metrics, std::vector<std::string>& errors) {
+  errors = loaded.errors;
+  const Config& cfg = loaded.config;
+  std::vector<collectors::Source> sources = collectors::EmbeddedDefinitions();
+  for (const std::string& dir : cfg.definition_dirs) {
+    auto more = collectors::ReadDefinitionDirectory(dir, errors);
+    sources.insert(sources.end(), more.begin(), more.end());
+  }
+  collectors::LoadResult defs = collectors::LoadDefinitions(sources);
+  errors.insert(errors.end(), defs.errors.begin(), defs.errors.end());
+  std::set<std::string> known;
+  for (const auto& d : defs.definitions) known.insert(d.name);
+  for (const std::string& name : cfg.disabled_collectors) {
+    if (defs.ok() && !known.count(name))
+      errors.push_back(cfg.origin + ": collectors.disable names unknown collector '" + name + "'");
+  }
+  auto defs_kept = std::make_shared<Definitions>();
+  for (auto& d : defs.definitions) {
+    if (!cfg.disabled_collectors.count(d.name)) defs_kept->push_back(std::move(d));
+  }
+
+  std::vector<std::pair<TargetConfig, ConnectionSpec>> specs;
+  for (const TargetConfig& t : cfg.targets) {
+    std::string password, error;
+    if (!t.password_file.empty()) {
+      auto p = ReadPasswordFile(t.password_file, error);
+      if (!p) {
+        errors.push_back("target '" + t.name + "': " + error);
+        continue;
+      }
+      password = *p;
+    }
+    auto spec = ParseDsn(t.dsn, password, cfg.connect_timeout, error);
+    if (!spec) {
+      errors.push_back("target '" + t.name + "': " + error);
+      continue;
+    }
+    AddSecret(spec->password);
+    specs.emplace_back(t, std::move(*spec));
+  }
+  if (!errors.empty()) return nullptr;
+
+  auto rt = std::make_shared<Runtime>();
+  rt->config = cfg;
+  rt->definitions = std::move(defs_kept);
+  const bool several = specs.size() > 1;
+  for (auto& [tc, spec] : specs) {
+    Labels labels;
+    if (several) labels.emplace_back("target", tc.name);
+    std::shared_ptr<Target> reuse;
+    if (previous) {
+      for (const auto& old : previous->targets) {
+        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels)
+          reuse = old;
+      }
+    }
+    rt->targets.push_back(reuse ? reuse : std::make_shared<Target>(tc, spec, labels, metrics));
+  }
+  return rt;
+}
+
+Agent::Agent(AgentOptions options, SelfMetrics& metrics) : options_(std::move(options)), metrics_(metrics) {}
+
+std::shared_ptr<const Runtime> Agent::runtime() const { return std::atomic_load(&runtime_); }
+
+std::vector<std::string> Agent::Reload() {
+  ConfigResult loaded = LoadConfig(options_.config_file, options_.data_source_name, options_.password_file);
+  std::vector<std::string> errors;
+  auto current = runtime();
+  auto next = BuildRuntime(loaded, current.get(), metrics_, errors);
+  metrics_.ReloadDone(next != nullptr);
+  if (!next) {
+    for (const auto& e : errors) LogError("configuration rejected", {{"error", e}});
+    if (current) LogWarn("keeping the previous configuration", {{"config", options_.config_file}});
+    return errors;
+  }
+  std::atomic_store(&runtime_, next);
+  LogInfo("configuration loaded", {{"config", loaded.config.origin},
+                                   {"targets", std::to_string(next->targets.size())},
+                                   {"collectors", std::to_string(next->definitions->size())}});
+  return {};
+}
+
+std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
+  auto rt = runtime();
+  using namespace std::chrono;
+  milliseconds budget = rt->config.scrape_timeout;
+  if (prometheus_timeout_seconds > 0) {
+    auto from_header = milliseconds(static_cast<int64_t>(prometheus_timeout_seconds * 1000)) - rt->config.timeout_offset;
+    budget = std::min(budget, std::max(milliseconds(100), from_header));
+  }
+  const auto deadline = Clock::now() + budget;
+
+  // Every target's collection runs on its own worker; waiting on them in turn
+  // costs no more than the slowest.
+  std::vector<std::shared_ptr<const Collection>> results(rt->targets.size());
+  std::vector<std::thread> waits;
+  for (size_t i = 1; i < rt->targets.size(); ++i)
+    waits.emplace_back([&, i] { results[i] = rt->targets[i]->Scrape(rt->definitions, deadline); });
+  if (!rt->targets.empty()) results[0] = rt->targets[0]->Scrape(rt->definitions, deadline);
+  for (auto& t : waits) t.join();
+
+  std::vector<collectors::Family> own;  // pg_up, pg_info
+  collectors::Family up, info;
+  up.name = "pg_up";
+  up.help = "1 if the server answered during this scrape, 0 if not.";
+  info.name = "pg_info";
+  info.help = "Always 1; labels give the server version and whether it is in recovery.";
+  for (size_t i = 0; i < rt->targets.size(); ++i) {
+    const Labels& labels = rt->targets[i]->labels();
+    up.Add(RenderSuffix(labels), results[i]->up ? 1 : 0);
+    if (results[i]->up) {
+      Labels l = labels;
+      l.emplace_back("server_version", results[i]->facts.version.substr(0, results[i]->facts.version.find(' ')));
+      l.emplace_back("server_version_num", std::to_string(results[i]->facts.version_num));
+      l.emplace_back("in_recovery", results[i]->facts.in_recovery ? "true" : "false");
+      info.Add(RenderSuffix(l), 1);
+    }
+  }
+  std::vector<const collectors::Family*> order{&up, &info};
+  for (const auto& r : results) {
+    for (const CollectorOutcome& o : r->collectors) {
+      if (!o.families) continue;
+      for (const collectors::Family& f : *o.families) order.push_back(&f);
+    }
+  }
+  std::vector<collectors::Family> self = metrics_.Collect();
+  for (const auto& f : self) order.push_back(&f);
+  std::string out;
+  collectors::WriteExposition(out, order);
+  return out;
+}
+
+bool Agent::Ready(std::string& detail) {
+  auto rt = runtime();
+  bool ready = true;
+  auto deadline = Clock::now() + std::chrono::seconds(3);
+  for (const auto& t : rt->targets) {
+    auto last = t->Last();
+    // A recent collection answers the question without touching the server.
+    bool fresh = last && std::chrono::system_clock::now() - last->finished < std::chrono::seconds(30);
+    if (!fresh) last = t->Scrape(rt->definitions, deadline);
+    if (!last->up) {
+      ready = false;
+      detail += "target " + t->config().name + " is not reachable: " + last->error + "\n";
+    } else {
+      detail += "target " + t->config().name + " is reachable\n";
+    }
+  }
+  return ready;
+}
+
+std::string Agent::RenderLanding(const std::string& telemetry_path) const {
+  auto rt = runtime();
+  std::string h =
+      "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pgpulse</title>"
+      "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+      "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.failed{color:#b00}.skipped{color:#777}</style>"
+      "</head><body>\n<h1>pgpulse</h1>\n<p>PostgreSQL metrics for Prometheus. Metrics: <a href=\"" +
+      HtmlEscape(telemetry_path) + "\">" + HtmlEscape(telemetry_path) +
+      "</a> &middot; <a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></p>\n";
+  h += "<p>Configuration: " + HtmlEscape(rt->config.origin) + ", " + std::to_string(rt->definitions->size()) +
+       " collectors.</p>\n";
+  for (const auto& t : rt->targets) {
+    auto last = t->Last();
+    h += "<h2>Target " + HtmlEscape(t->config().name) + "</h2>\n<p>" + HtmlEscape(t->spec().display) + "<br>";
+    if (!last) {
+      h += "Not scraped yet.</p>\n";
+      continue;
+    }
+    h += std::string("Last collection: ") + FormatTime(last->finished) + ", " +
+         (last->up ? "server up" : "<span class=\"failed\">server down: " + HtmlEscape(last->error) + "</span>");
+    if (last->up)
+      h += ", PostgreSQL " + HtmlEscape(last->facts.version) + (last->facts.in_recovery ? " (replica)" : " (primary)");
+    h += "</p>\n";
+    if (last->collectors.empty()) continue;
+    h += "<table><tr><th>collector</th><th>status</th><th>duration</th><th>series</th><th>detail</th></tr>\n";
+    for (const CollectorOutcome& o : last->collectors) {
+      char dur[32];
+      std::snprintf(dur, sizeof dur, "%.1f ms", o.duration_seconds * 1000);
+      h += std::string("<tr class=\"") + StatusName(o.status) + "\"><td>" + HtmlEscape(o.name) + "</td><td>" +
+           StatusName(o.status) + "</td><td>" + dur + "</td><td>" + std::to_string(o.series) + "</td><td>" +
+           HtmlEscape(o.detail) + "</td></tr>\n";
+    }
+    h += "</table>\n";
+  }
+  h += "</body></html>\n";
+  return h;
+}
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,50 @@
+#pragma once
+// The agent's own metrics (pgpulse_*, process_*), kept in a prometheus-cpp
+// Registry. All methods are thread-safe (prometheus-cpp metrics are atomic;
+// the registry locks internally).
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collectors/family.h"
+
+namespace pgpulse::agent {
+
+class SelfMetrics {
+ public:
+  SelfMetrics(const std::string& version, const std::string& revision);
+
+  void CollectorRan(const std::string& target, const std::string& collector, bool success, double seconds,
+                    size_t series, size_t dropped_duplicates, size_t dropped_limit);
+  void CollectorCacheHit(const std::string& target, const std::string& collector, size_t series);
+  void ScrapeDone(const std::string& target, double seconds, bool deadline_exceeded);
+  void ReloadDone(bool success);
+
+  // The registry's families plus process metrics, ready for the writer.
+  std::vector<collectors::Family> Collect() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Gauge>& collector_duration_;
+  prometheus::Family<prometheus::Gauge>& collector_success_;
+  prometheus::Family<prometheus::Counter>& collector_errors_;
+  prometheus::Family<prometheus::Counter>& collector_cache_hits_;
+  prometheus::Family<prometheus::Gauge>& collector_series_;
+  prometheus::Family<prometheus::Counter>& collector_dropped_;
+  prometheus::Family<prometheus::Histogram>& scrape_duration_;
+  prometheus::Family<prometheus::Counter>& scrapes_;
+  prometheus::Family<prometheus::Counter>& deadline_exceeded_;
+  prometheus::Gauge& reload_success_;
+  prometheus::Gauge& reload_time_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  double start_time_;
+};
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,119 @@
+#pragma once
+// One PostgreSQL server the agent watches: its persistent connection and
+// the collections that scrapes trigger.
+//
+// Threads: HTTP threads call Scrape/Last/CheckReachable; one worker thread
+// per target owns the connection and runs collections. `mu_` guards the
+// request hand-off and the last result only; it is never held while waiting
+// on the database. Concurrent scrapes share one collection (singleflight).
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <pqxx/connection>
+
+#include "agent/config.h"
+#include "agent/dsn.h"
+#include "agent/self_metrics.h"
+#include "collectors/definition.h"
+#include "collectors/family.h"
+#include "collectors/plan.h"
+
+namespace pgpulse::agent {
+
+using Clock = std::chrono::steady_clock;
+using Definitions = std::vector<collectors::Definition>;
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+enum class CollectorStatus { Ok, Cached, Failed, Skipped };
+const char* StatusName(CollectorStatus s);
+
+struct CollectorOutcome {
+  std::string name;
+  CollectorStatus status = CollectorStatus::Failed;
+  std::string detail;  // the error, or why it was skipped
+  double duration_seconds = 0;
+  size_t series = 0;
+  std::shared_ptr<const std::vector<collectors::Family>> families;
+};
+
+struct Collection {
+  bool up = false;
+  std::string error;  // why the server is counted down
+  bool deadline_exceeded = false;
+  collectors::ServerFacts facts;
+  std::vector<CollectorOutcome> collectors;
+  double duration_seconds = 0;
+  std::chrono::system_clock::time_point finished;
+};
+
+class Target {
+ public:
+  // `labels` are added to every sample of this target (e.g. target="name"
+  // when one agent serves several).
+  Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetrics& metrics);
+  ~Target();  // waits for a running collection, then closes the connection
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+
+  const TargetConfig& config() const { return config_; }
+  const ConnectionSpec& spec() const { return spec_; }
+  const Labels& labels() const { return labels_; }
+
+  // Joins the collection in flight, or starts one, and waits for it until
+  // `deadline`; past it, returns a result with up=false. Never throws.
+  std::shared_ptr<const Collection> Scrape(std::shared_ptr<const Definitions> defs, Clock::time_point deadline);
+
+  // The last finished collection (nullptr before the first).
+  std::shared_ptr<const Collection> Last() const;
+
+ private:
+  struct Request {
+    std::shared_ptr<const Definitions> defs;
+    Clock::time_point deadline;
+    std::promise<std::shared_ptr<const Collection>> promise;
+  };
+  struct CacheEntry {
+    const collectors::Definition* definition;  // identity within `defs`
+    std::shared_ptr<const Definitions> defs;    // keeps `definition` alive
+    Clock::time_point at;
+    CollectorOutcome outcome;
+  };
+
+  void WorkerLoop();
+  std::shared_ptr<const Collection> Collect(const std::shared_ptr<const Definitions>& defs, Clock::time_point deadline);
+  bool EnsureConnected(std::string& error);
+  bool ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadline, std::string& error);
+
+  const TargetConfig config_;
+  const ConnectionSpec spec_;
+  const Labels labels_;
+  SelfMetrics& metrics_;
+
+  // Worker thread only.
+  std::unique_ptr<pqxx::connection> conn_;
+  std::string current_database_;
+  Clock::time_point next_connect_attempt_{};
+  std::chrono::milliseconds backoff_{0};
+  std::string last_connect_error_;
+  std::map<std::string, CacheEntry> cache_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unique_ptr<Request> pending_;                             // guarded by mu_
+  std::shared_future<std::shared_ptr<const Collection>> inflight_;  // guarded by mu_
+  bool inflight_active_ = false;                                 // guarded by mu_
+  bool stopping_ = false;                                        // guarded by mu_
+  std::shared_ptr<const Collection> last_;                       // guarded by mu_
+  std::thread worker_;
+};
+
+}  // namespace pgpulse::agent

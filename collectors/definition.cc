@@ -1,0 +1,470 @@
+#include "collectors/definition.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <cerrno>
+#include <cstring>
+
+namespace pgpulse::collectors {
+
+namespace {
+
+// Collects errors with their position; parsing goes on so one run reports all.
+class Reader {
+ public:
+  Reader(std::string origin, std::vector<std::string>& errors)
+      : origin_(std::move(origin)), errors_(errors) {}
+
+  std::string Where(const YAML::Node& node) const {
+    YAML::Mark m = node.Mark();
+    if (m.is_null()) return origin_;
+    return origin_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+  }
+  void Error(const YAML::Node& node, const std::string& what) {
+    errors_.push_back(Where(node) + ": " + what);
+  }
+  const std::string& origin() const { return origin_; }
+
+  // Reports keys not in `allowed` and keys given twice.
+  void CheckKeys(const YAML::Node& map, const std::string& context,
+                 std::initializer_list<const char*> allowed) {
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      if (!it->first.IsScalar()) {
+        Error(it->first, context + ": keys must be plain strings");
+        continue;
+      }
+      std::string key = it->first.Scalar();
+      if (!seen.insert(key).second) Error(it->first, context + ": key '" + key + "' is given twice");
+      bool known = std::any_of(allowed.begin(), allowed.end(),
+                               [&](const char* a) { return key == a; });
+      if (!known) {
+        std::string list;
+        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
+        Error(it->first, context + ": unknown key '" + key + "' (allowed: " + list + ")");
+      }
+    }
+  }
+
+  std::optional<std::string> String(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      Error(node, what + " must be a string");
+      return std::nullopt;
+    }
+    return node.Scalar();
+  }
+
+  std::optional<int64_t> Integer(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      Error(node, what + " must be an integer");
+      return std::nullopt;
+    }
+    const std::string& s = node.Scalar();
+    int64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size()) {
+      Error(node, what + " must be an integer, got '" + s + "'");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<double> Number(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      Error(node, what + " must be a number");
+      return std::nullopt;
+    }
+    const std::string& s = node.Scalar();
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size()) {
+      Error(node, what + " must be a number, got '" + s + "'");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<Millis> Duration(const YAML::Node& node, const std::string& what) {
+    if (!node.IsScalar()) {
+      Error(node, what + " must be a duration like 500ms, 10s or 5m");
+      return std::nullopt;
+    }
+    auto d = ParseDuration(node.Scalar());
+    if (!d) Error(node, what + " must be a duration like 500ms, 10s or 5m, got '" + node.Scalar() + "'");
+    return d;
+  }
+
+ private:
+  std::string origin_;
+  std::vector<std::string>& errors_;
+};
+
+bool ValidCollectorName(const std::string& name) {
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// `unit` must stand as a whole component of the name: pg_x_seconds, pg_x_seconds_total.
+bool NameCarriesUnit(const std::string& metric, const std::string& unit) {
+  std::string needle = "_" + unit;
+  for (size_t pos = metric.find(needle); pos != std::string::npos; pos = metric.find(needle, pos + 1)) {
+    size_t end = pos + needle.size();
+    if (end == metric.size() || metric[end] == '_') return true;
+  }
+  return false;
+}
+
+void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec, Definition& def) {
+  Column col;
+  col.name = col_name;
+  std::string ctx = "column '" + col_name + "'";
+  if (spec.IsScalar()) {
+    const std::string& s = spec.Scalar();
+    if (s == "label") {
+      col.usage = ColumnUsage::Label;
+      col.label = col_name;
+    } else if (s == "ignore") {
+      col.usage = ColumnUsage::Ignore;
+    } else {
+      r.Error(spec, ctx + ": expected 'label', 'ignore' or a map with one of label, gauge, counter, ignore; got '" + s + "'");
+      return;
+    }
+  } else if (spec.IsMap()) {
+    r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "help", "unit", "scale"});
+    int kinds = 0;
+    for (const char* k : {"label", "gauge", "counter", "ignore"}) kinds += spec[k] ? 1 : 0;
+    if (kinds != 1) {
+      r.Error(spec, ctx + ": needs exactly one of label, gauge, counter, ignore");
+      return;
+    }
+    if (spec["label"]) {
+      col.usage = ColumnUsage::Label;
+      if (auto s = r.String(spec["label"], ctx + ".label")) col.label = *s;
+      if (spec["help"] || spec["unit"] || spec["scale"])
+        r.Error(spec, ctx + ": help, unit and scale apply to gauge and counter columns only");
+    } else if (spec["ignore"]) {
+      col.usage = ColumnUsage::Ignore;
+    } else {
+      bool counter = bool(spec["counter"]);
+      col.usage = counter ? ColumnUsage::Counter : ColumnUsage::Gauge;
+      if (auto s = r.String(spec[counter ? "counter" : "gauge"], ctx + ".metric")) col.metric = *s;
+      if (spec["help"]) {
+        if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
+      }
+      if (spec["unit"]) {
+        if (auto s = r.String(spec["unit"], ctx + ".unit")) col.unit = *s;
+      }
+      if (spec["scale"]) {
+        if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
+      }
+      if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
+      if (!ValidMetricName(col.metric)) {
+        r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+      } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
+        r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
+      } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
+        r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
+      }
+      if (!col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
+        r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
+    }
+  } else {
+    r.Error(spec, ctx + ": expected 'label', 'ignore' or a map");
+    return;
+  }
+  if (col.usage == ColumnUsage::Label) {
+    if (!ValidLabelName(col.label)) {
+      r.Error(spec, ctx + ": invalid label name '" + col.label + "' (must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __)");
+    } else if (def.scope == Scope::Database && col.label == "datname") {
+      r.Error(spec, ctx + ": label 'datname' is added by the agent to database-scoped collectors; choose another name");
+    }
+  }
+  def.columns.push_back(std::move(col));
+}
+
+std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
+  if (!node.IsMap()) {
+    r.Error(node, "a collector must be a map");
+    return std::nullopt;
+  }
+  Definition def;
+  def.origin = r.Where(node);
+  r.CheckKeys(node, "collector", {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql",
+                                  "columns", "max_series"});
+  std::string ctx = "collector";
+  if (!node["name"]) {
+    r.Error(node, "collector: missing required key 'name'");
+  } else if (auto s = r.String(node["name"], "name")) {
+    def.name = *s;
+    ctx = "collector '" + def.name + "'";
+    if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
+  }
+  if (!node["help"]) {
+    r.Error(node, ctx + ": missing required key 'help'");
+  } else if (auto s = r.String(node["help"], ctx + ".help")) {
+    def.help = *s;
+  }
+  if (node["scope"]) {
+    if (auto s = r.String(node["scope"], ctx + ".scope")) {
+      if (*s == "server") def.scope = Scope::Server;
+      else if (*s == "database") def.scope = Scope::Database;
+      else r.Error(node["scope"], ctx + ".scope: must be 'server' or 'database', got '" + *s + "'");
+    }
+  }
+  if (node["ttl"]) {
+    if (auto d = r.Duration(node["ttl"], ctx + ".ttl")) def.ttl = *d;
+  }
+  if (node["timeout"]) {
+    if (auto d = r.Duration(node["timeout"], ctx + ".timeout")) {
+      if (d->count() <= 0) r.Error(node["timeout"], ctx + ".timeout: must be more than 0");
+      def.timeout = *d;
+    }
+  }
+  if (node["max_series"]) {
+    if (auto v = r.Integer(node["max_series"], ctx + ".max_series")) {
+      if (*v <= 0) r.Error(node["max_series"], ctx + ".max_series: must be at least 1");
+      else def.max_series = static_cast<size_t>(*v);
+    }
+  }
+  if (const YAML::Node req = node["requires"]) {
+    if (!req.IsMap()) {
+      r.Error(req, ctx + ".requires: must be a map with extension and/or role");
+    } else {
+      r.CheckKeys(req, ctx + ".requires", {"extension", "role"});
+      if (req["extension"] && !req["extension"].IsNull()) {
+        if (auto s = r.String(req["extension"], ctx + ".requires.extension")) def.required_extension = *s;
+      }
+      if (req["role"]) {
+        if (auto s = r.String(req["role"], ctx + ".requires.role")) {
+          if (*s == "any") def.required_role = Role::Any;
+          else if (*s == "primary") def.required_role = Role::Primary;
+          else if (*s == "replica") def.required_role = Role::Replica;
+          else r.Error(req["role"], ctx + ".requires.role: must be primary, replica or any, got '" + *s + "'");
+        }
+      }
+    }
+  }
+  if (node["sql"] && node["variants"]) {
+    r.Error(node, ctx + ": give either 'sql' or 'variants', not both");
+  } else if (node["sql"]) {
+    if (auto s = r.String(node["sql"], ctx + ".sql")) def.variants.push_back(Variant{0, 1'000'000, *s});
+  } else if (const YAML::Node vs = node["variants"]) {
+    if (!vs.IsSequence() || vs.size() == 0) {
+      r.Error(vs, ctx + ".variants: must be a non-empty list");
+    } else {
+      for (const YAML::Node& v : vs) {
+        if (!v.IsMap()) {
+          r.Error(v, ctx + ".variants: each variant must be a map");
+          continue;
+        }
+        r.CheckKeys(v, ctx + " variant", {"min_version", "max_version", "sql"});
+        Variant var;
+        if (v["min_version"]) {
+          if (auto i = r.Integer(v["min_version"], ctx + " variant min_version")) var.min_version = static_cast<int>(*i);
+        }
+        if (v["max_version"]) {
+          if (auto i = r.Integer(v["max_version"], ctx + " variant max_version")) var.max_version = static_cast<int>(*i);
+        }
+        if (!v["sql"]) r.Error(v, ctx + " variant: missing required key 'sql'");
+        else if (auto s = r.String(v["sql"], ctx + " variant sql")) var.sql = *s;
+        if (var.min_version >= var.max_version)
+          r.Error(v, ctx + " variant: min_version " + std::to_string(var.min_version) +
+                         " must be below max_version " + std::to_string(var.max_version) +
+                         " (max_version is exclusive)");
+        def.variants.push_back(std::move(var));
+      }
+      std::vector<std::pair<Variant, YAML::Node>> sorted;
+      for (size_t i = 0; i < def.variants.size(); ++i) sorted.emplace_back(def.variants[i], vs[i]);
+      std::sort(sorted.begin(), sorted.end(),
+                [](const auto& a, const auto& b) { return a.first.min_version < b.first.min_version; });
+      for (size_t i = 1; i < sorted.size(); ++i) {
+        if (sorted[i].first.min_version < sorted[i - 1].first.max_version)
+          r.Error(sorted[i].second, ctx + ": variant for versions [" + std::to_string(sorted[i].first.min_version) +
+                                        ", " + std::to_string(sorted[i].first.max_version) +
+                                        ") overlaps the variant for [" +
+                                        std::to_string(sorted[i - 1].first.min_version) + ", " +
+                                        std::to_string(sorted[i - 1].first.max_version) + ")");
+      }
+    }
+  } else {
+    r.Error(node, ctx + ": missing required key 'sql' (or 'variants')");
+  }
+  for (const Variant& v : def.variants) {
+    if (v.sql.find_first_not_of(" \t\r\n") == std::string::npos) r.Error(node, ctx + ": a variant has empty sql");
+  }
+  if (const YAML::Node cols = node["columns"]) {
+    if (!cols.IsMap() || cols.size() == 0) {
+      r.Error(cols, ctx + ".columns: must be a non-empty map of result column to usage");
+    } else {
+      std::set<std::string> seen;
+      for (auto it = cols.begin(); it != cols.end(); ++it) {
+        if (!it->first.IsScalar()) {
+          r.Error(it->first, ctx + ".columns: column names must be strings");
+          continue;
+        }
+        if (!seen.insert(it->first.Scalar()).second) {
+          r.Error(it->first, ctx + ".columns: column '" + it->first.Scalar() + "' is given twice");
+          continue;
+        }
+        ParseColumn(r, it->first.Scalar(), it->second, def);
+      }
+      bool has_metric = false;
+      std::map<std::string, std::string> labels;
+      std::set<std::string> metrics;
+      for (const Column& c : def.columns) {
+        if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
+          has_metric = true;
+          if (!metrics.insert(c.metric).second)
+            r.Error(cols, ctx + ": metric '" + c.metric + "' is produced by two columns");
+        }
+        if (c.usage == ColumnUsage::Label && !labels.emplace(c.label, c.name).second)
+          r.Error(cols, ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" +
+                            c.name + "'");
+      }
+      if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column, so it produces nothing");
+    }
+  } else {
+    r.Error(node, ctx + ": missing required key 'columns'");
+  }
+  return def;
+}
+
+}  // namespace
+
+bool ValidMetricName(const std::string& name) {
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+              (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ValidLabelName(const std::string& name) {
+  if (name.empty() || name.rfind("__", 0) == 0) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+const Variant* Definition::VariantFor(int server_version_num) const {
+  for (const Variant& v : variants) {
+    if (server_version_num >= v.min_version && server_version_num < v.max_version) return &v;
+  }
+  return nullptr;
+}
+
+const Column* Definition::FindColumn(const std::string& column) const {
+  for (const Column& c : columns) {
+    if (c.name == column) return &c;
+  }
+  return nullptr;
+}
+
+LoadResult LoadDefinitions(const std::vector<Source>& sources) {
+  LoadResult result;
+  std::vector<Definition> merged;  // in first-defined order; overrides replace in place
+  for (const Source& src : sources) {
+    Reader r(src.origin, result.errors);
+    YAML::Node root;
+    try {
+      root = YAML::Load(src.text);
+    } catch (const YAML::Exception& e) {
+      result.errors.push_back(src.origin + ":" + std::to_string(e.mark.line + 1) + ":" +
+                              std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+      continue;
+    }
+    if (root.IsNull()) continue;  // an empty file defines nothing
+    if (!root.IsMap()) {
+      r.Error(root, "expected a map with a 'collectors' list at the top");
+      continue;
+    }
+    r.CheckKeys(root, "file", {"collectors"});
+    const YAML::Node list = root["collectors"];
+    if (!list) {
+      r.Error(root, "missing top-level key 'collectors'");
+      continue;
+    }
+    if (!list.IsSequence()) {
+      r.Error(list, "'collectors' must be a list");
+      continue;
+    }
+    std::map<std::string, std::string> in_this_source;
+    for (const YAML::Node& item : list) {
+      auto def = ParseDefinition(r, item);
+      if (!def || def->name.empty()) continue;
+      auto [it, fresh] = in_this_source.emplace(def->name, def->origin);
+      if (!fresh) {
+        r.Error(item, "collector '" + def->name + "' is defined twice in this file (first at " + it->second + ")");
+        continue;
+      }
+      auto existing = std::find_if(merged.begin(), merged.end(),
+                                   [&](const Definition& d) { return d.name == def->name; });
+      if (existing != merged.end()) *existing = std::move(*def);
+      else merged.push_back(std::move(*def));
+    }
+  }
+  std::map<std::string, const Definition*> owner;
+  for (const Definition& d : merged) {
+    for (const Column& c : d.columns) {
+      if (c.usage != ColumnUsage::Gauge && c.usage != ColumnUsage::Counter) continue;
+      auto [it, fresh] = owner.emplace(c.metric, &d);
+      if (!fresh && it->second != &d)
+        result.errors.push_back(d.origin + ": collector '" + d.name + "': metric '" + c.metric +
+                                "' is already produced by collector '" + it->second->name + "' (" +
+                                it->second->origin + ")");
+    }
+  }
+  if (result.errors.empty()) result.definitions = std::move(merged);
+  return result;
+}
+
+std::vector<Source> ReadDefinitionDirectory(const std::string& dir, std::vector<std::string>& errors) {
+  std::vector<Source> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) {
+    errors.push_back(dir + ": cannot open definitions directory: " + std::strerror(errno));
+    return out;
+  }
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    auto ends = [&](const std::string& suf) {
+      return n.size() > suf.size() && n.compare(n.size() - suf.size(), suf.size(), suf) == 0;
+    };
+    if (ends(".yaml") || ends(".yml")) names.push_back(n);
+  }
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    std::string path = dir + "/" + n;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      errors.push_back(path + ": cannot read: " + std::strerror(errno));
+      continue;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    out.push_back(Source{path, ss.str()});
+  }
+  return out;
+}
+
+}  // namespace pgpulse::collectors

@@ -1,0 +1,126 @@
+#include "collectors/mapping.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <unordered_set>
+
+namespace pgpulse::collectors {
+
+std::optional<double> ParseSampleValue(std::string_view text) {
+  if (text == "t") return 1.0;
+  if (text == "f") return 0.0;
+  if (text == "NaN") return std::numeric_limits<double>::quiet_NaN();
+  if (text == "Infinity") return std::numeric_limits<double>::infinity();
+  if (text == "-Infinity") return -std::numeric_limits<double>::infinity();
+  double v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (p != text.data() + text.size() || text.empty()) return std::nullopt;
+  if (ec == std::errc::result_out_of_range) {
+    // from_chars reports huge numerics (e.g. 1e400) as out of range; strtod saturates.
+    return std::strtod(std::string(text).c_str(), nullptr);
+  }
+  if (ec != std::errc()) return std::nullopt;
+  return v;
+}
+
+MappedResult MapRows(const Definition& def, const TableView& table,
+                     const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+  MappedResult out;
+  // Resolve result columns against the definition, both ways.
+  std::vector<const Column*> spec(table.columns.size(), nullptr);
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    spec[c] = def.FindColumn(table.columns[c]);
+    if (!spec[c]) {
+      out.error = "query returned column '" + table.columns[c] + "' which 'columns' does not describe";
+      return out;
+    }
+  }
+  for (const Column& col : def.columns) {
+    bool present = false;
+    for (const std::string& name : table.columns) present = present || name == col.name;
+    if (!present) {
+      out.error = "column '" + col.name + "' is described but the query did not return it";
+      return out;
+    }
+  }
+  std::vector<size_t> label_cols, metric_cols;
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage == ColumnUsage::Label) label_cols.push_back(c);
+    if (spec[c]->usage == ColumnUsage::Gauge || spec[c]->usage == ColumnUsage::Counter) {
+      metric_cols.push_back(c);
+      Family f;
+      f.name = spec[c]->metric;
+      f.help = spec[c]->help;
+      f.kind = spec[c]->usage == ColumnUsage::Counter ? MetricKind::Counter : MetricKind::Gauge;
+      out.families.push_back(std::move(f));
+    }
+  }
+
+  // Pass 1: every row's label suffix into one arena, so that pass 2 can
+  // deduplicate through string_views that stay valid.
+  std::string prefix;
+  bool first = true;
+  for (const auto& [k, v] : extra_labels) {
+    AppendLabel(prefix, k, v, first);
+    first = false;
+  }
+  const bool any_labels = !extra_labels.empty() || !label_cols.empty();
+  std::string arena;
+  std::vector<uint32_t> row_end;
+  row_end.reserve(table.rows);
+  arena.reserve(table.rows * (prefix.size() + 16 * label_cols.size() + 2));
+  for (size_t r = 0; r < table.rows; ++r) {
+    if (any_labels) {
+      arena.push_back('{');
+      arena.append(prefix);
+      bool f = extra_labels.empty();
+      for (size_t c : label_cols) {
+        const Cell& cell = table.at(r, c);
+        AppendLabel(arena, spec[c]->label, cell.null ? std::string_view() : cell.view(), f);
+        f = false;
+      }
+      arena.push_back('}');
+    }
+    row_end.push_back(static_cast<uint32_t>(arena.size()));
+  }
+
+  // Pass 2: values, duplicates, limit.
+  for (Family& f : out.families) {
+    f.suffix_end.reserve(table.rows);
+    f.values.reserve(table.rows);
+  }
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(table.rows);
+  for (size_t r = 0; r < table.rows; ++r) {
+    size_t begin = r == 0 ? 0 : row_end[r - 1];
+    std::string_view suffix(arena.data() + begin, row_end[r] - begin);
+    size_t present = 0;
+    for (size_t c : metric_cols) present += table.at(r, c).null ? 0 : 1;
+    if (!seen.insert(suffix).second) {
+      out.dropped_duplicates += present;
+      continue;
+    }
+    if (out.series + present > def.max_series) {
+      out.dropped_limit += present;
+      continue;
+    }
+    for (size_t i = 0; i < metric_cols.size(); ++i) {
+      const Cell& cell = table.at(r, metric_cols[i]);
+      if (cell.null) continue;
+      auto v = ParseSampleValue(cell.view());
+      if (!v) {
+        out.error = "column '" + table.columns[metric_cols[i]] + "' has value '" + std::string(cell.view()) +
+                    "' in row " + std::to_string(r + 1) + ", which is not a number";
+        out.families.clear();
+        out.series = 0;
+        return out;
+      }
+      out.families[i].Add(suffix, *v * spec[metric_cols[i]]->scale);
+    }
+    out.series += present;
+  }
+  return out;
+}
+
+}  // namespace pgpulse::collectors

@@ -1,0 +1,48 @@
+#pragma once
+// Turns a query result into metric families, per a definition's columns.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "collectors/definition.h"
+#include "collectors/family.h"
+
+namespace pgpulse::collectors {
+
+// A query result as text cells, row-major; cells point into storage the
+// caller keeps alive (a pqxx::result, or strings in a test).
+struct Cell {
+  const char* data = nullptr;
+  size_t size = 0;
+  bool null = true;
+  std::string_view view() const { return std::string_view(data, size); }
+};
+
+struct TableView {
+  std::vector<std::string> columns;
+  size_t rows = 0;
+  std::vector<Cell> cells;  // rows * columns.size()
+  const Cell& at(size_t row, size_t col) const { return cells[row * columns.size() + col]; }
+};
+
+struct MappedResult {
+  std::vector<Family> families;  // one per metric column, in column order
+  size_t series = 0;             // samples kept
+  size_t dropped_duplicates = 0;  // samples whose label set was already seen
+  size_t dropped_limit = 0;       // samples beyond the definition's max_series
+  std::string error;              // non-empty: the result could not be mapped at all
+};
+
+// `extra_labels` (e.g. datname for database-scoped collectors) come first in
+// every sample's label set, before the definition's label columns.
+MappedResult MapRows(const Definition& def, const TableView& table,
+                     const std::vector<std::pair<std::string, std::string>>& extra_labels);
+
+// Parses a PostgreSQL text value as a sample value: numbers, NaN/Infinity,
+// and booleans t/f as 1/0.
+std::optional<double> ParseSampleValue(std::string_view text);
+
+}  // namespace pgpulse::collectors

@@ -1,0 +1,30 @@
+#include "collectors/plan.h"
+
+namespace pgpulse::collectors {
+
+Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& facts) {
+  Plan plan;
+  for (const Definition& def : definitions) {
+    if (def.required_role == Role::Primary && facts.in_recovery) {
+      plan.skipped.push_back({&def, "runs on a primary only; this server is in recovery"});
+      continue;
+    }
+    if (def.required_role == Role::Replica && !facts.in_recovery) {
+      plan.skipped.push_back({&def, "runs on a replica only; this server is a primary"});
+      continue;
+    }
+    if (def.required_extension && !facts.extensions.count(*def.required_extension)) {
+      plan.skipped.push_back({&def, "extension " + *def.required_extension + " is not installed"});
+      continue;
+    }
+    const Variant* v = def.VariantFor(facts.version_num);
+    if (!v) {
+      plan.skipped.push_back({&def, "no SQL variant for server_version_num " + std::to_string(facts.version_num)});
+      continue;
+    }
+    plan.run.push_back({&def, v});
+  }
+  return plan;
+}
+
+}  // namespace pgpulse::collectors

@@ -1,0 +1,41 @@
+#pragma once
+// Picks, for one server, which collectors run and with which SQL variant.
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "collectors/definition.h"
+
+namespace pgpulse::collectors {
+
+// What the agent learned about a server in this scrape.
+struct ServerFacts {
+  int version_num = 0;          // server_version_num, e.g. 150018
+  std::string version;          // server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)"
+  bool in_recovery = false;
+  std::set<std::string> extensions;  // installed in the connected database
+  bool operator==(const ServerFacts& o) const {
+    return version_num == o.version_num && in_recovery == o.in_recovery && extensions == o.extensions;
+  }
+};
+
+struct PlannedCollector {
+  const Definition* definition;
+  const Variant* variant;
+};
+
+struct SkippedCollector {
+  const Definition* definition;
+  std::string reason;  // shown on the landing page and by `pgpulse check --connect`
+};
+
+struct Plan {
+  std::vector<PlannedCollector> run;
+  std::vector<SkippedCollector> skipped;
+};
+
+// `definitions` must outlive the plan.
+Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& facts);
+
+}  // namespace pgpulse::collectors

@@ -1,0 +1,82 @@
+#include "collectors/runner.h"
+
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+
+#include <chrono>
+
+namespace pgpulse::collectors {
+
+namespace {
+
+TableView ViewOf(const pqxx::result& r) {
+  TableView t;
+  const auto ncols = static_cast<size_t>(r.columns());
+  t.columns.reserve(ncols);
+  for (pqxx::row::size_type c = 0; c < r.columns(); ++c) t.columns.emplace_back(r.column_name(c));
+  t.rows = r.size();
+  t.cells.resize(t.rows * ncols);
+  for (size_t i = 0; i < t.rows; ++i) {
+    const pqxx::row row = r[static_cast<pqxx::result::size_type>(i)];
+    for (size_t c = 0; c < ncols; ++c) {
+      const pqxx::field f = row[static_cast<pqxx::row::size_type>(c)];
+      Cell& cell = t.cells[i * ncols + c];
+      cell.null = f.is_null();
+      cell.data = f.c_str();
+      cell.size = f.size();
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout) {
+  pqxx::nontransaction tx(conn);
+  const std::string ms = std::to_string(std::max<int64_t>(1, timeout.count()));
+  // One round trip opens the guarded transaction; the caller's query is the second.
+  tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + ms + "; SET LOCAL lock_timeout = " + ms);
+  try {
+    pqxx::result r = tx.exec(sql);
+    tx.exec("COMMIT");
+    return r;
+  } catch (const pqxx::broken_connection&) {
+    throw;
+  } catch (...) {
+    try {
+      tx.exec("ROLLBACK");
+    } catch (...) {
+      // The original error is the one worth reporting.
+    }
+    throw;
+  }
+}
+
+CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
+                          const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+  CollectorRun run;
+  auto start = std::chrono::steady_clock::now();
+  try {
+    pqxx::result r = RunReadOnly(conn, planned.variant->sql, timeout);
+    run.mapped = MapRows(*planned.definition, ViewOf(r), extra_labels);
+    run.success = run.mapped.error.empty();
+    run.error = run.mapped.error;
+  } catch (const pqxx::broken_connection& e) {
+    run.connection_lost = true;
+    run.error = std::string("connection lost: ") + e.what();
+  } catch (const pqxx::sql_error& e) {
+    // 57014 query_canceled: statement_timeout fired on the server.
+    if (e.sqlstate() == "57014") run.error = "timed out after " + FormatDuration(timeout) + " (cancelled on the server): ";
+    run.error += e.what();
+  } catch (const std::exception& e) {
+    run.error = e.what();
+  }
+  if (!conn.is_open()) run.connection_lost = true;
+  while (!run.error.empty() && (run.error.back() == '\n' || run.error.back() == ' ')) run.error.pop_back();
+  run.duration_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return run;
+}
+
+}  // namespace pgpulse::collectors
