@@ -201,8 +201,6 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
   }
   Definition def;
   def.origin = r.Where(node);
-  r.CheckKeys(node, "collector", {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql",
-                                  "columns", "max_series"});
   std::string ctx = "collector";
   if (!node["name"]) {
     r.Error(node, "collector: missing required key 'name'");
@@ -211,6 +209,8 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     ctx = "collector '" + def.name + "'";
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
+  r.CheckKeys(node, ctx, {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql", "columns",
+                          "max_series"});
   if (!node["help"]) {
     r.Error(node, ctx + ": missing required key 'help'");
   } else if (auto s = r.String(node["help"], ctx + ".help")) {

@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/dsn.h"
+#include "agent/gzip.h"
+#include "agent/http_server.h"
+#include "agent/log.h"
+
+namespace pgpulse::agent {
+namespace {
+
+std::string Write(const std::string& text) {
+  char path[] = "/tmp/pgpulse-config-XXXXXX";
+  int fd = mkstemp(path);
+  EXPECT_GE(fd, 0);
+  ::close(fd);
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::string Joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+TEST(Config, FullFileLoads) {
+  std::string p = Write(R"(targets:
+  - name: main
+    dsn: postgresql://monitor@db1:5432/app
+    password_file: /run/secrets/pg
+  - name: replica
+    dsn: host=db2 user=monitor
+collectors:
+  directories: [/etc/pgpulse/queries.d]
+  disable: [database_size]
+scrape:
+  timeout: 8s
+  timeout_offset: 250ms
+connect_timeout: 3s
+)");
+  ConfigResult r = LoadConfig(p, "ignored", "");
+  ASSERT_TRUE(r.ok()) << Joined(r.errors);
+  ASSERT_EQ(r.config.targets.size(), 2u);
+  EXPECT_EQ(r.config.targets[0].password_file, "/run/secrets/pg");
+  EXPECT_EQ(r.config.scrape_timeout, Millis(8000));
+  EXPECT_EQ(r.config.timeout_offset, Millis(250));
+  EXPECT_EQ(r.config.connect_timeout, Millis(3000));
+  EXPECT_EQ(r.config.disabled_collectors.count("database_size"), 1u);
+  std::remove(p.c_str());
+}
+
+TEST(Config, NoFileMeansOneTargetFromDataSourceName) {
+  ConfigResult r = LoadConfig("", "postgresql://x@h/db", "/pw");
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r.config.targets.size(), 1u);
+  EXPECT_EQ(r.config.targets[0].name, "default");
+  EXPECT_EQ(r.config.targets[0].dsn, "postgresql://x@h/db");
+  EXPECT_EQ(r.config.targets[0].password_file, "/pw");
+}
+
+TEST(Config, ErrorsNameFileLineAndProblem) {
+  std::string p = Write("targets:\n  - name: a\n    dns: typo\nscrape:\n  timeout: soon\n");
+  ConfigResult r = LoadConfig(p, "", "");
+  ASSERT_FALSE(r.ok());
+  std::string all = Joined(r.errors);
+  EXPECT_NE(all.find(p + ":3:5: target: unknown key 'dns'"), std::string::npos) << all;
+  EXPECT_NE(all.find(p + ":5:12: scrape.timeout must be a duration"), std::string::npos) << all;
+  std::remove(p.c_str());
+}
+
+TEST(Config, DuplicateTargetNamesAreRejected) {
+  std::string p = Write("targets:\n  - name: a\n  - name: a\n");
+  ConfigResult r = LoadConfig(p, "", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(Joined(r.errors).find("target name 'a' is used twice"), std::string::npos);
+  std::remove(p.c_str());
+}
+
+TEST(Config, UnreadableFileIsAnError) {
+  ConfigResult r = LoadConfig("/nonexistent/pgpulse.yml", "", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(Joined(r.errors).find("/nonexistent/pgpulse.yml: cannot read config file"), std::string::npos);
+}
+
+TEST(Config, SyntaxErrorHasPosition) {
+  std::string p = Write("targets: [\n");
+  ConfigResult r = LoadConfig(p, "", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(Joined(r.errors).find("YAML syntax error"), std::string::npos);
+  std::remove(p.c_str());
+}
+
+TEST(Dsn, UriAndKeyValueFormsGetAgentSettings) {
+  std::string err;
+  auto a = ParseDsn("postgresql://mon:s3cret@db.example:6432/app?sslmode=require", "", Millis(5000), err);
+  ASSERT_TRUE(a) << err;
+  EXPECT_EQ(a->display, "host=db.example port=6432 dbname=app user=mon");
+  EXPECT_EQ(a->password, "s3cret");
+  EXPECT_NE(a->conninfo.find("application_name='pgpulse'"), std::string::npos);
+  EXPECT_NE(a->conninfo.find("sslmode='require'"), std::string::npos);
+  EXPECT_NE(a->conninfo.find("connect_timeout='5'"), std::string::npos);
+  auto b = ParseDsn("host=/var/run/postgresql user=mon application_name=other connect_timeout=9", "", Millis(5000), err);
+  ASSERT_TRUE(b) << err;
+  EXPECT_NE(b->conninfo.find("application_name='pgpulse'"), std::string::npos);
+  EXPECT_EQ(b->conninfo.find("application_name='other'"), std::string::npos);
+  EXPECT_NE(b->conninfo.find("connect_timeout='9'"), std::string::npos);
+}
+
+TEST(Dsn, PasswordFromFileWinsAndIsQuoted) {
+  std::string err;
+  auto a = ParseDsn("postgresql://mon:old@h/db", "n'ew\\pw", Millis(5000), err);
+  ASSERT_TRUE(a) << err;
+  EXPECT_EQ(a->password, "n'ew\\pw");
+  EXPECT_NE(a->conninfo.find("password='n\\'ew\\\\pw'"), std::string::npos) << a->conninfo;
+  EXPECT_EQ(a->display.find("pw"), std::string::npos);
+}
+
+TEST(Dsn, ParseErrorNeverRepeatsTheDsn) {
+  std::string err;
+  auto a = ParseDsn("host=h password=hunter2 bogus", "", Millis(5000), err);
+  ASSERT_FALSE(a);
+  EXPECT_NE(err.find("invalid DSN"), std::string::npos);
+  EXPECT_EQ(err.find("hunter2"), std::string::npos) << err;
+  EXPECT_EQ(err.find("bogus"), std::string::npos) << err;
+  auto b = ParseDsn("postgresql://u:hunter2@h/db?bogus=hunter2", "", Millis(5000), err);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(err.find("hunter2"), std::string::npos) << err;
+}
+
+TEST(Log, RedactsRegisteredSecrets) {
+  AddSecret("topsecret-pw");
+  EXPECT_EQ(Redact("password=topsecret-pw and topsecret-pw"), "password=[REDACTED] and [REDACTED]");
+}
+
+TEST(Gzip, AcceptEncodingNegotiation) {
+  EXPECT_TRUE(AcceptsGzip("gzip"));
+  EXPECT_TRUE(AcceptsGzip("deflate, gzip;q=0.5"));
+  EXPECT_TRUE(AcceptsGzip("GZIP"));
+  EXPECT_TRUE(AcceptsGzip("*"));
+  EXPECT_FALSE(AcceptsGzip("gzip;q=0"));
+  EXPECT_FALSE(AcceptsGzip("identity"));
+  EXPECT_FALSE(AcceptsGzip("xgzip"));
+  EXPECT_FALSE(AcceptsGzip(""));
+}
+
+TEST(Gzip, ProducesAGzipMember) {
+  std::string z = Gzip("hello hello hello hello");
+  ASSERT_GE(z.size(), 10u);
+  EXPECT_EQ(static_cast<unsigned char>(z[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(z[1]), 0x8b);
+}
+
+TEST(ListenAddress, ExporterStyleToCivetWeb) {
+  EXPECT_EQ(HttpServer::ToCivetPorts(":9679"), "9679");
+  EXPECT_EQ(HttpServer::ToCivetPorts("0.0.0.0:9679"), "9679");
+  EXPECT_EQ(HttpServer::ToCivetPorts("127.0.0.1:80"), "127.0.0.1:80");
+  EXPECT_EQ(HttpServer::ToCivetPorts("localhost:80"), "127.0.0.1:80");
+  EXPECT_EQ(HttpServer::ToCivetPorts("[::1]:80"), "[::1]:80");
+  EXPECT_EQ(HttpServer::ToCivetPorts("9679"), "");
+  EXPECT_EQ(HttpServer::ToCivetPorts(":99999"), "");
+  EXPECT_EQ(HttpServer::ToCivetPorts("host:abc"), "");
+  EXPECT_EQ(HttpServer::ToCivetPorts("example.com:80"), "");
+}
+
+}  // namespace
+}  // namespace pgpulse::agent

@@ -1,0 +1,148 @@
+#include "collectors/mapping.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace pgpulse::collectors {
+namespace {
+
+// Keeps cell storage alive for a TableView.
+struct Table {
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  TableView view;
+  Table(std::vector<std::string> columns, std::vector<std::vector<std::optional<std::string>>> r) : rows(std::move(r)) {
+    view.columns = std::move(columns);
+    view.rows = rows.size();
+    for (auto& row : rows) {
+      for (auto& cell : row) {
+        Cell c;
+        c.null = !cell.has_value();
+        if (cell) {
+          c.data = cell->data();
+          c.size = cell->size();
+        }
+        view.cells.push_back(c);
+      }
+    }
+  }
+};
+
+Definition Def(size_t max_series = 100) {
+  LoadResult r = LoadDefinitions({Source{"t.yaml", R"(collectors:
+  - name: act
+    help: h
+    sql: SELECT 1
+    columns:
+      datname: label
+      state: {label: state}
+      n: {gauge: pg_act, help: Sessions.}
+      t: {counter: pg_act_seconds_total, help: Time., unit: seconds, scale: 0.001}
+      note: ignore
+)"}});
+  EXPECT_TRUE(r.ok());
+  Definition d = r.definitions.at(0);
+  d.max_series = max_series;
+  return d;
+}
+
+std::string Samples(const Family& f) {
+  std::string s;
+  for (size_t i = 0; i < f.size(); ++i) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " %g\n", f.values[i]);
+    s += f.name + std::string(f.suffix(i)) + buf;
+  }
+  return s;
+}
+
+TEST(Mapping, RowsBecomeOneFamilyPerMetricColumn) {
+  Table t({"datname", "state", "n", "t", "note"},
+          {{"app", "idle", "3", "1500", "x"}, {"app", "active", "1", "250", std::nullopt}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  ASSERT_EQ(m.families.size(), 2u);
+  EXPECT_EQ(m.families[0].name, "pg_act");
+  EXPECT_EQ(m.families[0].kind, MetricKind::Gauge);
+  EXPECT_EQ(m.families[1].kind, MetricKind::Counter);
+  EXPECT_EQ(Samples(m.families[0]), "pg_act{datname=\"app\",state=\"idle\"} 3\npg_act{datname=\"app\",state=\"active\"} 1\n");
+  EXPECT_EQ(Samples(m.families[1]),
+            "pg_act_seconds_total{datname=\"app\",state=\"idle\"} 1.5\n"
+            "pg_act_seconds_total{datname=\"app\",state=\"active\"} 0.25\n");
+  EXPECT_EQ(m.series, 4u);
+}
+
+TEST(Mapping, ExtraLabelsComeFirstAndValuesAreEscaped) {
+  Table t({"datname", "state", "n", "t", "note"}, {{"we\"ird\\db\nx", std::nullopt, "1", "1", "x"}});
+  MappedResult m = MapRows(Def(), t.view, {{"target", "main"}});
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  EXPECT_EQ(std::string(m.families[0].suffix(0)), "{target=\"main\",datname=\"we\\\"ird\\\\db\\nx\",state=\"\"}");
+}
+
+TEST(Mapping, DuplicateLabelSetsAreDroppedAndCounted) {
+  Table t({"datname", "state", "n", "t", "note"},
+          {{"a", "idle", "1", "1", "x"}, {"a", "idle", "2", "2", "y"}, {"b", "idle", "3", "3", "z"}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  ASSERT_TRUE(m.error.empty());
+  EXPECT_EQ(m.families[0].size(), 2u);
+  EXPECT_EQ(m.families[0].values[0], 1);  // the first row wins
+  EXPECT_EQ(m.dropped_duplicates, 2u);
+  EXPECT_EQ(m.series, 4u);
+}
+
+TEST(Mapping, SeriesBeyondTheLimitAreDroppedAndCounted) {
+  Table t({"datname", "state", "n", "t", "note"},
+          {{"a", "1", "1", "1", "x"}, {"b", "1", "1", "1", "x"}, {"c", "1", "1", "1", "x"}});
+  MappedResult m = MapRows(Def(/*max_series=*/4), t.view, {});
+  ASSERT_TRUE(m.error.empty());
+  EXPECT_EQ(m.series, 4u);
+  EXPECT_EQ(m.dropped_limit, 2u);
+  EXPECT_EQ(m.families[0].size(), 2u);
+}
+
+TEST(Mapping, NullValueEmitsNoSample) {
+  Table t({"datname", "state", "n", "t", "note"}, {{"a", "idle", std::nullopt, "5", "x"}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  ASSERT_TRUE(m.error.empty());
+  EXPECT_EQ(m.families[0].size(), 0u);
+  EXPECT_EQ(m.families[1].size(), 1u);
+  EXPECT_EQ(m.series, 1u);
+}
+
+TEST(Mapping, UndescribedResultColumnIsAnError) {
+  Table t({"datname", "state", "n", "t", "note", "surprise"}, {{"a", "b", "1", "1", "x", "?"}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  EXPECT_NE(m.error.find("'surprise'"), std::string::npos) << m.error;
+  EXPECT_TRUE(m.families.empty());
+}
+
+TEST(Mapping, DescribedColumnMissingFromResultIsAnError) {
+  Table t({"datname", "state", "n", "note"}, {{"a", "b", "1", "x"}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  EXPECT_NE(m.error.find("column 't' is described but the query did not return it"), std::string::npos) << m.error;
+}
+
+TEST(Mapping, NonNumericValueIsAnErrorNamingColumnAndRow) {
+  Table t({"datname", "state", "n", "t", "note"}, {{"a", "b", "1", "1", "x"}, {"a", "c", "lots", "1", "x"}});
+  MappedResult m = MapRows(Def(), t.view, {});
+  EXPECT_NE(m.error.find("column 'n' has value 'lots' in row 2"), std::string::npos) << m.error;
+  EXPECT_TRUE(m.families.empty());
+}
+
+TEST(Mapping, ParsesPostgresTextValues) {
+  EXPECT_EQ(ParseSampleValue("t"), 1.0);
+  EXPECT_EQ(ParseSampleValue("f"), 0.0);
+  EXPECT_EQ(ParseSampleValue("42"), 42.0);
+  EXPECT_EQ(ParseSampleValue("-1.5e3"), -1500.0);
+  EXPECT_EQ(ParseSampleValue("12345678901234567890"), 12345678901234567890.0);
+  EXPECT_TRUE(std::isnan(*ParseSampleValue("NaN")));
+  EXPECT_EQ(ParseSampleValue("Infinity"), HUGE_VAL);
+  EXPECT_EQ(ParseSampleValue("-Infinity"), -HUGE_VAL);
+  EXPECT_TRUE(std::isinf(*ParseSampleValue("1e400")));
+  EXPECT_FALSE(ParseSampleValue(""));
+  EXPECT_FALSE(ParseSampleValue("12abc"));
+  EXPECT_FALSE(ParseSampleValue("{1,2}"));
+}
+
+}  // namespace
+}  // namespace pgpulse::collectors
