@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   app.add_option("--web.telemetry-path", telemetry, "Path under which to expose metrics")->capture_default_str();
   app.add_option("--log.level", level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--log.format", format, "logfmt or json")->capture_default_str();
+  app.fallthrough();  // `pgpulse check --config.file=...` reads naturally
   auto* check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
   bool connect = false;
   check->add_flag("--connect", connect, "Also run every collector once against each target and print a table");

@@ -38,7 +38,9 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
   // One round trip opens the guarded transaction; the caller's query is the second.
   tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + ms + "; SET LOCAL lock_timeout = " + ms);
   try {
-    pqxx::result r = tx.exec(sql);
+    // The extended protocol runs exactly one statement, so a definition
+    // cannot end the read-only transaction with "COMMIT; INSERT ...".
+    pqxx::result r = tx.exec_params(sql);
     tx.exec("COMMIT");
     return r;
   } catch (const pqxx::broken_connection&) {

@@ -1,0 +1,459 @@
+// The agent as users run it: a real binary, a real PostgreSQL, real HTTP.
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// A directory of extra collector definitions, removed with the object.
+class DefinitionsDir {
+ public:
+  explicit DefinitionsDir(const std::string& yaml) {
+    char tmpl[] = "/tmp/pgpulse-defs-XXXXXX";
+    path_ = mkdtemp(tmpl);
+    std::ofstream(path_ + "/extra.yaml") << yaml;
+  }
+  ~DefinitionsDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string ConfigFor(const PostgresServer& pg, const std::string& defs_dir, const std::string& extra = "") {
+  std::string c = "targets:\n  - name: main\n    dsn: \"" + pg.uri() + "\"\n";
+  if (!defs_dir.empty()) c += "collectors:\n  directories: [\"" + defs_dir + "\"]\n";
+  return c + extra;
+}
+
+std::string Scrape(const AgentProcess& agent, double prometheus_timeout = 0) {
+  std::vector<std::string> headers;
+  if (prometheus_timeout > 0) headers.push_back("X-Prometheus-Scrape-Timeout-Seconds: " + std::to_string(prometheus_timeout));
+  HttpResponse r = HttpGet(agent.url("/metrics"), headers);
+  EXPECT_EQ(r.status, 200) << r.body;
+  return r.body;
+}
+
+int StatementCalls(const PostgresServer& pg, const std::string& marker) {
+  std::string v = pg.Query("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%" + marker + "%'"
+                           " AND query NOT LIKE '%pg_stat_statements%'");
+  return std::stoi(v);
+}
+
+class AgentTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  static PostgresServer* pg_;
+};
+PostgresServer* AgentTest::pg_ = nullptr;
+
+TEST_F(AgentTest, ServesServerMetricsAndInfo) {
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0) << body;
+  std::string version = pg_->Query("SHOW server_version_num");
+  EXPECT_NE(body.find("server_version_num=\"" + version + "\""), std::string::npos) << body;
+  EXPECT_NE(body.find("in_recovery=\"false\""), std::string::npos);
+  EXPECT_EQ(SampleValue(body, "pg_connections_max"), std::stod(pg_->Query("SHOW max_connections")));
+  EXPECT_GE(CountSamples(body, "pg_database_xact_commit_total"), 1);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"database_stats\",target=\"default\"}"), 1.0);
+  EXPECT_EQ(CountSamples(body, "pgpulse_build_info"), 1);
+  EXPECT_GT(SampleValue(body, "process_resident_memory_bytes").value_or(0), 0);
+}
+
+TEST_F(AgentTest, OneConnectionIsReusedAcrossScrapes) {
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  for (int i = 0; i < 5; ++i) Scrape(*agent);
+  std::string pids = pg_->Query(
+      "SELECT count(DISTINCT backend_start) FROM pg_stat_activity WHERE application_name = 'pgpulse'");
+  EXPECT_EQ(pids, "1");
+}
+
+TEST_F(AgentTest, BrokenCollectorLeavesTheScrapeGreen) {
+  DefinitionsDir defs(R"(collectors:
+  - name: broken
+    help: Refers to a table that does not exist.
+    sql: SELECT count(*) AS n FROM no_such_table
+    columns:
+      n: {gauge: pg_broken_rows, help: Never produced.}
+)");
+  std::string cfg = WriteTempFile("broken.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  HttpResponse r = HttpGet(agent->url("/metrics"));
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(SampleValue(r.body, "pg_up"), 1.0);
+  EXPECT_EQ(SampleValue(r.body, "pgpulse_collector_success{collector=\"broken\",target=\"main\"}"), 0.0) << r.body;
+  EXPECT_EQ(SampleValue(r.body, "pgpulse_collector_errors_total{collector=\"broken\",target=\"main\"}"), 1.0);
+  EXPECT_EQ(CountSamples(r.body, "pg_broken_rows"), 0);
+  EXPECT_GE(CountSamples(r.body, "pg_connections"), 1);
+  EXPECT_NE(agent->Log().find("collector=broken"), std::string::npos);
+  EXPECT_NE(agent->Log().find("no_such_table"), std::string::npos) << agent->Log();
+  HttpResponse landing = HttpGet(agent->url("/"));
+  EXPECT_NE(landing.body.find("relation &quot;no_such_table&quot; does not exist"), std::string::npos) << landing.body;
+}
+
+TEST_F(AgentTest, SlowCollectorIsCancelledOnTheServer) {
+  DefinitionsDir defs(R"(collectors:
+  - name: slow
+    help: Sleeps far longer than its timeout.
+    timeout: 1s
+    sql: SELECT pg_sleep(30) IS NULL AS slow_marker_a
+    columns:
+      slow_marker_a: {gauge: pg_slow, help: Never produced.}
+)");
+  std::string cfg = WriteTempFile("slow.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  auto start = Clock::now();
+  std::string body = Scrape(*agent, 10);
+  EXPECT_LT(Seconds(start), 5.0);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"slow\",target=\"main\"}"), 0.0);
+  EXPECT_EQ(pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%slow_marker_a%' AND state = 'active'"
+                       " AND pid <> pg_backend_pid()"),
+            "0");
+  EXPECT_NE(agent->Log().find("timed out after 1s"), std::string::npos) << agent->Log();
+}
+
+TEST_F(AgentTest, ScrapeDeadlineCancelsALongCollectorOnTheServer) {
+  DefinitionsDir defs(R"(collectors:
+  - name: long
+    help: Its own timeout is generous; the scrape deadline is not.
+    timeout: 60s
+    sql: SELECT pg_sleep(30) IS NULL AS long_marker_b
+    columns:
+      long_marker_b: {gauge: pg_long, help: Never produced.}
+)");
+  std::string cfg = WriteTempFile("long.yml", ConfigFor(*pg_, defs.path(), "scrape:\n  timeout_offset: 500ms\n"));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  auto start = Clock::now();
+  std::string body = Scrape(*agent, 3);
+  EXPECT_LT(Seconds(start), 3.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%long_marker_b%' AND state = 'active'"
+                       " AND pid <> pg_backend_pid()"),
+            "0");
+}
+
+TEST_F(AgentTest, DefinitionThatWritesFailsAndWritesNothing) {
+  pg_->Exec("CREATE TABLE IF NOT EXISTS victim (id int); TRUNCATE victim; INSERT INTO victim VALUES (1)");
+  DefinitionsDir defs(R"(collectors:
+  - name: writer
+    help: Tries to insert.
+    sql: INSERT INTO victim VALUES (2) RETURNING id AS n
+    columns:
+      n: {gauge: pg_writer, help: Never produced.}
+  - name: deleter
+    help: Tries to delete through a CTE.
+    sql: WITH d AS (DELETE FROM victim RETURNING 1) SELECT count(*) AS n FROM d
+    columns:
+      n: {gauge: pg_deleter, help: Never produced.}
+  - name: escaper
+    help: Tries to leave the read-only transaction.
+    sql: COMMIT; INSERT INTO victim VALUES (3) RETURNING id AS n
+    columns:
+      n: {gauge: pg_escaper, help: Never produced.}
+)");
+  std::string cfg = WriteTempFile("writer.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"writer\",target=\"main\"}"), 0.0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"deleter\",target=\"main\"}"), 0.0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"escaper\",target=\"main\"}"), 0.0);
+  EXPECT_NE(agent->Log().find("read-only transaction"), std::string::npos) << agent->Log();
+  EXPECT_EQ(pg_->Query("SELECT string_agg(id::text, ',') FROM victim"), "1");
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
+}
+
+TEST_F(AgentTest, DuplicateRowsAreDroppedNotAServerError) {
+  DefinitionsDir defs(R"(collectors:
+  - name: dupes
+    help: Returns the same label set twice.
+    sql: SELECT 'a' AS l, 1 AS v UNION ALL SELECT 'a', 2 UNION ALL SELECT 'b', 3
+    columns:
+      l: label
+      v: {gauge: pg_dupes, help: Values.}
+)");
+  std::string cfg = WriteTempFile("dupes.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_dupes{l=\"a\"}"), 1.0);
+  EXPECT_EQ(SampleValue(body, "pg_dupes{l=\"b\"}"), 3.0);
+  EXPECT_EQ(CountSamples(body, "pg_dupes"), 2);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_series_dropped_total{collector=\"dupes\",reason=\"duplicate\",target=\"main\"}"),
+            1.0)
+      << body;
+}
+
+TEST_F(AgentTest, ConcurrentScrapesShareOneCollection) {
+  DefinitionsDir defs(R"(collectors:
+  - name: shared
+    help: Slow enough that scrapes overlap.
+    sql: SELECT pg_sleep(1.5) IS NULL AS shared_marker_c
+    columns:
+      shared_marker_c: {gauge: pg_shared, help: Zero.}
+)");
+  std::string cfg = WriteTempFile("shared.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  int before = StatementCalls(*pg_, "shared_marker_c");
+  std::vector<std::future<HttpResponse>> scrapes;
+  for (int i = 0; i < 6; ++i)
+    scrapes.push_back(std::async(std::launch::async, [&] { return HttpGet(agent->url("/metrics")); }));
+  for (auto& s : scrapes) {
+    HttpResponse r = s.get();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(SampleValue(r.body, "pg_shared"), 0.0);
+  }
+  EXPECT_EQ(StatementCalls(*pg_, "shared_marker_c") - before, 1);
+}
+
+TEST_F(AgentTest, TtlCacheAnswersWithoutQuerying) {
+  DefinitionsDir defs(R"(collectors:
+  - name: cached
+    help: Expensive, so cached.
+    ttl: 1h
+    sql: SELECT 7 AS cached_marker_d
+    columns:
+      cached_marker_d: {gauge: pg_cached, help: Seven.}
+)");
+  std::string cfg = WriteTempFile("cached.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  int before = StatementCalls(*pg_, "cached_marker_d");
+  std::string body;
+  for (int i = 0; i < 3; ++i) body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_cached"), 7.0);
+  EXPECT_EQ(StatementCalls(*pg_, "cached_marker_d") - before, 1);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_cache_hits_total{collector=\"cached\",target=\"main\"}"), 2.0);
+}
+
+TEST_F(AgentTest, GzipWhenTheClientAcceptsIt) {
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  HttpResponse z = HttpGet(agent->url("/metrics"), {"Accept-Encoding: gzip"});
+  ASSERT_EQ(z.status, 200);
+  EXPECT_EQ(z.headers["content-encoding"], "gzip");
+  std::string text = Gunzip(z.body);
+  EXPECT_EQ(SampleValue(text, "pg_up"), 1.0);
+  EXPECT_EQ(z.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+  HttpResponse plain = HttpGet(agent->url("/metrics"), {"Accept-Encoding: identity"});
+  EXPECT_EQ(plain.headers.count("content-encoding"), 0u);
+  EXPECT_EQ(SampleValue(plain.body, "pg_up"), 1.0);
+}
+
+TEST_F(AgentTest, HttpRoutesAndMethods) {
+  auto agent = AgentProcess::Start({"--web.telemetry-path=/custom"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(HttpGet(agent->url("/custom")).status, 200);
+  EXPECT_EQ(HttpGet(agent->url("/metrics")).status, 404);
+  EXPECT_EQ(HttpGet(agent->url("/nope")).status, 404);
+  EXPECT_EQ(HttpGet(agent->url("/healthz")).status, 200);
+  EXPECT_EQ(HttpGet(agent->url("/readyz")).status, 200);
+  HttpResponse post = HttpRequest("POST", agent->url("/custom"), {}, "x");
+  EXPECT_EQ(post.status, 405);
+  EXPECT_EQ(post.headers["allow"], "GET, HEAD");
+  EXPECT_EQ(HttpRequest("DELETE", agent->url("/healthz")).status, 405);
+  EXPECT_EQ(HttpRequest("HEAD", agent->url("/custom")).status, 200);
+  HttpResponse landing = HttpGet(agent->url("/"));
+  EXPECT_EQ(landing.status, 200);
+  EXPECT_NE(landing.body.find("<td>database_stats</td><td>ok</td>"), std::string::npos) << landing.body;
+  EXPECT_NE(landing.body.find("href=\"/custom\""), std::string::npos);
+}
+
+TEST_F(AgentTest, PromtoolFindsNoProblemInARealScrape) {
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  std::string body = Scrape(*agent);
+  std::string path = WriteTempFile("scrape.prom", body);
+  CommandResult r = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_EQ(r.output, "") << r.output;
+}
+
+TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
+  std::string cfg = WriteTempFile("reload.yml", ConfigFor(*pg_, ""));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pg_up"), 1.0);
+
+  WriteTempFile("reload.yml", "targets:\n  - name: main\n    dsn: [not, a, string]\n");
+  agent->Signal(SIGHUP);
+  std::string body;
+  for (int i = 0; i < 50; ++i) {
+    body = Scrape(*agent);
+    if (SampleValue(body, "pgpulse_config_last_reload_successful") == 0.0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 0.0);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
+  EXPECT_NE(agent->Log().find("reload.yml:3:10: target 'main'.dsn must be a string"), std::string::npos) << agent->Log();
+  EXPECT_TRUE(agent->Running());
+
+  DefinitionsDir defs(R"(collectors:
+  - name: added
+    help: Added by a reload.
+    sql: SELECT 42 AS v
+    columns:
+      v: {gauge: pg_added_by_reload, help: Forty-two.}
+)");
+  WriteTempFile("reload.yml", ConfigFor(*pg_, defs.path()));
+  agent->Signal(SIGHUP);
+  for (int i = 0; i < 50; ++i) {
+    body = Scrape(*agent);
+    if (SampleValue(body, "pg_added_by_reload")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(SampleValue(body, "pg_added_by_reload"), 42.0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 1.0);
+}
+
+TEST_F(AgentTest, BadDefinitionAtStartupIsRefusedWithPosition) {
+  DefinitionsDir defs("collectors:\n  - name: x\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, halp: h}}\n");
+  std::string cfg = WriteTempFile("baddef.yml", ConfigFor(*pg_, defs.path()));
+  CommandResult r = AgentProcess::Run({"--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find(defs.path() + "/extra.yaml:5:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown key 'halp'"), std::string::npos) << r.output;
+  CommandResult check = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(check.exit_status, 1);
+  EXPECT_NE(check.output.find("unknown key 'halp'"), std::string::npos) << check.output;
+}
+
+TEST_F(AgentTest, CheckConnectPrintsATableOfCollectors) {
+  CommandResult r = AgentProcess::Run({"check", "--connect"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("COLLECTOR"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("database_stats"), std::string::npos);
+  EXPECT_NE(r.output.find(" ok "), std::string::npos);
+  CommandResult offline = AgentProcess::Run({"check"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(offline.exit_status, 0) << offline.output;
+  EXPECT_EQ(offline.output.find("COLLECTOR"), std::string::npos);
+}
+
+TEST_F(AgentTest, PasswordNeverAppearsInLogsPagesOrMetrics) {
+  const std::string secret = "Zq7-unique-secret-Pw";
+  std::string dsn = "postgresql://no_such_role:" + secret + "@127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
+  auto agent = AgentProcess::Start({"--log.level=debug"}, {{"DATA_SOURCE_NAME", dsn}});
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 0.0);
+  std::string landing = HttpGet(agent->url("/")).body;
+  std::string ready = HttpGet(agent->url("/readyz")).body;
+  EXPECT_NE(landing.find("no_such_role"), std::string::npos) << landing;
+  for (const std::string* s : {&body, &landing, &ready}) EXPECT_EQ(s->find(secret), std::string::npos) << *s;
+  EXPECT_EQ(agent->Log().find(secret), std::string::npos) << agent->Log();
+  CommandResult check = AgentProcess::Run({"check", "--connect"}, {{"DATA_SOURCE_NAME", dsn}});
+  EXPECT_EQ(check.exit_status, 1);
+  EXPECT_EQ(check.output.find(secret), std::string::npos) << check.output;
+  CommandResult bad = AgentProcess::Run({"check"}, {{"DATA_SOURCE_NAME", "host=h password=" + secret + " junk"}});
+  EXPECT_EQ(bad.exit_status, 1);
+  EXPECT_NE(bad.output.find("invalid DSN"), std::string::npos) << bad.output;
+  EXPECT_EQ(bad.output.find(secret), std::string::npos) << bad.output;
+}
+
+TEST_F(AgentTest, SigtermStopsCleanlyAndClosesConnections) {
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  Scrape(*agent);
+  EXPECT_EQ(pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"), "1");
+  EXPECT_EQ(agent->Stop(), 0);
+  std::string left = "1";
+  for (int i = 0; i < 50 && left != "0"; ++i) {
+    left = pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(left, "0");
+}
+
+TEST_F(AgentTest, InvalidFlagsAreRejected) {
+  CommandResult r = AgentProcess::Run({"--log.level=loud"});
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.output.find("--log.level"), std::string::npos) << r.output;
+  CommandResult l = AgentProcess::Run({"--web.listen-address=nonsense"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_NE(l.exit_status, 0);
+  EXPECT_NE(l.output.find("nonsense"), std::string::npos) << l.output;
+  CommandResult v = AgentProcess::Run({"--version"});
+  EXPECT_EQ(v.exit_status, 0);
+  EXPECT_NE(v.output.find("pgpulse"), std::string::npos);
+}
+
+TEST_F(AgentTest, JsonLogsAreOneObjectPerLine) {
+  auto agent = AgentProcess::Start({"--log.format=json"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  Scrape(*agent);
+  agent->Stop();
+  std::istringstream in(agent->Log());
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    ++lines;
+    EXPECT_EQ(line.front(), '{') << line;
+    EXPECT_EQ(line.back(), '}') << line;
+    EXPECT_NE(line.find("\"level\":"), std::string::npos) << line;
+  }
+  EXPECT_GE(lines, 2);
+}
+
+// Servers that stop, restart or never answer get their own PostgreSQL.
+TEST(AgentOutage, UpGoesToZeroWithinTheDeadlineAndBackWithoutRestart) {
+  auto pg = PostgresServer::Start();
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg->uri()}});
+  EXPECT_EQ(SampleValue(Scrape(*agent, 3), "pg_up"), 1.0);
+  pid_t pid = agent->pid();
+
+  pg->Stop();
+  auto start = Clock::now();
+  std::string body = Scrape(*agent, 3);
+  EXPECT_LT(Seconds(start), 3.0);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 0.0) << body;
+  EXPECT_EQ(CountSamples(body, "pg_connections"), 0);
+  EXPECT_EQ(HttpGet(agent->url("/readyz")).status, 503);
+
+  pg->StartAgain();
+  std::optional<double> up;
+  for (int i = 0; i < 60 && up != 1.0; ++i) {
+    up = SampleValue(Scrape(*agent, 3), "pg_up");
+    if (up != 1.0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  EXPECT_EQ(up, 1.0);
+  EXPECT_EQ(agent->pid(), pid);
+  EXPECT_TRUE(agent->Running());
+}
+
+TEST(AgentOutage, ServerThatNeverAnswersIsDownWithinTheDeadline) {
+  // A listening socket nobody reads: TCP connects, PostgreSQL's protocol never starts.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::string dsn = "host=127.0.0.1 port=" + std::to_string(ntohs(addr.sin_port)) + " user=x dbname=x sslmode=disable";
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", dsn}});
+  for (int i = 0; i < 2; ++i) {
+    auto start = Clock::now();
+    std::string body = Scrape(*agent, 2);
+    EXPECT_LT(Seconds(start), 2.0);
+    EXPECT_EQ(SampleValue(body, "pg_up"), 0.0);
+  }
+  close(fd);
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
