@@ -26,6 +26,7 @@ void WriteExposition(std::string& out, const std::vector<const Family*>& familie
 // that one writer serves both. Counter, gauge, untyped and histogram are
 // supported; a summary is converted like prometheus-cpp writes it.
 // Timestamps (ClientMetric::timestamp_ms) are ignored: we never set them.
+// Histogram and summary counts become doubles, exact up to 2^53.
 std::vector<Family> FromPrometheus(const std::vector<prometheus::MetricFamily>& families);
 
 }  // namespace pgpulse::collectors

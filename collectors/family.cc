@@ -1,0 +1,130 @@
+#include "collectors/family.h"
+
+#include <cstdint>
+#include <cstring>
+
+namespace pgpulse::collectors {
+
+namespace {
+
+// For each byte, the letter that follows the backslash when it is escaped,
+// or 0 when it is written as is.
+struct EscapeTable {
+  char letter[256];
+};
+
+constexpr EscapeTable MakeEscapeTable(bool quote) {
+  EscapeTable table{};
+  table.letter[static_cast<unsigned char>('\\')] = '\\';
+  table.letter[static_cast<unsigned char>('\n')] = 'n';
+  if (quote) table.letter[static_cast<unsigned char>('"')] = '"';
+  return table;
+}
+
+constexpr EscapeTable kLabelValueEscapes = MakeEscapeTable(true);
+constexpr EscapeTable kHelpEscapes = MakeEscapeTable(false);
+
+// Copies unescaped runs whole, so the usual value with nothing to escape
+// costs one scan and one append.
+void AppendEscaped(std::string& out, std::string_view text, const EscapeTable& table) {
+  const char* run = text.data();
+  const char* end = text.data() + text.size();
+  for (const char* p = run; p != end; ++p) {
+    char letter = table.letter[static_cast<unsigned char>(*p)];
+    if (letter == 0) continue;
+    out.append(run, static_cast<size_t>(p - run));
+    out.push_back('\\');
+    out.push_back(letter);
+    run = p + 1;
+  }
+  out.append(run, static_cast<size_t>(end - run));
+}
+
+// Whether `text` holds a backslash, double quote or newline, tested eight
+// bytes at a time: label values rarely need escaping, and this check is most
+// of the work of appending one.
+bool NeedsLabelEscape(std::string_view text) {
+  constexpr uint64_t kOnes = 0x0101'0101'0101'0101;
+  constexpr uint64_t kHighBits = 0x8080'8080'8080'8080;
+  auto has_byte = [](uint64_t word, unsigned char byte) {
+    uint64_t x = word ^ (kOnes * byte);
+    return (x - kOnes) & ~x & kHighBits;  // nonzero iff some byte of x is zero
+  };
+  const char* p = text.data();
+  const char* end = p + text.size();
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    if (has_byte(word, '\\') | has_byte(word, '"') | has_byte(word, '\n')) return true;
+  }
+  for (; p != end; ++p) {
+    if (kLabelValueEscapes.letter[static_cast<unsigned char>(*p)] != 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string_view KindName(MetricKind kind) {
+  switch (kind) {
+    case MetricKind::Gauge:
+      return "gauge";
+    case MetricKind::Counter:
+      return "counter";
+    case MetricKind::Histogram:
+      return "histogram";
+    case MetricKind::Untyped:
+      return "untyped";
+    case MetricKind::Summary:
+      return "summary";
+  }
+  return "untyped";
+}
+
+void AppendLabel(std::string& out, std::string_view name, std::string_view value, bool first) {
+  size_t escapes = 0;
+  if (NeedsLabelEscape(value)) {
+    for (char c : value) escapes += kLabelValueEscapes.letter[static_cast<unsigned char>(c)] != 0;
+  }
+  size_t at = out.size();
+  out.resize(at + (first ? 0 : 1) + name.size() + 2 + value.size() + escapes + 1);
+  char* p = out.data() + at;
+  if (!first) *p++ = ',';
+  std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  *p++ = '=';
+  *p++ = '"';
+  if (escapes == 0) {
+    std::memcpy(p, value.data(), value.size());
+    p += value.size();
+  } else {
+    for (char c : value) {
+      char letter = kLabelValueEscapes.letter[static_cast<unsigned char>(c)];
+      if (letter != 0) *p++ = '\\';
+      *p++ = letter != 0 ? letter : c;
+    }
+  }
+  *p = '"';
+}
+
+std::string RenderLabels(const std::vector<std::pair<std::string, std::string>>& labels) {
+  std::string out;
+  if (labels.empty()) return out;
+  size_t size = 2;
+  for (const auto& [name, value] : labels) size += name.size() + value.size() + 4;
+  out.reserve(size);
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [name, value] : labels) {
+    AppendLabel(out, name, value, first);
+    first = false;
+  }
+  out.push_back('}');
+  return out;
+}
+
+void AppendEscapedHelp(std::string& out, std::string_view help) {
+  AppendEscaped(out, help, kHelpEscapes);
+}
+
+}  // namespace pgpulse::collectors
