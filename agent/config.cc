@@ -18,11 +18,23 @@ class ConfigReader {
  public:
   ConfigReader(std::string origin, std::vector<std::string>& errors) : origin_(std::move(origin)), errors_(errors) {}
 
-  void Error(const YAML::Node& n, const std::string& what) {
+  std::string Where(const YAML::Node& n) const {
     YAML::Mark m = n.Mark();
     std::string where = origin_;
     if (!m.is_null()) where += ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-    errors_.push_back(where + ": " + what);
+    return where;
+  }
+  void Error(const YAML::Node& n, const std::string& what) { errors_.push_back(Where(n) + ": " + what); }
+
+  // A positive whole number.
+  size_t Count(const YAML::Node& n, const std::string& ctx) {
+    if (n.IsScalar()) {
+      const std::string& s = n.Scalar();
+      if (!s.empty() && s.size() < 10 && s.find_first_not_of("0123456789") == std::string::npos && std::stoul(s) > 0)
+        return std::stoul(s);
+    }
+    Error(n, ctx + " must be a whole number of at least 1");
+    return 1;
   }
 
   bool Map(const YAML::Node& n, const std::string& ctx, std::initializer_list<const char*> allowed) {
@@ -98,10 +110,40 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     }
   }
   if (const YAML::Node c = root["collectors"]) {
-    if (r.Map(c, "collectors", {"directories", "disable"})) {
+    if (r.Map(c, "collectors", {"directories", "disable", "enable", "overrides"})) {
       if (c["directories"]) cfg.definition_dirs = r.StrList(c["directories"], "collectors.directories");
       if (c["disable"]) {
         for (auto& n : r.StrList(c["disable"], "collectors.disable")) cfg.disabled_collectors.insert(n);
+      }
+      if (c["enable"]) {
+        for (auto& n : r.StrList(c["enable"], "collectors.enable")) cfg.enabled_collectors.insert(n);
+      }
+      if (const YAML::Node o = c["overrides"]) {
+        if (!o.IsMap()) {
+          r.Error(o, "collectors.overrides must map collector names to settings");
+        } else {
+          for (auto it = o.begin(); it != o.end(); ++it) {
+            std::string name = r.Str(it->first, "collectors.overrides key");
+            std::string ctx = "collectors.overrides." + name;
+            CollectorOverride ov;
+            ov.where = r.Where(it->first);
+            const YAML::Node v = it->second;
+            if (!r.Map(v, ctx, {"ttl", "timeout", "max_series", "max_rows"})) continue;
+            Millis d{0};
+            if (v["ttl"]) {
+              r.Duration(v["ttl"], ctx + ".ttl", d);
+              ov.ttl = d;
+            }
+            if (v["timeout"]) {
+              r.Duration(v["timeout"], ctx + ".timeout", d);
+              if (d.count() <= 0) r.Error(v["timeout"], ctx + ".timeout must be more than 0");
+              ov.timeout = d;
+            }
+            if (v["max_series"]) ov.max_series = r.Count(v["max_series"], ctx + ".max_series");
+            if (v["max_rows"]) ov.max_rows = r.Count(v["max_rows"], ctx + ".max_rows");
+            cfg.overrides[name] = ov;
+          }
+        }
       }
     }
   }

@@ -2,6 +2,7 @@
 // The agent's configuration file (YAML) and how flags and the environment fill it in.
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,11 +22,22 @@ struct TargetConfig {
   }
 };
 
+// Per-collector settings the config may change without editing definitions.
+struct CollectorOverride {
+  std::optional<Millis> ttl;
+  std::optional<Millis> timeout;
+  std::optional<size_t> max_series;
+  std::optional<size_t> max_rows;
+  std::string where;  // file:line:col, for errors about an unknown collector
+};
+
 struct Config {
   std::string origin = "(defaults)";  // the file it came from
   std::vector<TargetConfig> targets;
   std::vector<std::string> definition_dirs;  // searched after the embedded set; later files override
   std::set<std::string> disabled_collectors;
+  std::set<std::string> enabled_collectors;  // turns on definitions marked `enabled: false`
+  std::map<std::string, CollectorOverride> overrides;
   Millis scrape_timeout{10'000};     // cap on a scrape's deadline
   Millis timeout_offset{500};        // subtracted from Prometheus's scrape timeout
   Millis connect_timeout{5'000};

@@ -2,7 +2,15 @@
 
 #include <civetweb.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "agent/gzip.h"
 #include "agent/log.h"
@@ -64,14 +72,50 @@ std::string HttpServer::Start(const std::string& listen_address) {
   ctx_ = mg_start2(&init, &err);
   if (!ctx_) return "cannot listen on " + listen_address + ": " + (text[0] ? text : "unknown error");
   mg_set_request_handler(ctx_, "**", &HttpServer::Handle, this);
+  // Where Stop() can reach the listener: the bound address, or loopback for a wildcard.
+  if (ports.find(':') != std::string::npos) {
+    std::string host = ports.substr(0, ports.rfind(':'));
+    if (host.front() == '[') host = host.substr(1, host.size() - 2);
+    wake_host_ = host == "::" ? "" : host;
+  }
   return "";
 }
 
 void HttpServer::Stop() {
-  if (ctx_) {
+  if (!ctx_) return;
+  // CivetWeb's accept loop looks at its stop flag only when poll() returns,
+  // which takes up to 2 s on an idle server; a connection wakes it at once.
+  mg_server_port ports[4];
+  int n = mg_get_server_ports(ctx_, 4, ports);
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
     mg_stop(ctx_);
-    ctx_ = nullptr;
+    stopped = true;
+  });
+  for (int attempt = 0; attempt < 100 && !stopped; ++attempt) {
+    for (int i = 0; i < n; ++i) {
+      bool v6 = ports[i].protocol == 2;
+      int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+      if (fd < 0) continue;
+      if (v6) {
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_port = htons(static_cast<uint16_t>(ports[i].port));
+        inet_pton(AF_INET6, wake_host_.empty() ? "::1" : wake_host_.c_str(), &a.sin6_addr);
+        connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      } else {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<uint16_t>(ports[i].port));
+        inet_pton(AF_INET, wake_host_.empty() ? "127.0.0.1" : wake_host_.c_str(), &a.sin_addr);
+        connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      }
+      close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  stopper.join();
+  ctx_ = nullptr;
 }
 
 int HttpServer::Handle(mg_connection* conn, void* self) {

@@ -34,6 +34,7 @@ class HttpServer {
   Agent& agent_;
   std::string telemetry_path_;
   ::mg_context* ctx_ = nullptr;
+  std::string wake_host_;  // address Stop() connects to; "" = loopback
 };
 
 }  // namespace pgpulse::agent

@@ -58,13 +58,30 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
   errors.insert(errors.end(), defs.errors.begin(), defs.errors.end());
   std::set<std::string> known;
   for (const auto& d : defs.definitions) known.insert(d.name);
-  for (const std::string& name : cfg.disabled_collectors) {
-    if (defs.ok() && !known.count(name))
-      errors.push_back(cfg.origin + ": collectors.disable names unknown collector '" + name + "'");
+  if (defs.ok()) {
+    for (const std::string& name : cfg.disabled_collectors) {
+      if (!known.count(name)) errors.push_back(cfg.origin + ": collectors.disable names unknown collector '" + name + "'");
+    }
+    for (const std::string& name : cfg.enabled_collectors) {
+      if (!known.count(name)) errors.push_back(cfg.origin + ": collectors.enable names unknown collector '" + name + "'");
+      if (cfg.disabled_collectors.count(name))
+        errors.push_back(cfg.origin + ": collector '" + name + "' is both enabled and disabled");
+    }
+    for (const auto& [name, ov] : cfg.overrides) {
+      if (!known.count(name)) errors.push_back(ov.where + ": collectors.overrides names unknown collector '" + name + "'");
+    }
   }
   auto defs_kept = std::make_shared<Definitions>();
   for (auto& d : defs.definitions) {
-    if (!cfg.disabled_collectors.count(d.name)) defs_kept->push_back(std::move(d));
+    bool wanted = d.enabled ? !cfg.disabled_collectors.count(d.name) : cfg.enabled_collectors.count(d.name) > 0;
+    if (!wanted) continue;
+    if (auto it = cfg.overrides.find(d.name); it != cfg.overrides.end()) {
+      if (it->second.ttl) d.ttl = *it->second.ttl;
+      if (it->second.timeout) d.timeout = *it->second.timeout;
+      if (it->second.max_series) d.max_series = *it->second.max_series;
+      if (it->second.max_rows) d.max_rows = *it->second.max_rows;
+    }
+    defs_kept->push_back(std::move(d));
   }
 
   std::vector<std::pair<TargetConfig, ConnectionSpec>> specs;

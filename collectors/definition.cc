@@ -210,7 +210,7 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
   r.CheckKeys(node, ctx, {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series"});
+                          "max_series", "max_rows", "enabled"});
   if (!node["help"]) {
     r.Error(node, ctx + ": missing required key 'help'");
   } else if (auto s = r.String(node["help"], ctx + ".help")) {
@@ -237,6 +237,17 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
       if (*v <= 0) r.Error(node["max_series"], ctx + ".max_series: must be at least 1");
       else def.max_series = static_cast<size_t>(*v);
     }
+  }
+  if (node["max_rows"]) {
+    if (auto v = r.Integer(node["max_rows"], ctx + ".max_rows")) {
+      if (*v <= 0) r.Error(node["max_rows"], ctx + ".max_rows: must be at least 1");
+      else def.max_rows = static_cast<size_t>(*v);
+    }
+  }
+  if (node["enabled"]) {
+    const YAML::Node e = node["enabled"];
+    if (e.IsScalar() && (e.Scalar() == "true" || e.Scalar() == "false")) def.enabled = e.Scalar() == "true";
+    else r.Error(e, ctx + ".enabled: must be true or false");
   }
   if (const YAML::Node req = node["requires"]) {
     if (!req.IsMap()) {

@@ -1,6 +1,7 @@
 #pragma once
 // The collector definition model and its strict YAML loader.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,6 +45,10 @@ struct Definition {
   std::vector<Variant> variants;
   std::vector<Column> columns;
   size_t max_series = 10'000;
+  // Rows kept, in the query's order; the rest are dropped and counted. With
+  // an ORDER BY this makes a top-N (e.g. statements by total time).
+  size_t max_rows = SIZE_MAX;
+  bool enabled = true;  // false: runs only when the config enables it
   std::string origin;  // file:line of the definition, for messages
 
   // The variant for a server version, or nullptr when none covers it.

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
-#include <unordered_set>
+#include <functional>
 
 namespace pgpulse::collectors {
 
@@ -87,17 +87,41 @@ MappedResult MapRows(const Definition& def, const TableView& table,
 
   // Pass 2: values, duplicates, limit.
   for (Family& f : out.families) {
+    f.suffixes.reserve(arena.size());
     f.suffix_end.reserve(table.rows);
     f.values.reserve(table.rows);
   }
-  std::unordered_set<std::string_view> seen;
-  seen.reserve(table.rows);
-  for (size_t r = 0; r < table.rows; ++r) {
+  auto suffix_of = [&](size_t r) {
     size_t begin = r == 0 ? 0 : row_end[r - 1];
-    std::string_view suffix(arena.data() + begin, row_end[r] - begin);
+    return std::string_view(arena.data() + begin, row_end[r] - begin);
+  };
+  // Open addressing over row numbers: no allocation per row, unlike a node-based set.
+  size_t capacity = 16;
+  while (capacity < table.rows * 2) capacity <<= 1;
+  std::vector<uint32_t> slots(capacity, 0);  // row + 1; 0 = empty
+  const std::hash<std::string_view> hasher;
+  std::vector<size_t> hashes(table.rows);
+  for (size_t r = 0; r < table.rows; ++r) hashes[r] = hasher(suffix_of(r)) & (capacity - 1);
+  constexpr size_t kPrefetchAhead = 16;  // slot lookups are cache misses; start them early
+  auto first_time = [&](size_t r, std::string_view suffix) {
+    if (r + kPrefetchAhead < table.rows) __builtin_prefetch(&slots[hashes[r + kPrefetchAhead]]);
+    for (size_t i = hashes[r];; i = (i + 1) & (capacity - 1)) {
+      if (slots[i] == 0) {
+        slots[i] = static_cast<uint32_t>(r + 1);
+        return true;
+      }
+      if (suffix_of(slots[i] - 1) == suffix) return false;
+    }
+  };
+  for (size_t r = 0; r < table.rows; ++r) {
+    std::string_view suffix = suffix_of(r);
     size_t present = 0;
     for (size_t c : metric_cols) present += table.at(r, c).null ? 0 : 1;
-    if (!seen.insert(suffix).second) {
+    if (r >= def.max_rows) {
+      out.dropped_limit += present;
+      continue;
+    }
+    if (!first_time(r, suffix)) {
       out.dropped_duplicates += present;
       continue;
     }

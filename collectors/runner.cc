@@ -34,9 +34,13 @@ TableView ViewOf(const pqxx::result& r) {
 
 pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout) {
   pqxx::nontransaction tx(conn);
-  const std::string ms = std::to_string(std::max<int64_t>(1, timeout.count()));
+  const int64_t total = std::max<int64_t>(1, timeout.count());
+  // lock_timeout fires first, so a query stuck behind a lock says so rather
+  // than reporting a generic statement timeout.
+  const int64_t lock = std::max<int64_t>(1, total * 3 / 4);
   // One round trip opens the guarded transaction; the caller's query is the second.
-  tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + ms + "; SET LOCAL lock_timeout = " + ms);
+  tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + std::to_string(total) +
+          "; SET LOCAL lock_timeout = " + std::to_string(lock));
   try {
     // The extended protocol runs exactly one statement, so a definition
     // cannot end the read-only transaction with "COMMIT; INSERT ...".
@@ -70,6 +74,8 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
   } catch (const pqxx::sql_error& e) {
     // 57014 query_canceled: statement_timeout fired on the server.
     if (e.sqlstate() == "57014") run.error = "timed out after " + FormatDuration(timeout) + " (cancelled on the server): ";
+    // 55P03 lock_not_available: lock_timeout fired.
+    if (e.sqlstate() == "55P03") run.error = "waited too long for a lock (lock_timeout): ";
     run.error += e.what();
   } catch (const std::exception& e) {
     run.error = e.what();

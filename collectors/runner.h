@@ -22,8 +22,9 @@ struct CollectorRun {
   MappedResult mapped;
 };
 
-// Runs `sql` in `BEGIN READ ONLY` with statement_timeout and lock_timeout
-// set to `timeout`, then maps the rows. Never throws for database errors.
+// Runs `sql` in `BEGIN READ ONLY` with statement_timeout set to `timeout`
+// and lock_timeout to three quarters of it, then maps the rows. Never throws
+// for database errors.
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
                           const std::vector<std::pair<std::string, std::string>>& extra_labels);
 

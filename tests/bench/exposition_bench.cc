@@ -10,6 +10,7 @@
 
 #include "collectors/exposition.h"
 #include "collectors/family.h"
+#include "collectors/mapping.h"
 
 namespace pgpulse::collectors {
 namespace {
@@ -96,19 +97,97 @@ void BM_TextSerializer(benchmark::State& state) {
 }
 BENCHMARK(BM_TextSerializer)->Unit(benchmark::kMillisecond);
 
-// The collector path: query result rows to exposition text.
+// The collector path as the agent runs it: a query result (text cells, as
+// libpq returns them) through MapRows (labels, values, duplicate and limit
+// checks) and WriteExposition.
 void BM_RowsToText(benchmark::State& state) {
   std::vector<std::vector<std::string>> rows = Rows();
+  LoadResult defs = LoadDefinitions({Source{"bench.yaml", R"(collectors:
+  - name: statements
+    help: Benchmark shape.
+    max_series: 1000000
+    sql: SELECT 1
+    columns:
+      datname: label
+      usename: label
+      queryid: label
+      state: label
+      exec_time_ms: {counter: pg_statements_exec_time_seconds_total, help: Time., unit: seconds, scale: 0.001}
+)"}});
+  if (!defs.ok()) {
+    state.SkipWithError(defs.errors.front().c_str());
+    return;
+  }
+  TableView table;
+  table.columns = {"datname", "usename", "queryid", "state", "exec_time_ms"};
+  table.rows = rows.size();
+  for (const auto& row : rows) {
+    for (const std::string& cell : row) table.cells.push_back(Cell{cell.data(), cell.size(), false});
+  }
   std::string out;
   for (auto _ : state) {
-    Family family = Build(rows);
+    MappedResult mapped = MapRows(defs.definitions[0], table, {});
+    std::vector<const Family*> families;
+    for (const Family& f : mapped.families) families.push_back(&f);
     out.clear();
-    WriteExposition(out, {&family});
+    WriteExposition(out, families);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kSamples));
 }
 BENCHMARK(BM_RowsToText)->Unit(benchmark::kMillisecond);
+
+// pg_stat_statements-shaped: 10,000 rows of 4 labels and 10 metric columns,
+// the same 100,000 samples; the label block is built once per row.
+void BM_RowsToTextWideRows(benchmark::State& state) {
+  constexpr size_t kRows = kSamples / 10;
+  std::string yaml = R"(collectors:
+  - name: statements
+    help: Benchmark shape.
+    max_series: 1000000
+    sql: SELECT 1
+    columns:
+      datname: label
+      usename: label
+      queryid: label
+      toplevel: label
+)";
+  std::vector<std::string> columns = {"datname", "usename", "queryid", "toplevel"};
+  for (int m = 0; m < 10; ++m) {
+    columns.push_back("m" + std::to_string(m));
+    yaml += "      m" + std::to_string(m) + ": {counter: pg_bench_m" + std::to_string(m) + "_total, help: M.}\n";
+  }
+  LoadResult defs = LoadDefinitions({Source{"bench.yaml", yaml}});
+  if (!defs.ok()) {
+    state.SkipWithError(defs.errors.front().c_str());
+    return;
+  }
+  std::vector<std::vector<std::string>> rows = Rows();
+  std::vector<std::string> storage;
+  storage.reserve(kRows * columns.size());
+  for (size_t r = 0; r < kRows; ++r) {
+    storage.push_back(rows[r][0]);
+    storage.push_back(rows[r][1]);
+    storage.push_back(rows[r][2]);
+    storage.push_back(r % 2 ? "t" : "f");
+    for (int m = 0; m < 10; ++m) storage.push_back(rows[r * 10 + m][4]);
+  }
+  TableView table;
+  table.columns = columns;
+  table.rows = kRows;
+  for (const std::string& cell : storage) table.cells.push_back(Cell{cell.data(), cell.size(), false});
+  std::string out;
+  for (auto _ : state) {
+    MappedResult mapped = MapRows(defs.definitions[0], table, {});
+    std::vector<const Family*> families;
+    for (const Family& f : mapped.families) families.push_back(&f);
+    out.clear();
+    WriteExposition(out, families);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * kRows * 10));
+}
+BENCHMARK(BM_RowsToTextWideRows)->Unit(benchmark::kMillisecond);
 
 void BM_AppendValue(benchmark::State& state) {
   std::mt19937_64 random(1);

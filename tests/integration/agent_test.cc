@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include <pqxx/pqxx>
+
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
@@ -205,6 +207,51 @@ TEST_F(AgentTest, DuplicateRowsAreDroppedNotAServerError) {
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_series_dropped_total{collector=\"dupes\",reason=\"duplicate\",target=\"main\"}"),
             1.0)
       << body;
+}
+
+TEST_F(AgentTest, DatabaseScopedCollectorsAreLabelledWithTheirDatabase) {
+  DefinitionsDir defs(R"(collectors:
+  - name: tables_here
+    help: Counts user tables in the connected database.
+    scope: database
+    sql: SELECT count(*) AS n FROM pg_class WHERE relkind = 'r'
+    columns:
+      n: {gauge: pg_test_tables, help: Tables.}
+)");
+  std::string cfg = WriteTempFile("dbscope.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_test_tables{datname=\"postgres\"}"),
+            std::stod(pg_->Query("SELECT count(*) FROM pg_class WHERE relkind = 'r'")))
+      << body;
+}
+
+TEST_F(AgentTest, LockedTableTimesOutInsteadOfQueueing) {
+  pg_->Exec("CREATE TABLE IF NOT EXISTS locked_tbl (id int)");
+  DefinitionsDir defs(R"(collectors:
+  - name: locked
+    help: Reads a table another session holds an ACCESS EXCLUSIVE lock on.
+    timeout: 1s
+    sql: SELECT count(*) AS n FROM locked_tbl
+    columns:
+      n: {gauge: pg_locked_rows, help: Rows.}
+)");
+  std::string cfg = WriteTempFile("locked.yml", ConfigFor(*pg_, defs.path()));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  pqxx::connection holder(pg_->dsn());
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE locked_tbl IN ACCESS EXCLUSIVE MODE");
+  auto start = Clock::now();
+  std::string body = Scrape(*agent, 10);
+  EXPECT_LT(Seconds(start), 4.0);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"locked\",target=\"main\"}"), 0.0);
+  EXPECT_GE(CountSamples(body, "pg_connections"), 1);
+  EXPECT_NE(agent->Log().find("waited too long for a lock"), std::string::npos) << agent->Log();
+  EXPECT_EQ(pg_->Query("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)"
+                       " WHERE a.application_name = 'pgpulse' AND NOT l.granted"),
+            "0");
+  tx.abort();
 }
 
 TEST_F(AgentTest, ConcurrentScrapesShareOneCollection) {

@@ -54,6 +54,23 @@ connect_timeout: 3s
   std::remove(p.c_str());
 }
 
+TEST(Config, CollectorOverridesAndEnable) {
+  std::string p = Write(R"(collectors:
+  enable: [statement_text]
+  overrides:
+    statements: {max_rows: 500, ttl: 1m}
+    bloat: {timeout: 0s, max_series: many}
+)");
+  ConfigResult r = LoadConfig(p, "", "");
+  std::string all = Joined(r.errors);
+  EXPECT_EQ(r.config.enabled_collectors.count("statement_text"), 1u);
+  EXPECT_EQ(r.config.overrides["statements"].max_rows, 500u);
+  EXPECT_EQ(r.config.overrides["statements"].ttl, Millis(60000));
+  EXPECT_NE(all.find(p + ":5:22: collectors.overrides.bloat.timeout must be more than 0"), std::string::npos) << all;
+  EXPECT_NE(all.find("collectors.overrides.bloat.max_series must be a whole number"), std::string::npos) << all;
+  std::remove(p.c_str());
+}
+
 TEST(Config, NoFileMeansOneTargetFromDataSourceName) {
   ConfigResult r = LoadConfig("", "postgresql://x@h/db", "/pw");
   ASSERT_TRUE(r.ok());

@@ -216,6 +216,15 @@ TEST(Definition, ShorthandColumnsAndScale) {
   EXPECT_DOUBLE_EQ(d.FindColumn("v")->scale, 0.001);
 }
 
+TEST(Definition, MaxRowsAndEnabled) {
+  LoadResult r = LoadOne(BASE "    enabled: false\n    max_rows: 25\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  EXPECT_FALSE(r.definitions[0].enabled);
+  EXPECT_EQ(r.definitions[0].max_rows, 25u);
+  LoadResult bad = LoadOne(BASE "    enabled: maybe\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  EXPECT_NE(AllErrors(bad).find("enabled: must be true or false"), std::string::npos) << AllErrors(bad);
+}
+
 TEST(Definition, EmbeddedSetLoadsAndCoversPostgres12To18) {
   LoadResult r = LoadDefinitions(EmbeddedDefinitions());
   ASSERT_TRUE(r.ok()) << AllErrors(r);

@@ -100,6 +100,18 @@ TEST(Mapping, SeriesBeyondTheLimitAreDroppedAndCounted) {
   EXPECT_EQ(m.families[0].size(), 2u);
 }
 
+TEST(Mapping, RowsBeyondMaxRowsAreDroppedInQueryOrder) {
+  Definition d = Def();
+  d.max_rows = 2;
+  Table t({"datname", "state", "n", "t", "note"},
+          {{"a", "1", "1", "1", "x"}, {"b", "1", "1", "1", "x"}, {"c", "1", "1", "1", "x"}});
+  MappedResult m = MapRows(d, t.view, {});
+  ASSERT_TRUE(m.error.empty());
+  EXPECT_EQ(m.families[0].size(), 2u);
+  EXPECT_EQ(std::string(m.families[0].suffix(1)), "{datname=\"b\",state=\"1\"}");
+  EXPECT_EQ(m.dropped_limit, 2u);
+}
+
 TEST(Mapping, NullValueEmitsNoSample) {
   Table t({"datname", "state", "n", "t", "note"}, {{"a", "idle", std::nullopt, "5", "x"}});
   MappedResult m = MapRows(Def(), t.view, {});
