@@ -10,6 +10,8 @@
 #include "agent/http_server.h"
 #include "agent/log.h"
 #include "agent/runtime.h"
+#include "collectors/embedded.h"
+#include "collectors/reference.h"
 
 namespace {
 
@@ -34,7 +36,16 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
   bool connect = false;
   check->add_flag("--connect", connect, "Also run every collector once against each target and print a table");
+  auto* reference = app.add_subcommand("reference", "Print the metric reference (Markdown) of the built-in definitions");
   CLI11_PARSE(app, argc, argv);
+
+  if (*reference) {
+    auto defs = pgpulse::collectors::LoadDefinitions(pgpulse::collectors::EmbeddedDefinitions());
+    for (const auto& e : defs.errors) std::cerr << "error: " << e << "\n";
+    if (!defs.ok()) return 1;
+    std::cout << pgpulse::collectors::RenderReference(defs.definitions);
+    return 0;
+  }
 
   if (std::string e = InitLogging(level, format); !e.empty()) {
     std::cerr << e << "\n";

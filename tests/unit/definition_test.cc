@@ -1,4 +1,8 @@
 #include "collectors/definition.h"
+#include "collectors/reference.h"
+
+#include <fstream>
+#include <sstream>
 
 #include <gtest/gtest.h>
 
@@ -225,17 +229,50 @@ TEST(Definition, MaxRowsAndEnabled) {
   EXPECT_NE(AllErrors(bad).find("enabled: must be true or false"), std::string::npos) << AllErrors(bad);
 }
 
+// Only PostgreSQL 15 runs here, so version coverage is checked on the
+// definitions themselves: for every major 12..18 at most one variant applies,
+// and a collector that starts later (pg_stat_io from 16) has no gap after its start.
 TEST(Definition, EmbeddedSetLoadsAndCoversPostgres12To18) {
   LoadResult r = LoadDefinitions(EmbeddedDefinitions());
   ASSERT_TRUE(r.ok()) << AllErrors(r);
   ASSERT_FALSE(r.definitions.empty());
   for (const Definition& d : r.definitions) {
+    bool started = false;
     for (int major = 12; major <= 18; ++major) {
       int hits = 0;
-      for (const Variant& v : d.variants) hits += (major * 10000 >= v.min_version && major * 10000 < v.max_version);
-      EXPECT_EQ(hits, 1) << d.name << " on PostgreSQL " << major;
+      for (const Variant& v : d.variants) {
+        // The first and last minor of a major agree: range boundaries fall between majors.
+        bool first = major * 10000 >= v.min_version && major * 10000 < v.max_version;
+        bool last = major * 10000 + 9999 >= v.min_version && major * 10000 + 9999 < v.max_version;
+        EXPECT_EQ(first, last) << d.name << ": a variant boundary falls inside PostgreSQL " << major;
+        hits += first ? 1 : 0;
+      }
+      EXPECT_LE(hits, 1) << d.name << " on PostgreSQL " << major;
+      if (hits == 1) started = true;
+      else EXPECT_FALSE(started) << d.name << " has no variant for PostgreSQL " << major << " after an earlier one";
     }
+    EXPECT_TRUE(started) << d.name << " has no variant for any of PostgreSQL 12..18";
   }
+}
+
+TEST(Reference, CommittedMetricReferenceIsCurrent) {
+  LoadResult r = LoadDefinitions(EmbeddedDefinitions());
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  std::ifstream in(std::string(PGPULSE_SOURCE_DIR) + "/queries/METRICS.md");
+  std::stringstream committed;
+  committed << in.rdbuf();
+  EXPECT_TRUE(committed.str() == RenderReference(r.definitions))
+      << "queries/METRICS.md is stale: run ./build/pgpulse reference > queries/METRICS.md";
+}
+
+TEST(Reference, VersionSpans) {
+  Definition d;
+  d.variants = {Variant{0, 1'000'000, "x"}};
+  EXPECT_EQ(VersionSpan(d), "all");
+  d.variants = {Variant{160000, 1'000'000, "x"}};
+  EXPECT_EQ(VersionSpan(d), "16+");
+  d.variants = {Variant{0, 140000, "x"}, Variant{140000, 170000, "y"}};
+  EXPECT_EQ(VersionSpan(d), "12-16");
 }
 
 TEST(Duration, ParsesPrometheusStyle) {
