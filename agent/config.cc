@@ -93,12 +93,27 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     } else {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
-        if (!r.Map(t, "target", {"name", "dsn", "password_file"})) continue;
+        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
         if (t["dsn"]) tc.dsn = r.Str(t["dsn"], "target '" + tc.name + "'.dsn");
         if (t["password_file"]) tc.password_file = r.Str(t["password_file"], "target '" + tc.name + "'.password_file");
+        if (const YAML::Node l = t["labels"]) {
+          if (!l.IsMap()) {
+            r.Error(l, "target '" + tc.name + "'.labels must map label names to values");
+          } else {
+            for (auto it = l.begin(); it != l.end(); ++it) {
+              std::string key = r.Str(it->first, "label name");
+              std::string value = r.Str(it->second, "label '" + key + "'");
+              if (!collectors::ValidLabelName(key))
+                r.Error(it->first, "target '" + tc.name + "': invalid label name '" + key + "'");
+              else if (key == "target" || key == "datname")
+                r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the agent");
+              tc.labels.emplace_back(key, value);
+            }
+          }
+        }
         if (!tc.name.empty() &&
             tc.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
                 std::string::npos)
@@ -148,7 +163,11 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     }
   }
   if (const YAML::Node s = root["scrape"]) {
-    if (r.Map(s, "scrape", {"timeout", "timeout_offset"})) {
+    if (r.Map(s, "scrape", {"timeout", "timeout_offset", "collect_on_metrics_path"})) {
+      if (const YAML::Node c = s["collect_on_metrics_path"]) {
+        if (c.IsScalar() && (c.Scalar() == "true" || c.Scalar() == "false")) cfg.collect_on_metrics_path = c.Scalar() == "true";
+        else r.Error(c, "scrape.collect_on_metrics_path must be true or false");
+      }
       if (s["timeout"]) r.Duration(s["timeout"], "scrape.timeout", cfg.scrape_timeout);
       if (s["timeout_offset"]) r.Duration(s["timeout_offset"], "scrape.timeout_offset", cfg.timeout_offset);
       if (cfg.scrape_timeout.count() <= 0) r.Error(s["timeout"], "scrape.timeout must be more than 0");
@@ -180,7 +199,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                               ": YAML syntax error: " + e.msg);
     }
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}});
   return result;
 }
 

@@ -17,8 +17,10 @@ struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
   std::string password_file;  // optional; its first line is the password
+  // Constant labels on every sample of this target (e.g. cluster, env).
+  std::vector<std::pair<std::string, std::string>> labels;
   bool operator==(const TargetConfig& o) const {
-    return name == o.name && dsn == o.dsn && password_file == o.password_file;
+    return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels;
   }
 };
 
@@ -40,6 +42,9 @@ struct Config {
   std::map<std::string, CollectorOverride> overrides;
   Millis scrape_timeout{10'000};     // cap on a scrape's deadline
   Millis timeout_offset{500};        // subtracted from Prometheus's scrape timeout
+  // false: /metrics serves only the agent's own metrics and targets are
+  // scraped through /probe?target=NAME (one Prometheus target each).
+  bool collect_on_metrics_path = true;
   Millis connect_timeout{5'000};
 };
 

@@ -135,7 +135,8 @@ int HttpServer::Dispatch(mg_connection* conn) {
   const bool head = method == "HEAD";
   const char* text = "text/plain; charset=utf-8";
 
-  const bool known = path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz";
+  const bool known =
+      path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz" || path == "/probe";
   if (!known) {
     Send(conn, 404, "Not Found", text, "404 not found: " + path + "\n", "", head);
     return 404;
@@ -145,10 +146,27 @@ int HttpServer::Dispatch(mg_connection* conn) {
          "Allow: GET, HEAD\r\n", false);
     return 405;
   }
-  if (path == telemetry_path_) {
+  if (path == telemetry_path_ || path == "/probe") {
     double timeout = 0;
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
-    std::string body = agent_.RenderMetrics(timeout);
+    std::string body;
+    if (path == "/probe") {
+      char target[256];
+      const char* qs = ri->query_string ? ri->query_string : "";
+      int n = mg_get_var(qs, std::strlen(qs), "target", target, sizeof target);
+      if (n <= 0) {
+        Send(conn, 400, "Bad Request", text, "400 /probe needs ?target=NAME (a target from the config)\n", "", head);
+        return 400;
+      }
+      auto probe = agent_.RenderProbe(target, timeout);
+      if (!probe) {
+        Send(conn, 404, "Not Found", text, "404 no target named '" + std::string(target) + "' in the config\n", "", head);
+        return 404;
+      }
+      body = std::move(*probe);
+    } else {
+      body = agent_.RenderMetrics(timeout);
+    }
     std::string headers;
     const char* ae = mg_get_header(conn, "Accept-Encoding");
     if (ae && AcceptsGzip(ae)) {

@@ -84,6 +84,20 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     defs_kept->push_back(std::move(d));
   }
 
+  std::set<std::string> produced;  // label names collectors produce
+  for (const auto& d : *defs_kept) {
+    for (const auto& c : d.columns) {
+      if (c.usage == collectors::ColumnUsage::Label) produced.insert(c.label);
+    }
+  }
+  for (const TargetConfig& t : cfg.targets) {
+    for (const auto& [k, v] : t.labels) {
+      if (produced.count(k))
+        errors.push_back("target '" + t.name + "': constant label '" + k +
+                         "' is also produced by a collector; rename one of them");
+    }
+  }
+
   std::vector<std::pair<TargetConfig, ConnectionSpec>> specs;
   for (const TargetConfig& t : cfg.targets) {
     std::string password, error;
@@ -112,6 +126,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
   for (auto& [tc, spec] : specs) {
     Labels labels;
     if (several) labels.emplace_back("target", tc.name);
+    labels.insert(labels.end(), tc.labels.begin(), tc.labels.end());
     std::shared_ptr<Target> reuse;
     if (previous) {
       for (const auto& old : previous->targets) {
@@ -146,33 +161,49 @@ std::vector<std::string> Agent::Reload() {
   return {};
 }
 
-std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
-  auto rt = runtime();
+Clock::time_point Agent::Deadline(const Runtime& rt, double prometheus_timeout_seconds) const {
   using namespace std::chrono;
-  milliseconds budget = rt->config.scrape_timeout;
+  milliseconds budget = rt.config.scrape_timeout;
   if (prometheus_timeout_seconds > 0) {
-    auto from_header = milliseconds(static_cast<int64_t>(prometheus_timeout_seconds * 1000)) - rt->config.timeout_offset;
+    auto from_header = milliseconds(static_cast<int64_t>(prometheus_timeout_seconds * 1000)) - rt.config.timeout_offset;
     budget = std::min(budget, std::max(milliseconds(100), from_header));
   }
-  const auto deadline = Clock::now() + budget;
+  return Clock::now() + budget;
+}
 
+std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
+  auto rt = runtime();
+  std::vector<std::shared_ptr<Target>> targets;
+  if (rt->config.collect_on_metrics_path) targets = rt->targets;
+  return Render(*rt, targets, Deadline(*rt, prometheus_timeout_seconds), true);
+}
+
+std::optional<std::string> Agent::RenderProbe(const std::string& target, double prometheus_timeout_seconds) {
+  auto rt = runtime();
+  for (const auto& t : rt->targets) {
+    if (t->config().name == target) return Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false);
+  }
+  return std::nullopt;
+}
+
+std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
+                          Clock::time_point deadline, bool include_self) {
   // Every target's collection runs on its own worker; waiting on them in turn
   // costs no more than the slowest.
-  std::vector<std::shared_ptr<const Collection>> results(rt->targets.size());
+  std::vector<std::shared_ptr<const Collection>> results(targets.size());
   std::vector<std::thread> waits;
-  for (size_t i = 1; i < rt->targets.size(); ++i)
-    waits.emplace_back([&, i] { results[i] = rt->targets[i]->Scrape(rt->definitions, deadline); });
-  if (!rt->targets.empty()) results[0] = rt->targets[0]->Scrape(rt->definitions, deadline);
+  for (size_t i = 1; i < targets.size(); ++i)
+    waits.emplace_back([&, i] { results[i] = targets[i]->Scrape(rt.definitions, deadline); });
+  if (!targets.empty()) results[0] = targets[0]->Scrape(rt.definitions, deadline);
   for (auto& t : waits) t.join();
 
-  std::vector<collectors::Family> own;  // pg_up, pg_info
-  collectors::Family up, info;
+  collectors::Family up, info;  // made by the agent, not by a definition
   up.name = "pg_up";
   up.help = "1 if the server answered during this scrape, 0 if not.";
   info.name = "pg_info";
   info.help = "Always 1; labels give the server version and whether it is in recovery.";
-  for (size_t i = 0; i < rt->targets.size(); ++i) {
-    const Labels& labels = rt->targets[i]->labels();
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const Labels& labels = targets[i]->labels();
     up.Add(RenderSuffix(labels), results[i]->up ? 1 : 0);
     if (results[i]->up) {
       Labels l = labels;
@@ -182,14 +213,16 @@ std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
       info.Add(RenderSuffix(l), 1);
     }
   }
-  std::vector<const collectors::Family*> order{&up, &info};
+  std::vector<const collectors::Family*> order;
+  if (!targets.empty()) order = {&up, &info};
   for (const auto& r : results) {
     for (const CollectorOutcome& o : r->collectors) {
       if (!o.families) continue;
       for (const collectors::Family& f : *o.families) order.push_back(&f);
     }
   }
-  std::vector<collectors::Family> self = metrics_.Collect();
+  std::vector<collectors::Family> self;
+  if (include_self) self = metrics_.Collect();
   for (const auto& f : self) order.push_back(&f);
   std::string out;
   collectors::WriteExposition(out, order);

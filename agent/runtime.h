@@ -7,6 +7,7 @@
 // scrapes keep the snapshot they started with alive.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,18 @@ class Agent {
   // Collects every target within the deadline derived from Prometheus's
   // scrape timeout (<= 0 when the header was absent) and renders the text.
   std::string RenderMetrics(double prometheus_timeout_seconds);
+  // One configured target's metrics (the multi-target /probe pattern);
+  // nullopt when no target has that name.
+  std::optional<std::string> RenderProbe(const std::string& target, double prometheus_timeout_seconds);
   std::string RenderLanding(const std::string& telemetry_path) const;
   // True when every target answers within a short deadline.
   bool Ready(std::string& detail);
 
  private:
+  Clock::time_point Deadline(const Runtime& rt, double prometheus_timeout_seconds) const;
+  std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
+                     Clock::time_point deadline, bool include_self);
+
   AgentOptions options_;
   SelfMetrics& metrics_;
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only

@@ -371,6 +371,37 @@ TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
   EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 1.0);
 }
 
+TEST_F(AgentTest, ProbeServesOneConfiguredTargetWithItsLabels) {
+  std::string cfg = WriteTempFile("probe.yml", "targets:\n"
+                                               "  - name: first\n    dsn: \"" + pg_->uri() + "\"\n"
+                                               "    labels: {cluster: blue, env: test}\n"
+                                               "  - name: second\n    dsn: \"host=127.0.0.1 port=1 connect_timeout=2\"\n"
+                                               "scrape:\n  collect_on_metrics_path: false\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  HttpResponse first = HttpGet(agent->url("/probe?target=first"));
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(SampleValue(first.body, "pg_up{target=\"first\",cluster=\"blue\",env=\"test\"}"), 1.0) << first.body;
+  EXPECT_EQ(SampleValue(first.body, "pg_connections_max{target=\"first\",cluster=\"blue\",env=\"test\"}"),
+            std::stod(pg_->Query("SHOW max_connections")));
+  EXPECT_EQ(first.body.find("target=\"second\""), std::string::npos);
+  EXPECT_EQ(CountSamples(first.body, "pgpulse_build_info"), 0);
+  HttpResponse second = HttpGet(agent->url("/probe?target=second"));
+  EXPECT_EQ(SampleValue(second.body, "pg_up{target=\"second\"}"), 0.0) << second.body;
+  EXPECT_EQ(HttpGet(agent->url("/probe?target=nope")).status, 404);
+  EXPECT_EQ(HttpGet(agent->url("/probe")).status, 400);
+  HttpResponse own = HttpGet(agent->url("/metrics"));
+  EXPECT_EQ(CountSamples(own.body, "pg_up"), 0) << "collect_on_metrics_path: false";
+  EXPECT_EQ(CountSamples(own.body, "pgpulse_build_info"), 1);
+}
+
+TEST_F(AgentTest, ConstantLabelThatCollidesWithACollectorLabelIsRejected) {
+  std::string cfg = WriteTempFile("collide.yml", "targets:\n  - name: a\n    dsn: \"" + pg_->uri() +
+                                                   "\"\n    labels: {state: x}\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("constant label 'state' is also produced by a collector"), std::string::npos) << r.output;
+}
+
 TEST_F(AgentTest, BadDefinitionAtStartupIsRefusedWithPosition) {
   DefinitionsDir defs("collectors:\n  - name: x\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, halp: h}}\n");
   std::string cfg = WriteTempFile("baddef.yml", ConfigFor(*pg_, defs.path()));
