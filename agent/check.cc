@@ -36,7 +36,8 @@ int RunCheck(const AgentOptions& options, bool connect, std::ostream& out, std::
     for (const CollectorOutcome& o : c->collectors) {
       char dur[32];
       std::snprintf(dur, sizeof dur, "%.1fms", o.duration_seconds * 1000);
-      std::snprintf(line, sizeof line, "%-28s %-8s %10s %8zu  ", o.name.c_str(), StatusName(o.status), dur, o.series);
+      std::string name = o.database.empty() ? o.name : o.name + " (" + o.database + ")";
+      std::snprintf(line, sizeof line, "%-28s %-8s %10s %8zu  ", name.c_str(), StatusName(o.status), dur, o.series);
       out << line << o.detail << "\n";
       if (o.status == CollectorStatus::Failed) status = 1;
     }

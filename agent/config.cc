@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include "collectors/definition.h"
@@ -93,12 +94,39 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     } else {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
-        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels"})) continue;
+        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
         if (t["dsn"]) tc.dsn = r.Str(t["dsn"], "target '" + tc.name + "'.dsn");
         if (t["password_file"]) tc.password_file = r.Str(t["password_file"], "target '" + tc.name + "'.password_file");
+        if (const YAML::Node d = t["databases"]) {
+          std::string ctx = "target '" + tc.name + "'.databases";
+          if (r.Map(d, ctx, {"discover", "include", "exclude", "refresh", "max_connections"})) {
+            DatabaseDiscovery& dd = tc.databases;
+            if (const YAML::Node v = d["discover"]) {
+              if (v.IsScalar() && (v.Scalar() == "true" || v.Scalar() == "false")) dd.enabled = v.Scalar() == "true";
+              else r.Error(v, ctx + ".discover must be true or false");
+            }
+            for (const char* key : {"include", "exclude"}) {
+              if (!d[key]) continue;
+              auto list = r.StrList(d[key], ctx + "." + key);
+              for (size_t i = 0; i < list.size(); ++i) {
+                try {
+                  std::regex check(list[i]);
+                } catch (const std::regex_error& e) {
+                  r.Error(d[key][i], ctx + "." + key + ": invalid regex '" + list[i] + "': " + e.what());
+                }
+              }
+              (std::string(key) == "include" ? dd.include : dd.exclude) = list;
+            }
+            if (d["refresh"]) r.Duration(d["refresh"], ctx + ".refresh", dd.refresh);
+            if (d["max_connections"]) {
+              dd.max_connections = r.Count(d["max_connections"], ctx + ".max_connections");
+              if (dd.max_connections < 2) r.Error(d["max_connections"], ctx + ".max_connections must be at least 2");
+            }
+          }
+        }
         if (const YAML::Node l = t["labels"]) {
           if (!l.IsMap()) {
             r.Error(l, "target '" + tc.name + "'.labels must map label names to values");
@@ -199,7 +227,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                               ": YAML syntax error: " + e.msg);
     }
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}});
   return result;
 }
 

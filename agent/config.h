@@ -13,14 +13,29 @@ namespace pgpulse::agent {
 
 using collectors::Millis;
 
+// Which databases of a server the database-scoped collectors run in.
+struct DatabaseDiscovery {
+  bool enabled = false;               // false: only the DSN's database
+  std::vector<std::string> include;   // regexes, whole-name match; empty = all
+  std::vector<std::string> exclude;   // regexes, whole-name match
+  Millis refresh{300'000};
+  size_t max_connections = 4;         // per target, the DSN's own connection included
+  bool operator==(const DatabaseDiscovery& o) const {
+    return enabled == o.enabled && include == o.include && exclude == o.exclude && refresh == o.refresh &&
+           max_connections == o.max_connections;
+  }
+};
+
 struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
   std::string password_file;  // optional; its first line is the password
   // Constant labels on every sample of this target (e.g. cluster, env).
   std::vector<std::pair<std::string, std::string>> labels;
+  DatabaseDiscovery databases;
   bool operator==(const TargetConfig& o) const {
-    return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels;
+    return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
+           databases == o.databases;
   }
 };
 

@@ -82,7 +82,10 @@ std::optional<ConnectionSpec> ParseDsn(const std::string& dsn, const std::string
   if (!values.count("application_name")) order.emplace_back("application_name");
   values["application_name"] = "pgpulse";
 
-  for (const std::string& key : order) AppendPair(spec.conninfo, key, values[key]);
+  for (const std::string& key : order) {
+    AppendPair(spec.conninfo, key, values[key]);
+    spec.options.emplace_back(key, values[key]);
+  }
 
   auto shown = [&](const char* key, const char* env, const char* fallback) {
     if (values.count(key)) return values[key];
@@ -93,6 +96,21 @@ std::optional<ConnectionSpec> ParseDsn(const std::string& dsn, const std::string
                  " dbname=" + shown("dbname", "PGDATABASE", "(user name)") +
                  " user=" + shown("user", "PGUSER", "(OS user)");
   return spec;
+}
+
+std::string ConnectionSpec::ConninfoFor(const std::string& dbname) const {
+  std::string out;
+  bool replaced = false;
+  for (const auto& [key, value] : options) {
+    if (key == "dbname") {
+      AppendPair(out, key, dbname);
+      replaced = true;
+    } else {
+      AppendPair(out, key, value);
+    }
+  }
+  if (!replaced) AppendPair(out, "dbname", dbname);
+  return out;
 }
 
 std::optional<std::string> ReadPasswordFile(const std::string& path, std::string& error) {

@@ -4,6 +4,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "collectors/duration.h"
 
@@ -13,6 +15,10 @@ struct ConnectionSpec {
   std::string conninfo;  // complete libpq key=value string; holds the password: never log it
   std::string display;   // host, port, dbname and user only: safe for logs and pages
   std::string password;  // empty when none was given (libpq may still use PGPASSFILE)
+  std::vector<std::pair<std::string, std::string>> options;  // what conninfo is built from
+
+  // The same connection settings for another database of the server.
+  std::string ConninfoFor(const std::string& dbname) const;
 };
 
 // `dsn` is a URI or key=value string ("" means libpq's defaults: PGHOST,

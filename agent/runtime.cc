@@ -276,7 +276,8 @@ std::string Agent::RenderLanding(const std::string& telemetry_path) const {
     for (const CollectorOutcome& o : last->collectors) {
       char dur[32];
       std::snprintf(dur, sizeof dur, "%.1f ms", o.duration_seconds * 1000);
-      h += std::string("<tr class=\"") + StatusName(o.status) + "\"><td>" + HtmlEscape(o.name) + "</td><td>" +
+      std::string where = o.database.empty() ? "" : " <small>(" + HtmlEscape(o.database) + ")</small>";
+      h += std::string("<tr class=\"") + StatusName(o.status) + "\"><td>" + HtmlEscape(o.name) + where + "</td><td>" +
            StatusName(o.status) + "</td><td>" + dur + "</td><td>" + std::to_string(o.series) + "</td><td>" +
            HtmlEscape(o.detail) + "</td></tr>\n";
     }

@@ -92,25 +92,19 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
       .Set(1);
 }
 
-void SelfMetrics::CollectorRan(const std::string& target, const std::string& collector, bool success,
-                               double seconds, size_t series, size_t dropped_duplicates, size_t dropped_limit) {
+void SelfMetrics::CollectorDone(const std::string& target, const std::string& collector, size_t runs,
+                                size_t failures, size_t cache_hits, double seconds, size_t series,
+                                size_t dropped_duplicates, size_t dropped_limit) {
   prometheus::Labels l{{"target", target}, {"collector", collector}};
-  collector_duration_.Add(l).Set(seconds);
-  collector_success_.Add(l).Set(success ? 1 : 0);
-  auto& errors = collector_errors_.Add(l);
-  if (!success) errors.Increment();
+  if (runs > 0) collector_duration_.Add(l).Set(seconds);
+  collector_success_.Add(l).Set(failures == 0 ? 1 : 0);
+  collector_errors_.Add(l).Increment(static_cast<double>(failures));
+  collector_cache_hits_.Add(l).Increment(static_cast<double>(cache_hits));
   collector_series_.Add(l).Set(static_cast<double>(series));
-  auto& dup = collector_dropped_.Add({{"target", target}, {"collector", collector}, {"reason", "duplicate"}});
-  auto& lim = collector_dropped_.Add({{"target", target}, {"collector", collector}, {"reason", "limit"}});
-  dup.Increment(static_cast<double>(dropped_duplicates));
-  lim.Increment(static_cast<double>(dropped_limit));
-}
-
-void SelfMetrics::CollectorCacheHit(const std::string& target, const std::string& collector, size_t series) {
-  prometheus::Labels l{{"target", target}, {"collector", collector}};
-  collector_cache_hits_.Add(l).Increment();
-  collector_success_.Add(l).Set(1);
-  collector_series_.Add(l).Set(static_cast<double>(series));
+  collector_dropped_.Add({{"target", target}, {"collector", collector}, {"reason", "duplicate"}})
+      .Increment(static_cast<double>(dropped_duplicates));
+  collector_dropped_.Add({{"target", target}, {"collector", collector}, {"reason", "limit"}})
+      .Increment(static_cast<double>(dropped_limit));
 }
 
 void SelfMetrics::ScrapeDone(const std::string& target, double seconds, bool deadline_exceeded) {

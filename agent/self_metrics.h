@@ -21,9 +21,12 @@ class SelfMetrics {
  public:
   SelfMetrics(const std::string& version, const std::string& revision);
 
-  void CollectorRan(const std::string& target, const std::string& collector, bool success, double seconds,
-                    size_t series, size_t dropped_duplicates, size_t dropped_limit);
-  void CollectorCacheHit(const std::string& target, const std::string& collector, size_t series);
+  // One collector's work in one collection, summed over the databases it ran
+  // in: `runs` queries executed, `failures` of them (or of its databases) failed,
+  // `cache_hits` answered from its ttl cache.
+  void CollectorDone(const std::string& target, const std::string& collector, size_t runs, size_t failures,
+                     size_t cache_hits, double seconds, size_t series, size_t dropped_duplicates,
+                     size_t dropped_limit);
   void ScrapeDone(const std::string& target, double seconds, bool deadline_exceeded);
   void ReloadDone(bool success);
 

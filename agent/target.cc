@@ -45,6 +45,9 @@ const char* StatusName(CollectorStatus s) {
 
 Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetrics& metrics)
     : config_(std::move(config)), spec_(std::move(spec)), labels_(std::move(labels)), metrics_(metrics) {
+  // The config loader has already rejected invalid patterns.
+  for (const auto& p : config_.databases.include) include_.emplace_back(p);
+  for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -55,6 +58,12 @@ Target::~Target() {
   }
   cv_.notify_all();
   worker_.join();
+  for (auto& [name, db] : databases_) {
+    try {
+      if (db.conn) db.conn->disconnect();
+    } catch (...) {
+    }
+  }
   if (conn_) {
     try {
       conn_->disconnect();
@@ -191,6 +200,169 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
   return false;
 }
 
+void Target::Discover(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  std::vector<std::string> found;
+  try {
+    pqxx::result r = collectors::RunReadOnly(
+        *conn_, "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+        std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
+    for (const auto& row : r) {
+      std::string name = row[0].c_str();
+      bool in = include_.empty();
+      for (const auto& re : include_) in = in || std::regex_match(name, re);
+      for (const auto& re : exclude_) in = in && !std::regex_match(name, re);
+      if (in) found.push_back(name);
+    }
+  } catch (const std::exception& e) {
+    // Keep the previous list: a failed refresh must not drop every database.
+    LogWarn("database discovery failed", {{"target", config_.name}, {"error", OneLine(e.what())}});
+    if (conn_ && !conn_->is_open()) conn_.reset();
+    return;
+  }
+  discovery_done_ = true;
+  discovered_at_ = Clock::now();
+  if (found == discovered_) return;
+  for (auto it = databases_.begin(); it != databases_.end();) {
+    bool kept = std::binary_search(found.begin(), found.end(), it->first);
+    if (kept) {
+      ++it;
+      continue;
+    }
+    LogInfo("database gone, closing its connection", {{"target", config_.name}, {"database", it->first}});
+    std::string gone = it->first;
+    ++it;
+    CloseDatabase(gone);
+  }
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    std::string db = it->first.substr(it->first.find('\x1f') + 1);
+    if (!db.empty() && !std::binary_search(found.begin(), found.end(), db)) it = cache_.erase(it);
+    else ++it;
+  }
+  discovered_ = std::move(found);
+  std::string list;
+  for (const auto& d : discovered_) list += (list.empty() ? "" : ",") + d;
+  LogInfo("databases discovered", {{"target", config_.name}, {"count", std::to_string(discovered_.size())},
+                                   {"databases", list}});
+}
+
+void Target::CloseDatabase(const std::string& db) {
+  auto it = databases_.find(db);
+  if (it == databases_.end()) return;
+  try {
+    if (it->second.conn) it->second.conn->disconnect();
+  } catch (...) {
+  }
+  databases_.erase(it);
+}
+
+Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::time_point deadline,
+                                                 std::string& error) {
+  auto now = Clock::now();
+  auto found = databases_.find(db);
+  if (found != databases_.end() && found->second.conn && found->second.conn->is_open()) {
+    found->second.last_used = now;
+    return &found->second;
+  }
+  if (found != databases_.end() && now < found->second.next_attempt) {
+    error = "cannot connect to database " + db + ": " + found->second.last_error;
+    return nullptr;
+  }
+  // The DSN's own connection counts against the limit; close the least recently used others.
+  for (;;) {
+    size_t open = 0;
+    const std::string* oldest = nullptr;
+    Clock::time_point oldest_use = Clock::time_point::max();
+    for (auto& [name, d] : databases_) {
+      if (!d.conn) continue;
+      ++open;
+      if (d.last_used < oldest_use) {
+        oldest_use = d.last_used;
+        oldest = &name;
+      }
+    }
+    if (open + 1 < config_.databases.max_connections || !oldest) break;
+    databases_[*oldest].conn.reset();
+  }
+  DatabaseConnection& d = databases_[db];
+  d.last_used = now;
+  try {
+    d.conn = std::make_unique<pqxx::connection>(spec_.ConninfoFor(db));
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
+                                             std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
+    d.extensions.clear();
+    for (const auto& row : r) d.extensions.insert(row[0].c_str());
+    d.backoff = std::chrono::milliseconds(0);
+    LogDebug("connected", {{"target", config_.name}, {"database", db}});
+    return &d;
+  } catch (const std::exception& e) {
+    d.conn.reset();
+    d.backoff = d.backoff.count() == 0 ? kMinBackoff : std::min(kMaxBackoff, d.backoff * 2);
+    d.next_attempt = Clock::now() + d.backoff;
+    d.last_error = OneLine(e.what());
+    error = "cannot connect to database " + db + ": " + d.last_error;
+    LogWarn("cannot connect", {{"target", config_.name}, {"database", db}, {"error", d.last_error}});
+    return nullptr;
+  }
+}
+
+CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
+                                const collectors::PlannedCollector& p, const std::string& database,
+                                std::unique_ptr<pqxx::connection>& conn, Clock::time_point deadline, Tally& tally) {
+  const collectors::Definition& def = *p.definition;
+  CollectorOutcome out;
+  out.name = def.name;
+  out.database = database;
+  const std::string key = def.name + '\x1f' + database;
+  auto cached = cache_.find(key);
+  auto now = Clock::now();
+  if (cached != cache_.end() && cached->second.definition == &def && now - cached->second.at < def.ttl) {
+    out = cached->second.outcome;
+    out.status = CollectorStatus::Cached;
+    tally.cache_hits++;
+    tally.series += out.series;
+    return out;
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+  if (!conn) {
+    out.detail = "not run: the connection was lost earlier in this scrape";
+  } else if (left < kMinCollectorTime) {
+    out.detail = "not run: the scrape deadline was reached";
+  } else {
+    Labels extra = labels_;
+    if (def.scope == collectors::Scope::Database) extra.emplace_back("datname", database);
+    collectors::CollectorRun run = collectors::RunCollector(*conn, p, std::min(def.timeout, left), extra);
+    out.duration_seconds = run.duration_seconds;
+    tally.seconds += run.duration_seconds;
+    tally.runs++;
+    if (run.connection_lost) conn.reset();
+    if (run.success) {
+      out.status = CollectorStatus::Ok;
+      out.series = run.mapped.series;
+      out.families = std::make_shared<const std::vector<collectors::Family>>(std::move(run.mapped.families));
+      tally.series += out.series;
+      tally.dropped_duplicates += run.mapped.dropped_duplicates;
+      tally.dropped_limit += run.mapped.dropped_limit;
+      if (run.mapped.dropped_duplicates || run.mapped.dropped_limit)
+        LogDebug("series dropped", {{"target", config_.name}, {"collector", def.name}, {"database", database},
+                                    {"duplicates", std::to_string(run.mapped.dropped_duplicates)},
+                                    {"over_limit", std::to_string(run.mapped.dropped_limit)}});
+    } else {
+      out.detail = OneLine(run.error);
+    }
+  }
+  if (out.status == CollectorStatus::Failed) {
+    tally.failures++;
+    LogWarn("collector failed", {{"target", config_.name}, {"collector", def.name}, {"database", database},
+                                 {"duration_ms", Ms(out.duration_seconds)}, {"error", out.detail}});
+    cache_.erase(key);
+  } else if (def.ttl.count() > 0) {
+    cache_[key] = CacheEntry{&def, defs, Clock::now(), out};
+  }
+  return out;
+}
+
 std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const Definitions>& defs,
                                                   Clock::time_point deadline) {
   auto start = Clock::now();
@@ -202,55 +374,50 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     LogDebug("server down", {{"target", config_.name}, {"error", error}});
   } else {
     collectors::Plan plan = collectors::MakePlan(*defs, c->facts);
+    std::map<std::string, Tally> tallies;
     for (const collectors::PlannedCollector& p : plan.run) {
-      const collectors::Definition& def = *p.definition;
-      CollectorOutcome out;
-      out.name = def.name;
-      auto cached = cache_.find(def.name);
-      auto now = Clock::now();
-      if (cached != cache_.end() && cached->second.definition == &def && now - cached->second.at < def.ttl) {
-        out = cached->second.outcome;
-        out.status = CollectorStatus::Cached;
-        metrics_.CollectorCacheHit(config_.name, def.name, out.series);
-        c->collectors.push_back(std::move(out));
-        continue;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-      if (!conn_) {
-        out.detail = "not run: the connection was lost earlier in this scrape";
-      } else if (left < kMinCollectorTime) {
-        out.detail = "not run: the scrape deadline was reached";
-      } else {
-        Labels extra = labels_;
-        if (def.scope == collectors::Scope::Database) extra.emplace_back("datname", current_database_);
-        collectors::CollectorRun run = collectors::RunCollector(*conn_, p, std::min(def.timeout, left), extra);
-        out.duration_seconds = run.duration_seconds;
-        if (run.connection_lost) conn_.reset();
-        if (run.success) {
-          out.status = CollectorStatus::Ok;
-          out.series = run.mapped.series;
-          out.families = std::make_shared<const std::vector<collectors::Family>>(std::move(run.mapped.families));
-          if (run.mapped.dropped_duplicates || run.mapped.dropped_limit)
-            LogWarn("series dropped", {{"target", config_.name}, {"collector", def.name},
-                                       {"duplicates", std::to_string(run.mapped.dropped_duplicates)},
-                                       {"over_limit", std::to_string(run.mapped.dropped_limit)},
-                                       {"max_series", std::to_string(def.max_series)}});
-        } else {
-          out.detail = OneLine(run.error);
+      if (p.definition->scope != collectors::Scope::Server) continue;
+      c->collectors.push_back(RunOne(defs, p, "", conn_, deadline, tallies[p.definition->name]));
+    }
+
+    if (config_.databases.enabled && conn_ &&
+        (!discovery_done_ || Clock::now() - discovered_at_ >= config_.databases.refresh))
+      Discover(deadline);
+    std::vector<std::string> dbs{current_database_};
+    if (config_.databases.enabled && discovery_done_) dbs = discovered_;
+    for (const std::string& db : dbs) {
+      const bool own = db == current_database_;
+      std::string db_error;
+      DatabaseConnection* other = own ? nullptr : OpenDatabase(db, deadline, db_error);
+      const std::set<std::string>& extensions = own ? c->facts.extensions : (other ? other->extensions : c->facts.extensions);
+      for (const collectors::PlannedCollector& p : plan.run) {
+        const collectors::Definition& def = *p.definition;
+        if (def.scope != collectors::Scope::Database) continue;
+        if (def.required_extension && (own || other) && !extensions.count(*def.required_extension)) {
+          CollectorOutcome skipped;
+          skipped.name = def.name;
+          skipped.database = db;
+          skipped.status = CollectorStatus::Skipped;
+          skipped.detail = "extension " + *def.required_extension + " is not installed in this database";
+          c->collectors.push_back(std::move(skipped));
+          continue;
         }
-        metrics_.CollectorRan(config_.name, def.name, run.success, run.duration_seconds, out.series,
-                              run.mapped.dropped_duplicates, run.mapped.dropped_limit);
+        Tally& tally = tallies[def.name];
+        if (!own && !other) {
+          CollectorOutcome failed;
+          failed.name = def.name;
+          failed.database = db;
+          failed.detail = db_error;
+          tally.failures++;
+          c->collectors.push_back(std::move(failed));
+          continue;
+        }
+        c->collectors.push_back(RunOne(defs, p, db, own ? conn_ : other->conn, deadline, tally));
       }
-      if (out.status == CollectorStatus::Failed) {
-        if (out.detail.rfind("not run", 0) == 0)
-          metrics_.CollectorRan(config_.name, def.name, false, 0, 0, 0, 0);
-        LogWarn("collector failed", {{"target", config_.name}, {"collector", def.name},
-                                     {"duration_ms", Ms(out.duration_seconds)}, {"error", out.detail}});
-        cache_.erase(def.name);
-      } else if (def.ttl.count() > 0) {
-        cache_[def.name] = CacheEntry{&def, defs, Clock::now(), out};
-      }
-      c->collectors.push_back(std::move(out));
+    }
+    for (const auto& [name, t] : tallies) {
+      metrics_.CollectorDone(config_.name, name, t.runs, t.failures, t.cache_hits, t.seconds, t.series,
+                             t.dropped_duplicates, t.dropped_limit);
     }
     for (const collectors::SkippedCollector& s : plan.skipped) {
       CollectorOutcome out;

@@ -13,6 +13,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -38,6 +40,7 @@ const char* StatusName(CollectorStatus s);
 
 struct CollectorOutcome {
   std::string name;
+  std::string database;  // for database-scoped collectors: where it ran
   CollectorStatus status = CollectorStatus::Failed;
   std::string detail;  // the error, or why it was skipped
   double duration_seconds = 0;
@@ -88,10 +91,32 @@ class Target {
     CollectorOutcome outcome;
   };
 
+  // A connection to another database of the server, for database-scoped collectors.
+  struct DatabaseConnection {
+    std::unique_ptr<pqxx::connection> conn;
+    std::set<std::string> extensions;
+    Clock::time_point last_used{};
+    Clock::time_point next_attempt{};
+    std::chrono::milliseconds backoff{0};
+    std::string last_error;
+  };
+  // Per collector, summed over the databases it ran in this collection.
+  struct Tally {
+    size_t runs = 0, failures = 0, cache_hits = 0, series = 0, dropped_duplicates = 0, dropped_limit = 0;
+    double seconds = 0;
+  };
+
   void WorkerLoop();
   std::shared_ptr<const Collection> Collect(const std::shared_ptr<const Definitions>& defs, Clock::time_point deadline);
   bool EnsureConnected(std::string& error);
   bool ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadline, std::string& error);
+  void Discover(Clock::time_point deadline);
+  DatabaseConnection* OpenDatabase(const std::string& db, Clock::time_point deadline, std::string& error);
+  void CloseDatabase(const std::string& db);
+  // Runs (or serves from cache) one collector in one database; `conn` may be reset when lost.
+  CollectorOutcome RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
+                          const std::string& database, std::unique_ptr<pqxx::connection>& conn,
+                          Clock::time_point deadline, Tally& tally);
 
   const TargetConfig config_;
   const ConnectionSpec spec_;
@@ -104,7 +129,12 @@ class Target {
   Clock::time_point next_connect_attempt_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_connect_error_;
-  std::map<std::string, CacheEntry> cache_;
+  std::map<std::string, CacheEntry> cache_;  // key: collector name + '\x1f' + database
+  std::map<std::string, DatabaseConnection> databases_;  // other than current_database_
+  std::vector<std::string> discovered_;  // databases from the last discovery, sorted
+  Clock::time_point discovered_at_{};
+  bool discovery_done_ = false;
+  std::vector<std::regex> include_, exclude_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

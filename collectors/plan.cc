@@ -13,7 +13,9 @@ Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& fac
       plan.skipped.push_back({&def, "runs on a replica only; this server is a primary"});
       continue;
     }
-    if (def.required_extension && !facts.extensions.count(*def.required_extension)) {
+    // Extensions are per database: a database-scoped collector is checked
+    // against each database it runs in, by the caller.
+    if (def.scope == Scope::Server && def.required_extension && !facts.extensions.count(*def.required_extension)) {
       plan.skipped.push_back({&def, "extension " + *def.required_extension + " is not installed"});
       continue;
     }

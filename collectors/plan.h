@@ -35,7 +35,9 @@ struct Plan {
   std::vector<SkippedCollector> skipped;
 };
 
-// `definitions` must outlive the plan.
+// `definitions` must outlive the plan. A database-scoped collector's
+// required extension is not checked here (`facts` describe one database);
+// the caller checks it in each database the collector runs in.
 Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& facts);
 
 }  // namespace pgpulse::collectors

@@ -1,0 +1,100 @@
+// Database-scoped collectors across the databases of a server.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+const char* kDefinitions = R"(collectors:
+  - name: tables_per_db
+    help: User tables in each database.
+    scope: database
+    sql: SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'
+    columns:
+      n: {gauge: pg_test_public_tables, help: Tables in schema public.}
+  - name: needs_pgstattuple
+    help: Runs only where pgstattuple is installed.
+    scope: database
+    requires: {extension: pgstattuple}
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_has_pgstattuple, help: One.}
+)";
+
+TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE app_a");
+  pg->Exec("CREATE DATABASE app_b");
+  pg->Exec("CREATE DATABASE other_c");
+  {
+    pqxx::connection a("host=127.0.0.1 port=" + std::to_string(pg->port()) + " user=postgres dbname=app_a");
+    pqxx::nontransaction tx(a);
+    tx.exec("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE EXTENSION pgstattuple");
+  }
+  std::string defs_dir = WriteTempFile("disc-defs/fanout.yaml", kDefinitions);
+  defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
+  std::string cfg = WriteTempFile("disc.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                  "\"\n    databases:\n      discover: true\n"
+                                                  "      include: ['app_.*', postgres]\n      refresh: 1s\n"
+                                                  "      max_connections: 2\n"
+                                                  "collectors:\n  directories: [\"" + defs_dir + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"app_a\"}"), 2.0) << body;
+  EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"app_b\"}"), 0.0);
+  EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"postgres\"}"), 0.0);
+  EXPECT_FALSE(SampleValue(body, "pg_test_public_tables{datname=\"other_c\"}")) << "excluded by include";
+  EXPECT_EQ(SampleValue(body, "pg_test_has_pgstattuple{datname=\"app_a\"}"), 1.0);
+  EXPECT_EQ(CountSamples(body, "pg_test_has_pgstattuple"), 1) << "extension is per database";
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"tables_per_db\",target=\"main\"}"), 1.0);
+  // Three databases, two connections at most: the DSN's own plus one rotating.
+  EXPECT_LE(std::stoi(pg->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'")), 2);
+
+  pg->Exec("DROP DATABASE app_b WITH (FORCE)");
+  std::optional<double> gone = 0;
+  for (int i = 0; i < 50 && gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    gone = SampleValue(HttpGet(agent->url("/metrics")).body, "pg_test_public_tables{datname=\"app_b\"}");
+  }
+  EXPECT_FALSE(gone) << "a dropped database stops being collected";
+  EXPECT_NE(agent->Log().find("database=app_b"), std::string::npos) << agent->Log();
+  EXPECT_EQ(pg->Query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse' AND datname = 'app_b'"),
+            "0");
+  std::string landing = HttpGet(agent->url("/")).body;
+  EXPECT_NE(landing.find("tables_per_db <small>(app_a)</small>"), std::string::npos) << landing;
+}
+
+TEST(Discovery, WithoutDiscoveryOnlyTheDsnDatabaseIsUsed) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE elsewhere");
+  std::string defs_dir = WriteTempFile("disc-defs2/fanout.yaml", kDefinitions);
+  defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
+  std::string cfg = WriteTempFile("nodisc.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                    "\"\ncollectors:\n  directories: [\"" + defs_dir + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(CountSamples(body, "pg_test_public_tables"), 1) << body;
+  EXPECT_TRUE(SampleValue(body, "pg_test_public_tables{datname=\"postgres\"}"));
+}
+
+TEST(Discovery, InvalidPatternIsAConfigErrorWithPosition) {
+  std::string cfg = WriteTempFile("badre.yml", "targets:\n  - name: main\n    databases:\n      include: ['app_(']\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("badre.yml:4:17: target 'main'.databases.include: invalid regex 'app_('"), std::string::npos)
+      << r.output;
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
