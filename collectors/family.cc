@@ -95,7 +95,8 @@ void AppendLabel(std::string& out, std::string_view name, std::string_view value
   *p++ = '=';
   *p++ = '"';
   if (escapes == 0) {
-    std::memcpy(p, value.data(), value.size());
+    // An empty view may have a null data pointer (a NULL label), which memcpy must not see.
+    if (!value.empty()) std::memcpy(p, value.data(), value.size());
     p += value.size();
   } else {
     for (char c : value) {
