@@ -2,6 +2,9 @@
 # Throwaway PostgreSQL servers for tests and demos; the C++ harness (postgres_server.h) wraps this script.
 #
 #   pgserver.sh start DIR PORT [conf-line ...]  create DIR, initdb, start on 127.0.0.1:PORT
+#   pgserver.sh standby PRIMARY_DIR DIR PORT [conf-line ...]
+#                                               create DIR, base-backup the server in PRIMARY_DIR, start it
+#                                               on 127.0.0.1:PORT as a streaming standby of that server
 #   pgserver.sh stop DIR                        fast shutdown, immediate if that hangs; idempotent
 #   pgserver.sh restart DIR                     stop (if running) and start again, data kept
 #   pgserver.sh destroy DIR                     stop and remove DIR
@@ -22,7 +25,7 @@ die() {
 }
 
 usage() {
-  sed -n '2,8p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -214,6 +217,56 @@ EOF
   echo "pgserver: started dir=$dir port=$port pid=$(head -n 1 "$dir/data/postmaster.pid")" >&2
 }
 
+# A standby is a base backup of a running primary with -R (standby.signal and primary_conninfo over
+# 127.0.0.1, which the primary's pg_hba.conf trusts); its copied postgresql.conf is then pointed at
+# its own port, socket dir and log like a server from `start` (later lines win).
+cmd_standby() {
+  [[ $# -ge 3 ]] || usage
+  local primary dir port primary_port
+  primary=$(absolute "$1")
+  dir=$(absolute "$2")
+  port="$3"
+  shift 3
+  [[ "$port" =~ ^[0-9]+$ ]] || die "port '$port' is not a number"
+  primary_port=$(conf_port "$primary")
+  running "$primary" || die "the primary in $primary is not running"
+  if [[ -e "$dir" ]]; then
+    [[ -d "$dir" ]] || die "$dir exists and is not a directory"
+    [[ -z "$(ls -A "$dir")" ]] || die "$dir is not empty"
+  fi
+  mkdir -p "$dir"
+  touch "$dir/.pgserver"
+  if [[ $EUID -eq 0 ]]; then
+    id -u postgres >/dev/null 2>&1 || die "running as root needs an OS user 'postgres' to own the server"
+    chown postgres: "$dir"
+    as_owner test -x "$dir" || die "user postgres cannot enter $dir; use a directory under /tmp"
+  fi
+
+  if ! as_owner "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
+      -R -X stream --checkpoint=fast --no-sync >"$dir/basebackup.log" 2>&1; then
+    cat "$dir/basebackup.log" >&2
+    die "pg_basebackup from $primary failed"
+  fi
+
+  local conf="$dir/data/postgresql.conf"
+  {
+    echo
+    echo "# pgserver.sh standby of $primary"
+    echo "port = $port"
+    echo "unix_socket_directories = '$dir'"
+    local line
+    for line in "$@"; do
+      echo "$line"
+    done
+  } >>"$conf"
+
+  if [[ -n "${PGPULSE_OWNER_PID:-}" ]]; then
+    start_watchdog "$dir" "$PGPULSE_OWNER_PID"
+  fi
+  start_server "$dir"
+  echo "pgserver: started standby dir=$dir port=$port primary=$primary pid=$(head -n 1 "$dir/data/postmaster.pid")" >&2
+}
+
 cmd_stop() {
   [[ $# -eq 1 ]] || usage
   local dir
@@ -263,6 +316,7 @@ command="$1"
 shift
 case "$command" in
   start) cmd_start "$@" ;;
+  standby) cmd_standby "$@" ;;
   stop) cmd_stop "$@" ;;
   restart) cmd_restart "$@" ;;
   destroy) cmd_destroy "$@" ;;

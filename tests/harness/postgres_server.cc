@@ -77,6 +77,24 @@ std::unique_ptr<PostgresServer> PostgresServer::Start(std::vector<std::string> e
   }
 }
 
+std::unique_ptr<PostgresServer> PostgresServer::StartStandbyOf(const PostgresServer& primary,
+                                                               std::vector<std::string> extra_conf) {
+  for (int attempt = 1;; ++attempt) {
+    const int port = FreeLoopbackPort();
+    const std::string dir = MakeServerDir();
+    std::vector<std::string> args{"standby", primary.dir(), dir, std::to_string(port)};
+    args.insert(args.end(), extra_conf.begin(), extra_conf.end());
+    try {
+      RunScript(args);
+      return std::unique_ptr<PostgresServer>(new PostgresServer(dir, port));
+    } catch (const std::runtime_error& e) {
+      Destroy(dir);
+      const bool port_taken = std::string(e.what()).find("Address already in use") != std::string::npos;
+      if (!port_taken || attempt == kStartAttempts) throw;
+    }
+  }
+}
+
 PostgresServer::PostgresServer(std::string dir, int port) : dir_(std::move(dir)), port_(port) {}
 
 PostgresServer::~PostgresServer() {

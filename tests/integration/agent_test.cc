@@ -254,6 +254,25 @@ TEST_F(AgentTest, LockedTableTimesOutInsteadOfQueueing) {
   tx.abort();
 }
 
+TEST_F(AgentTest, ATableLockedExclusivelyDoesNotStallTheShippedCollectors) {
+  pg_->Exec("CREATE TABLE IF NOT EXISTS being_altered (id int); CREATE INDEX IF NOT EXISTS being_altered_id ON being_altered (id)");
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  pqxx::connection holder(pg_->dsn());
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE being_altered IN ACCESS EXCLUSIVE MODE");
+  auto start = Clock::now();
+  std::string body = Scrape(*agent, 10);
+  EXPECT_LT(Seconds(start), 3.0) << "a collector queued behind the lock";
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
+  std::istringstream lines(body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("pgpulse_collector_success{", 0) == 0) {
+      EXPECT_EQ(line.back(), '1') << line;
+    }
+  }
+  tx.abort();
+}
+
 TEST_F(AgentTest, ConcurrentScrapesShareOneCollection) {
   DefinitionsDir defs(R"(collectors:
   - name: shared
