@@ -87,7 +87,39 @@ class ConfigReader {
 
 void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
   if (root.IsNull()) return;
-  if (!r.Map(root, "config", {"targets", "collectors", "scrape", "connect_timeout"})) return;
+  if (!r.Map(root, "config", {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets"}))
+    return;
+  if (const YAML::Node am = root["auth_modules"]) {
+    if (!am.IsMap()) {
+      r.Error(am, "auth_modules must map module names to credentials");
+    } else {
+      for (auto it = am.begin(); it != am.end(); ++it) {
+        std::string name = r.Str(it->first, "auth module name");
+        std::string ctx = "auth_modules." + name;
+        const YAML::Node m = it->second;
+        if (!r.Map(m, ctx, {"user", "password_file", "options"})) continue;
+        AuthModule mod;
+        if (!m["user"]) r.Error(m, ctx + ": missing required key 'user'");
+        else mod.user = r.Str(m["user"], ctx + ".user");
+        if (m["password_file"]) mod.password_file = r.Str(m["password_file"], ctx + ".password_file");
+        if (const YAML::Node o = m["options"]) {
+          if (!o.IsMap()) {
+            r.Error(o, ctx + ".options must map libpq keywords to values");
+          } else {
+            for (auto oit = o.begin(); oit != o.end(); ++oit) {
+              std::string key = r.Str(oit->first, ctx + ".options key");
+              if (key == "host" || key == "hostaddr" || key == "port" || key == "user" || key == "password" ||
+                  key == "passfile")
+                r.Error(oit->first, ctx + ".options: '" + key + "' comes from the probe request or the module's own keys");
+              mod.options.emplace_back(key, r.Str(oit->second, ctx + ".options." + key));
+            }
+          }
+        }
+        cfg.auth_modules[name] = mod;
+      }
+    }
+  }
+  if (root["max_probe_targets"]) cfg.max_probe_targets = r.Count(root["max_probe_targets"], "max_probe_targets");
   if (const YAML::Node targets = root["targets"]) {
     if (!targets.IsSequence()) {
       r.Error(targets, "targets must be a list");

@@ -48,6 +48,18 @@ struct CollectorOverride {
   std::string where;  // file:line:col, for errors about an unknown collector
 };
 
+// Credentials for targets named in a /probe request rather than in the
+// config (`/probe?target=host:port/db&auth_module=NAME`): the URL carries an
+// address, never a secret.
+struct AuthModule {
+  std::string user;
+  std::string password_file;
+  std::vector<std::pair<std::string, std::string>> options;  // other libpq keywords, e.g. sslmode
+  bool operator==(const AuthModule& o) const {
+    return user == o.user && password_file == o.password_file && options == o.options;
+  }
+};
+
 struct Config {
   std::string origin = "(defaults)";  // the file it came from
   std::vector<TargetConfig> targets;
@@ -60,6 +72,8 @@ struct Config {
   // false: /metrics serves only the agent's own metrics and targets are
   // scraped through /probe?target=NAME (one Prometheus target each).
   bool collect_on_metrics_path = true;
+  std::map<std::string, AuthModule> auth_modules;
+  size_t max_probe_targets = 64;  // ad-hoc targets kept (with their connections), least recently used dropped
   Millis connect_timeout{5'000};
 };
 

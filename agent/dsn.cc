@@ -98,6 +98,12 @@ std::optional<ConnectionSpec> ParseDsn(const std::string& dsn, const std::string
   return spec;
 }
 
+std::string BuildConninfo(const std::vector<std::pair<std::string, std::string>>& options) {
+  std::string out;
+  for (const auto& [key, value] : options) AppendPair(out, key, value);
+  return out;
+}
+
 std::string ConnectionSpec::ConninfoFor(const std::string& dbname) const {
   std::string out;
   bool replaced = false;

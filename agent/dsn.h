@@ -30,6 +30,9 @@ struct ConnectionSpec {
 std::optional<ConnectionSpec> ParseDsn(const std::string& dsn, const std::string& password,
                                        collectors::Millis connect_timeout, std::string& error);
 
+// A key=value connection string with every value quoted for libpq.
+std::string BuildConninfo(const std::vector<std::pair<std::string, std::string>>& options);
+
 // Reads a password file: its first line, without the line end.
 std::optional<std::string> ReadPasswordFile(const std::string& path, std::string& error);
 

@@ -158,12 +158,15 @@ int HttpServer::Dispatch(mg_connection* conn) {
         Send(conn, 400, "Bad Request", text, "400 /probe needs ?target=NAME (a target from the config)\n", "", head);
         return 400;
       }
-      auto probe = agent_.RenderProbe(target, timeout);
-      if (!probe) {
-        Send(conn, 404, "Not Found", text, "404 no target named '" + std::string(target) + "' in the config\n", "", head);
-        return 404;
+      char module[128] = "";
+      if (mg_get_var(qs, std::strlen(qs), "auth_module", module, sizeof module) < 0) module[0] = 0;
+      Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
+      if (probe.status != 200) {
+        Send(conn, probe.status, probe.status == 404 ? "Not Found" : "Bad Request", text,
+             std::to_string(probe.status) + " " + probe.body, "", head);
+        return probe.status;
       }
-      body = std::move(*probe);
+      body = std::move(probe.body);
     } else {
       body = agent_.RenderMetrics(timeout);
     }

@@ -98,6 +98,25 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     }
   }
 
+  std::map<std::string, ResolvedAuthModule> modules;
+  for (const auto& [name, mod] : cfg.auth_modules) {
+    ResolvedAuthModule resolved{mod.user, "", mod.options};
+    std::string error;
+    if (!mod.password_file.empty()) {
+      auto p = ReadPasswordFile(mod.password_file, error);
+      if (!p) {
+        errors.push_back("auth module '" + name + "': " + error);
+        continue;
+      }
+      resolved.password = *p;
+      AddSecret(*p);
+    }
+    // libpq itself says whether the options are keywords it knows.
+    if (!ParseDsn(BuildConninfo(mod.options), "", cfg.connect_timeout, error))
+      errors.push_back("auth module '" + name + "': options: " + error);
+    modules[name] = std::move(resolved);
+  }
+
   std::vector<std::pair<TargetConfig, ConnectionSpec>> specs;
   for (const TargetConfig& t : cfg.targets) {
     std::string password, error;
@@ -121,6 +140,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
 
   auto rt = std::make_shared<Runtime>();
   rt->config = cfg;
+  rt->auth_modules = std::move(modules);
   rt->definitions = std::move(defs_kept);
   const bool several = specs.size() > 1;
   for (auto& [tc, spec] : specs) {
@@ -155,6 +175,11 @@ std::vector<std::string> Agent::Reload() {
     return errors;
   }
   std::atomic_store(&runtime_, next);
+  {
+    // Ad-hoc targets were made with the old auth modules.
+    std::lock_guard<std::mutex> lock(adhoc_mu_);
+    adhoc_.clear();
+  }
   LogInfo("configuration loaded", {{"config", loaded.config.origin},
                                    {"targets", std::to_string(next->targets.size())},
                                    {"collectors", std::to_string(next->definitions->size())}});
@@ -178,12 +203,102 @@ std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
   return Render(*rt, targets, Deadline(*rt, prometheus_timeout_seconds), true);
 }
 
-std::optional<std::string> Agent::RenderProbe(const std::string& target, double prometheus_timeout_seconds) {
-  auto rt = runtime();
-  for (const auto& t : rt->targets) {
-    if (t->config().name == target) return Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false);
+namespace {
+
+// "host[:port][/dbname]" with a DNS name, IPv4 or [IPv6] host; strict, since it
+// becomes a connection target.
+bool ParseAddress(const std::string& text, std::string& host, std::string& port, std::string& dbname) {
+  if (text.empty() || text.size() > 255) return false;
+  std::string rest = text;
+  size_t slash = rest.find('/');
+  if (slash != std::string::npos) {
+    dbname = rest.substr(slash + 1);
+    rest = rest.substr(0, slash);
+    if (dbname.empty() || dbname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+                              std::string::npos)
+      return false;
   }
-  return std::nullopt;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos) return false;
+    host = rest.substr(1, close - 1);
+    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) return false;
+    rest = rest.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    if (!rest.empty()) port = rest.substr(1);
+  } else {
+    size_t colon = rest.find(':');
+    host = rest.substr(0, colon);
+    if (colon != std::string::npos) port = rest.substr(colon + 1);
+    if (host.empty() || host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+                            std::string::npos)
+      return false;
+  }
+  if (!port.empty() &&
+      (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) == 0 ||
+       std::stoi(port) > 65535))
+    return false;
+  return true;
+}
+
+}  // namespace
+
+std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
+                                           std::string& error) {
+  auto mod = rt.auth_modules.find(module);
+  if (mod == rt.auth_modules.end()) {
+    error = "no auth module named '" + module + "' in the config";
+    return nullptr;
+  }
+  std::string host, port, dbname;
+  if (!ParseAddress(address, host, port, dbname)) {
+    error = "target '" + address + "' is not host[:port][/dbname]";
+    return nullptr;
+  }
+  const std::string key = module + '\x1f' + address;
+  std::lock_guard<std::mutex> lock(adhoc_mu_);
+  auto found = adhoc_.find(key);
+  if (found != adhoc_.end()) {
+    found->second.last_used = Clock::now();
+    return found->second.target;
+  }
+  std::vector<std::pair<std::string, std::string>> opts{{"host", host}, {"user", mod->second.user}};
+  if (!port.empty()) opts.emplace_back("port", port);
+  for (const auto& o : mod->second.options) {
+    if (o.first != "dbname" || dbname.empty()) opts.push_back(o);
+  }
+  if (!dbname.empty()) opts.emplace_back("dbname", dbname);
+  auto spec = ParseDsn(BuildConninfo(opts), mod->second.password, rt.config.connect_timeout, error);
+  if (!spec) return nullptr;
+  while (adhoc_.size() >= rt.config.max_probe_targets) {
+    auto oldest = adhoc_.begin();
+    for (auto it = adhoc_.begin(); it != adhoc_.end(); ++it) {
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    }
+    adhoc_.erase(oldest);
+  }
+  TargetConfig tc;
+  tc.name = address;
+  auto target = std::make_shared<Target>(tc, *spec, Labels{}, metrics_);
+  adhoc_[key] = Adhoc{target, Clock::now()};
+  LogInfo("probe target added", {{"target", address}, {"auth_module", module}, {"server", spec->display}});
+  return target;
+}
+
+Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::string& auth_module,
+                                      double prometheus_timeout_seconds) {
+  auto rt = runtime();
+  if (auth_module.empty()) {
+    for (const auto& t : rt->targets) {
+      if (t->config().name == target)
+        return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
+    }
+    return {404, "no target named '" + target + "' in the config (a server address needs &auth_module=NAME)\n"};
+  }
+  std::string error;
+  auto t = AdhocTarget(*rt, target, auth_module, error);
+  if (!t) return {400, error + "\n"};
+  return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
 }
 
 std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,

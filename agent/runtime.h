@@ -6,7 +6,9 @@
 // thread, on SIGHUP) builds a new one and swaps it in atomically. In-flight
 // scrapes keep the snapshot they started with alive.
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,8 +25,15 @@ struct AgentOptions {
   std::string password_file;     // DATA_SOURCE_PASS_FILE
 };
 
+struct ResolvedAuthModule {
+  std::string user;
+  std::string password;  // from password_file; never logged
+  std::vector<std::pair<std::string, std::string>> options;
+};
+
 struct Runtime {
   Config config;
+  std::map<std::string, ResolvedAuthModule> auth_modules;
   std::shared_ptr<const Definitions> definitions;
   std::vector<std::shared_ptr<Target>> targets;
 };
@@ -48,9 +57,14 @@ class Agent {
   // Collects every target within the deadline derived from Prometheus's
   // scrape timeout (<= 0 when the header was absent) and renders the text.
   std::string RenderMetrics(double prometheus_timeout_seconds);
-  // One configured target's metrics (the multi-target /probe pattern);
-  // nullopt when no target has that name.
-  std::optional<std::string> RenderProbe(const std::string& target, double prometheus_timeout_seconds);
+  // /probe: a configured target by name, or, with an auth module, a server
+  // address "host[:port][/dbname]" whose credentials come from the module.
+  struct ProbeResult {
+    int status;  // 200, or 400/404 with `body` saying why
+    std::string body;
+  };
+  ProbeResult RenderProbe(const std::string& target, const std::string& auth_module,
+                          double prometheus_timeout_seconds);
   std::string RenderLanding(const std::string& telemetry_path) const;
   // True when every target answers within a short deadline.
   bool Ready(std::string& detail);
@@ -60,8 +74,17 @@ class Agent {
   std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
                      Clock::time_point deadline, bool include_self);
 
+  std::shared_ptr<Target> AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
+                                      std::string& error);
+
   AgentOptions options_;
   SelfMetrics& metrics_;
+  struct Adhoc {
+    std::shared_ptr<Target> target;
+    Clock::time_point last_used;
+  };
+  std::mutex adhoc_mu_;
+  std::map<std::string, Adhoc> adhoc_;  // guarded by adhoc_mu_; emptied by a successful reload
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
 };
 

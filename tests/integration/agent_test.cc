@@ -413,6 +413,41 @@ TEST_F(AgentTest, ProbeServesOneConfiguredTargetWithItsLabels) {
   EXPECT_EQ(CountSamples(own.body, "pgpulse_build_info"), 1);
 }
 
+TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
+  const std::string secret = "Adhoc-Secret-91x";
+  std::string pw = WriteTempFile("module.pw", secret + "\n");
+  std::string cfg = WriteTempFile("modules.yml", "auth_modules:\n  local:\n    user: postgres\n"
+                                                 "    password_file: \"" + pw + "\"\n"
+                                                 "    options: {sslmode: disable, application_name: ignored}\n"
+                                                 "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg, "--log.level=debug"});
+  std::string address = "127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
+  HttpResponse r = HttpGet(agent->url("/probe?target=" + address + "&auth_module=local"));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(SampleValue(r.body, "pg_up"), 1.0) << r.body;
+  EXPECT_GE(CountSamples(r.body, "pg_connections"), 1);
+  EXPECT_EQ(pg_->Query("SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgpulse'"), "t");
+  EXPECT_EQ(HttpGet(agent->url("/probe?target=" + address + "&auth_module=nope")).status, 400);
+  HttpResponse bad = HttpGet(agent->url("/probe?target=host%3Devil%20password%3Dx&auth_module=local"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_NE(bad.body.find("is not host[:port][/dbname]"), std::string::npos) << bad.body;
+  EXPECT_EQ(HttpGet(agent->url("/probe?target=" + address)).status, 404);
+  // A down address answers pg_up 0, like a configured target.
+  HttpResponse down = HttpGet(agent->url("/probe?target=127.0.0.1:1&auth_module=local"));
+  EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
+  EXPECT_EQ(agent->Log().find(secret), std::string::npos);
+  EXPECT_EQ(HttpGet(agent->url("/")).body.find(secret), std::string::npos);
+}
+
+TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
+  std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
+                                                   "  n:\n    user: y\n    options: {host: elsewhere}\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("auth module 'm': options: invalid DSN"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'host' comes from the probe request"), std::string::npos) << r.output;
+}
+
 TEST_F(AgentTest, ConstantLabelThatCollidesWithACollectorLabelIsRejected) {
   std::string cfg = WriteTempFile("collide.yml", "targets:\n  - name: a\n    dsn: \"" + pg_->uri() +
                                                    "\"\n    labels: {state: x}\n");
