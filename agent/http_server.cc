@@ -3,13 +3,18 @@
 #include <civetweb.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
 #include <thread>
 
 #include "agent/gzip.h"
@@ -32,10 +37,38 @@ int LogMessage(const mg_connection*, const char* message) {
   return 1;
 }
 
+// See agent/openssl_compat.c: must be loaded before CivetWeb dlopens OpenSSL.
+std::string LoadOpenSslCompat() {
+  std::vector<std::string> dirs;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = 0;
+    std::string exe = self;
+    dirs.push_back(exe.substr(0, exe.rfind('/')));
+  }
+  dirs.push_back(PGPULSE_BUILD_LIBDIR);
+  dirs.push_back(PGPULSE_INSTALL_LIBDIR);
+  for (const char* lib : {"libpgpulse-libcrypto-compat.so", "libpgpulse-libssl-compat.so"}) {
+    bool loaded = false;
+    std::string tried;
+    for (const std::string& d : dirs) {
+      std::string path = d + "/" + lib;
+      if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
+        loaded = true;
+        break;
+      }
+      tried += " " + path;
+    }
+    if (!loaded) return std::string("TLS needs ") + lib + ", not found in:" + tried;
+  }
+  return "";
+}
+
 }  // namespace
 
-HttpServer::HttpServer(Agent& agent, std::string telemetry_path)
-    : agent_(agent), telemetry_path_(std::move(telemetry_path)) {}
+HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web)
+    : agent_(agent), telemetry_path_(std::move(telemetry_path)), web_(std::move(web)), auth_(web_.users) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -60,16 +93,50 @@ std::string HttpServer::Start(const std::string& listen_address) {
   std::string ports = ToCivetPorts(listen_address);
   if (ports.empty())
     return "--web.listen-address: cannot use '" + listen_address + "' (expected host:port, :port or [ipv6]:port)";
-  const char* options[] = {"listening_ports", ports.c_str(), "num_threads", "16", "request_timeout_ms", "60000",
-                           "enable_keep_alive", "yes", nullptr};
+  std::vector<const char*> options = {"listening_ports", nullptr, "num_threads", "16", "request_timeout_ms", "60000",
+                                      "enable_keep_alive", "yes"};
+  std::string pem_path, protocol;
+  if (web_.tls) {
+    ports += "s";
+    // CivetWeb wants certificate and key in one PEM file; it reads it in
+    // mg_start, so a private temporary copy is removed right after.
+    char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
+    int fd = mkstemp(tmpl);
+    if (fd < 0) return std::string("cannot create a temporary file for the TLS key: ") + std::strerror(errno);
+    pem_path = tmpl;
+    std::string pem;
+    for (const std::string& f : {web_.cert_file, web_.key_file}) {
+      std::ifstream in(f);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      pem += ss.str() + "\n";
+    }
+    bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
+    ::close(fd);
+    if (!written) {
+      ::unlink(pem_path.c_str());
+      return "cannot write the temporary TLS file";
+    }
+    // CivetWeb's ssl_protocol_version: 2 = TLS 1.0+, 3 = 1.1+, 4 = 1.2+, 5 = 1.3.
+    protocol = web_.min_version == "TLS10" ? "2" : web_.min_version == "TLS11" ? "3" : web_.min_version == "TLS13" ? "5" : "4";
+    options.insert(options.end(), {"ssl_certificate", pem_path.c_str(), "ssl_protocol_version", protocol.c_str()});
+    if (std::string e = LoadOpenSslCompat(); !e.empty()) {
+      ::unlink(pem_path.c_str());
+      return e;
+    }
+    mg_init_library(MG_FEATURES_TLS);
+  }
+  options[1] = ports.c_str();
+  options.push_back(nullptr);
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof callbacks);
   callbacks.log_message = LogMessage;
-  mg_init_data init{&callbacks, this, options};
+  mg_init_data init{&callbacks, this, options.data()};
   char text[256] = {0};
   unsigned code = 0;
   mg_error_data err{&code, text, sizeof text};
   ctx_ = mg_start2(&init, &err);
+  if (!pem_path.empty()) ::unlink(pem_path.c_str());
   if (!ctx_) return "cannot listen on " + listen_address + ": " + (text[0] ? text : "unknown error");
   mg_set_request_handler(ctx_, "**", &HttpServer::Handle, this);
   // Where Stop() can reach the listener: the bound address, or loopback for a wildcard.
@@ -135,6 +202,11 @@ int HttpServer::Dispatch(mg_connection* conn) {
   const bool head = method == "HEAD";
   const char* text = "text/plain; charset=utf-8";
 
+  // /healthz stays open so liveness probes need no credentials; it says only "ok".
+  if (auth_.enabled() && path != "/healthz" && !auth_.Allows(mg_get_header(conn, "Authorization"))) {
+    Send(conn, 401, "Unauthorized", text, "401 unauthorized\n", "WWW-Authenticate: Basic realm=\"pgpulse\"\r\n", head);
+    return 401;
+  }
   const bool known =
       path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz" || path == "/probe";
   if (!known) {

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "agent/runtime.h"
+#include "agent/web_config.h"
 
 struct mg_context;
 struct mg_connection;
@@ -13,7 +14,8 @@ namespace pgpulse::agent {
 
 class HttpServer {
  public:
-  HttpServer(Agent& agent, std::string telemetry_path);
+  // `web` (from --web.config.file) turns on TLS and/or basic auth.
+  HttpServer(Agent& agent, std::string telemetry_path, WebConfig web = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -33,6 +35,8 @@ class HttpServer {
 
   Agent& agent_;
   std::string telemetry_path_;
+  WebConfig web_;
+  BasicAuth auth_;
   ::mg_context* ctx_ = nullptr;
   std::string wake_host_;  // address Stop() connects to; "" = loopback
 };

@@ -27,7 +27,10 @@ int main(int argc, char** argv) {
   CLI::App app{"pgpulse: PostgreSQL metrics for Prometheus"};
   app.set_version_flag("--version", std::string("pgpulse ") + PGPULSE_VERSION + " (revision " + PGPULSE_REVISION + ")");
   std::string config_file, listen = ":9679", telemetry = "/metrics", level = "info", format = "logfmt";
+  std::string web_config_file;
   app.add_option("--config.file", config_file, "Configuration file (YAML); optional");
+  app.add_option("--web.config.file", web_config_file,
+                 "TLS and basic auth for the endpoints (exporter-toolkit web config format); optional");
   app.add_option("--web.listen-address", listen, "Address to listen on (host:port, :port)")->capture_default_str();
   app.add_option("--web.telemetry-path", telemetry, "Path under which to expose metrics")->capture_default_str();
   app.add_option("--log.level", level, "debug, info, warn, error")->capture_default_str();
@@ -68,6 +71,14 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  WebConfig web;
+  if (!web_config_file.empty()) {
+    WebConfigResult w = LoadWebConfig(web_config_file);
+    for (const auto& e : w.errors) std::cerr << "error: " << e << "\n";
+    if (!w.ok()) return 1;
+    web = w.config;
+  }
+
   SelfMetrics metrics(PGPULSE_VERSION, PGPULSE_REVISION);
   int status = 0;
   {
@@ -77,13 +88,13 @@ int main(int argc, char** argv) {
       for (const auto& e : errors) std::cerr << "error: " << e << "\n";
       return 1;
     }
-    HttpServer server(agent, telemetry);
+    HttpServer server(agent, telemetry, web);
     if (std::string e = server.Start(listen); !e.empty()) {
       LogError("cannot start", {{"error", e}});
       return 1;
     }
-    LogInfo("listening", {{"address", listen}, {"telemetry_path", telemetry},
-                          {"version", PGPULSE_VERSION}});
+    LogInfo("listening", {{"address", listen}, {"telemetry_path", telemetry}, {"tls", web.tls ? "on" : "off"},
+                          {"basic_auth", web.users.empty() ? "off" : "on"}, {"version", PGPULSE_VERSION}});
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;

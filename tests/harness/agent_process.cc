@@ -278,6 +278,11 @@ void AgentProcess::WaitHealthy() {
       throw std::runtime_error("agent exited with status " + std::to_string(exit_status_) +
                                " before /healthz answered 200; log:\n" + Log());
     }
+    // With TLS (--web.config.file) plain HTTP gets no answer: the agent's own
+    // "listening" line, written once its server is up, says the same.
+    const std::string log = Log();
+    if (log.find("msg=\"listening\"") != std::string::npos || log.find("\"msg\":\"listening\"") != std::string::npos)
+      return;
     try {
       const HttpResponse response = HttpGet(url("/healthz"), {}, 2);
       if (response.status == 200) return;

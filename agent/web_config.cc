@@ -1,0 +1,160 @@
+#include "agent/web_config.h"
+
+#include <crypt.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace pgpulse::agent {
+
+namespace {
+
+std::string Where(const std::string& origin, const YAML::Node& n) {
+  YAML::Mark m = n.Mark();
+  if (m.is_null()) return origin;
+  return origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
+}
+
+void CheckKeys(const std::string& origin, const YAML::Node& n, const std::string& ctx,
+               std::initializer_list<const char*> allowed, std::vector<std::string>& errors) {
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
+    bool known = false;
+    for (const char* a : allowed) known = known || key == a;
+    if (!known) errors.push_back(Where(origin, it->first) + ": " + ctx + ": unknown or unsupported key '" + key + "'");
+  }
+}
+
+bool Readable(const std::string& path) { return std::ifstream(path).good(); }
+
+}  // namespace
+
+WebConfigResult LoadWebConfig(const std::string& path) {
+  WebConfigResult r;
+  std::ifstream in(path);
+  if (!in) {
+    r.errors.push_back(path + ": cannot read web config file: " + std::strerror(errno));
+    return r;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  YAML::Node root;
+  try {
+    root = YAML::Load(ss.str());
+  } catch (const YAML::Exception& e) {
+    r.errors.push_back(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                       ": YAML syntax error: " + e.msg);
+    return r;
+  }
+  if (root.IsNull()) return r;
+  if (!root.IsMap()) {
+    r.errors.push_back(Where(path, root) + ": expected a map");
+    return r;
+  }
+  CheckKeys(path, root, "web config", {"tls_server_config", "basic_auth_users"}, r.errors);
+  if (const YAML::Node tls = root["tls_server_config"]) {
+    if (!tls.IsMap()) {
+      r.errors.push_back(Where(path, tls) + ": tls_server_config must be a map");
+    } else {
+      CheckKeys(path, tls, "tls_server_config", {"cert_file", "key_file", "min_version"}, r.errors);
+      r.config.tls = true;
+      for (const char* key : {"cert_file", "key_file"}) {
+        const YAML::Node v = tls[key];
+        if (!v || !v.IsScalar() || v.Scalar().empty()) {
+          r.errors.push_back(Where(path, v ? v : tls) + ": tls_server_config." + key + " is required");
+          continue;
+        }
+        (std::string(key) == "cert_file" ? r.config.cert_file : r.config.key_file) = v.Scalar();
+        if (!Readable(v.Scalar()))
+          r.errors.push_back(Where(path, v) + ": tls_server_config." + key + ": cannot read '" + v.Scalar() + "'");
+      }
+      if (const YAML::Node v = tls["min_version"]) {
+        std::string s = v.IsScalar() ? v.Scalar() : "";
+        if (s != "TLS10" && s != "TLS11" && s != "TLS12" && s != "TLS13")
+          r.errors.push_back(Where(path, v) + ": tls_server_config.min_version must be TLS10, TLS11, TLS12 or TLS13");
+        else r.config.min_version = s;
+      }
+    }
+  }
+  if (const YAML::Node users = root["basic_auth_users"]) {
+    if (!users.IsMap()) {
+      r.errors.push_back(Where(path, users) + ": basic_auth_users must map user names to bcrypt hashes");
+    } else {
+      for (auto it = users.begin(); it != users.end(); ++it) {
+        std::string user = it->first.Scalar();
+        std::string hash = it->second.IsScalar() ? it->second.Scalar() : "";
+        if (user.empty() || user.find(':') != std::string::npos)
+          r.errors.push_back(Where(path, it->first) + ": basic_auth_users: invalid user name '" + user + "'");
+        if (hash.size() < 4 || hash[0] != '$' || hash[1] != '2')
+          r.errors.push_back(Where(path, it->second) + ": basic_auth_users." + user + ": expected a bcrypt hash ($2a$, $2b$ or $2y$)");
+        r.config.users[user] = hash;
+      }
+    }
+  }
+  return r;
+}
+
+std::string Base64Decode(const std::string& in, bool& ok) {
+  static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int bits = 0, value = 0;
+  ok = true;
+  size_t padding = 0;
+  for (char c : in) {
+    if (c == '=') {
+      ++padding;
+      continue;
+    }
+    if (padding > 0) {
+      ok = false;
+      return "";
+    }
+    size_t d = alphabet.find(c);
+    if (d == std::string::npos) {
+      ok = false;
+      return "";
+    }
+    value = (value << 6) | static_cast<int>(d);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((value >> bits) & 0xff));
+    }
+  }
+  if (padding > 2) ok = false;
+  return out;
+}
+
+bool BasicAuth::Allows(const char* header) {
+  if (!header) return false;
+  std::string h = header;
+  if (h.size() < 6 || strncasecmp(h.c_str(), "Basic ", 6) != 0) return false;
+  bool ok = false;
+  std::string decoded = Base64Decode(h.substr(6), ok);
+  size_t colon = decoded.find(':');
+  if (!ok || colon == std::string::npos) return false;
+  std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
+  auto u = users_.find(user);
+  if (u == users_.end()) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (verified_.count(decoded)) return true;
+  }
+  crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  const char* result = crypt_r(password.c_str(), u->second.c_str(), &data);
+  if (!result || result[0] == '*') return false;
+  // Compare without an early exit, so timing says nothing about the hash.
+  const std::string& want = u->second;
+  size_t n = std::strlen(result);
+  unsigned diff = n == want.size() ? 0 : 1;
+  for (size_t i = 0; i < n && i < want.size(); ++i) diff |= static_cast<unsigned char>(result[i] ^ want[i]);
+  if (diff != 0) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (verified_.size() < 1024) verified_.insert(decoded);
+  return true;
+}
+
+}  // namespace pgpulse::agent

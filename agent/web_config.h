@@ -1,0 +1,46 @@
+#pragma once
+// --web.config.file: TLS and basic authentication for the HTTP endpoints, in
+// the Prometheus exporter-toolkit format, so existing files work unchanged.
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace pgpulse::agent {
+
+struct WebConfig {
+  bool tls = false;
+  std::string cert_file;
+  std::string key_file;
+  std::string min_version = "TLS12";            // TLS10, TLS11, TLS12, TLS13
+  std::map<std::string, std::string> users;     // name -> bcrypt hash
+};
+
+struct WebConfigResult {
+  WebConfig config;
+  std::vector<std::string> errors;  // "file:line:col: what"
+  bool ok() const { return errors.empty(); }
+};
+
+WebConfigResult LoadWebConfig(const std::string& path);
+
+// Checks "Authorization: Basic ..." against bcrypt hashes. bcrypt is slow on
+// purpose, so credentials that verified once are remembered (a bounded set).
+// Thread-safe.
+class BasicAuth {
+ public:
+  explicit BasicAuth(std::map<std::string, std::string> users) : users_(std::move(users)) {}
+  bool enabled() const { return !users_.empty(); }
+  bool Allows(const char* authorization_header);
+
+ private:
+  const std::map<std::string, std::string> users_;
+  std::mutex mu_;
+  std::set<std::string> verified_;  // "user:password" that matched; guarded by mu_
+};
+
+std::string Base64Decode(const std::string& in, bool& ok);
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,96 @@
+// --web.config.file: TLS and basic auth against a self-signed certificate,
+// checked with the curl client.
+
+#include <crypt.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+std::string Bcrypt(const std::string& password) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  EXPECT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof salt), nullptr);
+  crypt_data data;
+  std::memset(&data, 0, sizeof data);
+  return crypt_r(password.c_str(), salt, &data);
+}
+
+class WebConfigTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pg_ = PostgresServer::Start().release();
+    cert_ = WriteTempFile("tls/cert.pem", "");
+    key_ = WriteTempFile("tls/key.pem", "");
+    CommandResult made = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_, "-out",
+                                     cert_, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                                     "subjectAltName=IP:127.0.0.1"});
+    ASSERT_EQ(made.exit_status, 0) << made.output;
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  // Status code from curl, "000" when no HTTP response came back.
+  static std::string Curl(const std::vector<std::string>& extra, const std::string& url) {
+    std::vector<std::string> argv{"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back(url);
+    return RunCommand(argv).output;
+  }
+  static PostgresServer* pg_;
+  static std::string cert_, key_;
+};
+PostgresServer* WebConfigTest::pg_ = nullptr;
+std::string WebConfigTest::cert_, WebConfigTest::key_;
+
+TEST_F(WebConfigTest, TlsWithBasicAuthAcceptsOnlyTheRightCredentials) {
+  std::string web = WriteTempFile("web.yml", "tls_server_config:\n  cert_file: " + cert_ + "\n  key_file: " + key_ +
+                                                 "\n  min_version: TLS12\nbasic_auth_users:\n  alice: '" +
+                                                 Bcrypt("correct horse") + "'\n");
+  auto agent = AgentProcess::Start({"--web.config.file=" + web}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  std::string https = "https://127.0.0.1:" + std::to_string(agent->port());
+  EXPECT_EQ(Curl({"--cacert", cert_}, https + "/metrics"), "401");
+  EXPECT_EQ(Curl({"--cacert", cert_, "-u", "alice:wrong"}, https + "/metrics"), "401");
+  EXPECT_EQ(Curl({"--cacert", cert_, "-u", "mallory:correct horse"}, https + "/metrics"), "401");
+  EXPECT_EQ(Curl({"--cacert", cert_, "-u", "alice:correct horse"}, https + "/metrics"), "200");
+  EXPECT_EQ(Curl({"--cacert", cert_}, https + "/healthz"), "200");
+  // The handshake verifies against the certificate; plain HTTP and old TLS get no HTTP answer.
+  EXPECT_EQ(Curl({"--cacert", cert_, "--tls-max", "1.1", "-u", "alice:correct horse"}, https + "/metrics"), "000");
+  EXPECT_EQ(Curl({"-u", "alice:correct horse"}, "http://127.0.0.1:" + std::to_string(agent->port()) + "/metrics"),
+            "000");
+  CommandResult body = RunCommand({"curl", "-s", "--cacert", cert_, "-u", "alice:correct horse", https + "/metrics"});
+  EXPECT_NE(body.output.find("\npg_up 1\n"), std::string::npos) << body.output.substr(0, 500);
+  EXPECT_TRUE(agent->Running());
+}
+
+TEST_F(WebConfigTest, BadWebConfigIsRefusedWithPosition) {
+  std::string web = WriteTempFile("badweb.yml", "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: " + key_ +
+                                                    "\n  min_version: TLS9\nbasic_auth_users:\n  bob: plaintext\n"
+                                                    "http_server_config: {http2: true}\n");
+  CommandResult r = AgentProcess::Run({"--web.config.file=" + web}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("badweb.yml:2:14: tls_server_config.cert_file: cannot read '/nonexistent.pem'"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("min_version must be TLS10, TLS11, TLS12 or TLS13"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("basic_auth_users.bob: expected a bcrypt hash"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown or unsupported key 'http_server_config'"), std::string::npos) << r.output;
+}
+
+TEST_F(WebConfigTest, BasicAuthWithoutTlsProtectsEveryPathButHealthz) {
+  std::string web = WriteTempFile("authonly.yml", "basic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n");
+  auto agent = AgentProcess::Start({"--web.config.file=" + web}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  std::string http = "http://127.0.0.1:" + std::to_string(agent->port());
+  EXPECT_EQ(Curl({}, http + "/healthz"), "200") << "liveness probes need no credentials";
+  for (const char* path : {"/metrics", "/", "/readyz", "/probe?target=x"})
+    EXPECT_EQ(Curl({}, http + path), "401") << path;
+  EXPECT_EQ(Curl({"-u", "ops:pw"}, http + "/metrics"), "200");
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
