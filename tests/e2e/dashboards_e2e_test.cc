@@ -1,0 +1,318 @@
+// Every panel of every dashboard has data: a primary under a little pgbench-like load with a streaming standby on a
+// physical slot, one agent each, a real Prometheus scraping both every second, and every panel query evaluated
+// through Prometheus's API with the dashboard's variables resolved the way Grafana resolves them.
+//
+// Panels that show a problem (blocked sessions, an unused index, a slot, idle in transaction) get that problem made
+// on purpose: one session holds a row lock in an open transaction and another waits for it.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <pqxx/pqxx>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/postgres_server.h"
+#include "tests/harness/prometheus_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using detail::Json;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The pgbench of the server's major version (as pgserver.sh picks the server), else whatever PATH has.
+std::string PgBench(const PostgresServer& pg) {
+  const int major = std::stoi(pg.Query("SHOW server_version_num")) / 10000;
+  const std::string path = "/usr/lib/postgresql/" + std::to_string(major) + "/bin/pgbench";
+  return std::filesystem::exists(path) ? path : "pgbench";
+}
+
+// Background work on the primary until destroyed: a pgbench-like transaction every 50 ms on one connection, and a
+// row lock held in an open transaction (idle in transaction) that a second session waits for.
+class Workload {
+ public:
+  // Throws what libpqxx throws if the lock cannot be taken; the threads start only after that.
+  explicit Workload(const std::string& dsn) {
+    holder_connection_ = std::make_unique<pqxx::connection>(dsn);
+    holder_ = std::make_unique<pqxx::work>(*holder_connection_);
+    holder_->exec("UPDATE e2e_locked SET v = v + 1 WHERE id = 1");
+    waiter_ = std::thread([dsn] {
+      try {
+        pqxx::connection c(dsn);
+        pqxx::work w(c);
+        w.exec("SET LOCAL lock_timeout = '120s'");
+        w.exec("UPDATE e2e_locked SET v = v + 1 WHERE id = 1");
+        w.commit();
+      } catch (const std::exception&) {
+        // The server went away first; nothing to clean up.
+      }
+    });
+    load_ = std::thread([this, dsn] { RunLoad(dsn); });
+  }
+
+  ~Workload() {
+    stop_ = true;
+    holder_.reset();  // rolls back, so the waiter gets its lock and finishes
+    holder_connection_.reset();
+    waiter_.join();
+    load_.join();
+  }
+
+ private:
+  void RunLoad(const std::string& dsn) {
+    try {
+      pqxx::connection c(dsn);
+      std::mt19937 rng(20261129);
+      while (!stop_) {
+        const std::string aid = std::to_string(rng() % 100000 + 1);
+        const std::string tid = std::to_string(rng() % 10 + 1);
+        const std::string delta = std::to_string(static_cast<int>(rng() % 10001) - 5000);
+        pqxx::work w(c);
+        w.exec("UPDATE pgbench_accounts SET abalance = abalance + " + delta + " WHERE aid = " + aid);
+        w.exec("SELECT abalance FROM pgbench_accounts WHERE aid = " + aid);
+        w.exec("UPDATE pgbench_tellers SET tbalance = tbalance + " + delta + " WHERE tid = " + tid);
+        w.exec("UPDATE pgbench_branches SET bbalance = bbalance + " + delta + " WHERE bid = 1");
+        w.exec("INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (" + tid + ", 1, " + aid + ", " +
+               delta + ", CURRENT_TIMESTAMP)");
+        w.commit();
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    } catch (const std::exception& e) {
+      if (!stop_) std::cerr << "workload stopped: " << e.what() << std::endl;
+    }
+  }
+
+  std::atomic<bool> stop_{false};
+  std::thread load_;
+  std::unique_ptr<pqxx::connection> holder_connection_;
+  std::unique_ptr<pqxx::work> holder_;
+  std::thread waiter_;
+};
+
+// A value as Grafana's Prometheus datasource puts it into a regex matcher: regex metacharacters escaped, with the
+// backslash itself doubled because the regex sits inside a PromQL string.
+std::string RegexEscape(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    if (std::string("\\^$.|?*+()[]{}").find(c) != std::string::npos) out += "\\\\";
+    out += c;
+  }
+  return out;
+}
+
+// Replaces $name and ${name} (${name:format} too) from values; unknown names are reported in unknown.
+std::string Substitute(const std::string& text, const std::map<std::string, std::string>& values,
+                       std::set<std::string>& unknown) {
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] != '$') {
+      out += text[i++];
+      continue;
+    }
+    size_t end = i + 1;
+    std::string name;
+    if (end < text.size() && text[end] == '{') {
+      const size_t close = text.find('}', end);
+      name = text.substr(end + 1, close - end - 1);
+      name = name.substr(0, name.find(':'));
+      end = close + 1;
+    } else {
+      while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '_')) ++end;
+      name = text.substr(i + 1, end - i - 1);
+    }
+    auto it = values.find(name);
+    if (it == values.end()) {
+      unknown.insert(name);
+      out += text.substr(i, end - i);
+    } else {
+      out += it->second;
+    }
+    i = end;
+  }
+  return out;
+}
+
+// The query of a query variable: a string (Grafana 9) or {"query": "..."} (10+).
+std::string VariableQuery(const Json& variable) {
+  const Json& q = variable["query"];
+  return q.type() == Json::Type::kObject ? q["query"].str() : q.str();
+}
+
+struct Evaluation {
+  int queries = 0;
+  std::vector<std::string> problems;  // each names the dashboard, the panel or variable, and the query
+};
+
+// Resolves the dashboard's variables against Prometheus as Grafana would (every value of a multi-value variable,
+// preferred[name] or else the first value of a single-value one), then runs every panel query.
+void Evaluate(const PrometheusServer& prometheus, const std::string& file, const Json& dashboard,
+              const std::map<std::string, std::string>& preferred, Evaluation& result) {
+  // Grafana's interval variables. $__rate_interval is max(4 * scrape interval, $__interval + scrape interval): 4 s
+  // for these 1 s scrapes, made 10 s so that rate() has a few samples even when a scrape is late.
+  std::map<std::string, std::string> values = {
+      {"__rate_interval", "10s"}, {"__interval", "2s"}, {"__range", "1m"}, {"__range_s", "60"}};
+  for (const Json& v : dashboard["templating"]["list"].items()) {
+    const std::string name = v["name"].str();
+    const std::string type = v["type"].str();
+    if (type == "datasource") continue;
+    if (type == "custom") {
+      values[name] = v["current"]["value"].str();
+      continue;
+    }
+    if (type != "query") {
+      result.problems.push_back(file + " variable " + name + ": type " + type + " is not handled by this test");
+      continue;
+    }
+    std::set<std::string> unknown;
+    const std::string query = Substitute(VariableQuery(v), values, unknown);
+    for (const auto& u : unknown) result.problems.push_back(file + " variable " + name + ": unknown variable $" + u);
+    const size_t open = query.find('('), comma = query.rfind(','), close = query.rfind(')');
+    if (query.rfind("label_values(", 0) != 0 || comma == std::string::npos || close == std::string::npos) {
+      result.problems.push_back(file + " variable " + name + ": not a label_values() query: " + query);
+      continue;
+    }
+    std::string label = query.substr(comma + 1, close - comma - 1);
+    label.erase(0, label.find_first_not_of(' '));
+    const std::string selector = query.substr(open + 1, comma - open - 1);
+    std::set<std::string> found;
+    try {
+      for (const auto& sample : prometheus.Query("group by (" + label + ") (" + selector + ")")) {
+        auto it = sample.labels.find(label);
+        if (it != sample.labels.end() && !it->second.empty()) found.insert(it->second);
+      }
+    } catch (const std::exception& e) {
+      result.problems.push_back(file + " variable " + name + ": " + e.what());
+    }
+    if (found.empty()) {
+      result.problems.push_back(file + " variable " + name + " has no values: " + query);
+      values[name] = "no-value";
+      continue;
+    }
+    if (v["multi"].boolean() || v["includeAll"].boolean()) {
+      std::string joined;
+      for (const auto& value : found) joined += (joined.empty() ? "" : "|") + RegexEscape(value);
+      values[name] = found.size() == 1 ? joined : "(" + joined + ")";
+    } else {
+      auto want = preferred.find(name);
+      if (want != preferred.end() && !found.count(want->second)) {
+        result.problems.push_back(file + " variable " + name + " lacks the value " + want->second);
+      }
+      values[name] = RegexEscape(want != preferred.end() ? want->second : *found.begin());
+    }
+  }
+
+  std::vector<const Json*> panels;  // collapsed rows hold their panels
+  for (const Json& panel : dashboard["panels"].items()) {
+    panels.push_back(&panel);
+    for (const Json& inner : panel["panels"].items()) panels.push_back(&inner);
+  }
+  for (const Json* p : panels) {
+    const Json& panel = *p;
+    for (const Json& t : panel["targets"].items()) {
+      std::ostringstream where;
+      where << file << " panel " << panel["id"].number() << " \"" << panel["title"].str() << "\" query "
+            << t["refId"].str();
+      std::set<std::string> unknown;
+      const std::string expr = Substitute(t["expr"].str(), values, unknown);
+      for (const auto& name : unknown) result.problems.push_back(where.str() + ": unknown variable $" + name);
+      ++result.queries;
+      try {
+        if (prometheus.Query(expr).empty()) result.problems.push_back(where.str() + ": no series from\n" + expr);
+      } catch (const std::exception& e) {
+        result.problems.push_back(where.str() + ": " + e.what());
+      }
+    }
+  }
+}
+
+TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
+  const auto start = Clock::now();
+  std::vector<std::pair<std::string, Json>> dashboards;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(PGPULSE_SOURCE_DIR) + "/dashboards")) {
+    if (entry.path().extension() != ".json") continue;
+    dashboards.emplace_back(entry.path().filename().string(), Json::Parse(ReadFile(entry.path().string())));
+  }
+  std::sort(dashboards.begin(), dashboards.end(), [](auto& a, auto& b) { return a.first < b.first; });
+  ASSERT_GE(dashboards.size(), 6u);
+
+  // Archiving to nowhere gives the archiver panels a success to show; a slot WAL limit gives slots a safe size.
+  auto primary = PostgresServer::Start(
+      {"archive_mode = on", "archive_command = '/bin/true'", "max_slot_wal_keep_size = '1GB'"});
+  const CommandResult init =
+      RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", std::to_string(primary->port()),
+                  "-U", "postgres", "postgres"},
+                 {}, 120);
+  ASSERT_EQ(init.exit_status, 0) << init.output;
+  primary->Exec("CREATE TABLE e2e_locked (id int PRIMARY KEY, v int NOT NULL)");
+  primary->Exec("INSERT INTO e2e_locked VALUES (1, 0)");
+  primary->Exec("CREATE INDEX e2e_locked_v_never_used ON e2e_locked (v)");
+  primary->Exec("SELECT pg_create_physical_replication_slot('e2e_standby', true)");
+  primary->Exec("SELECT pg_switch_wal()");
+  auto standby =
+      PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'", "primary_slot_name = 'e2e_standby'"});
+  Workload workload(primary->dsn());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // some calls before the first statements_query run
+  const std::string queryid = primary->Query(
+      "SELECT queryid FROM pg_stat_statements WHERE query LIKE 'UPDATE pgbench_accounts SET abalance%' "
+      "ORDER BY calls DESC LIMIT 1");
+  ASSERT_FALSE(queryid.empty()) << "the workload's UPDATE is not in pg_stat_statements";
+  const double setup_seconds = Seconds(start);
+
+  // The Queries dashboard's statement text needs statements_query, which is off by default.
+  const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
+  auto primary_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", primary->uri()}});
+  auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
+  PrometheusServer::Options options;
+  options.targets.push_back({"pgpulse-primary", "127.0.0.1:" + std::to_string(primary_agent->port())});
+  options.targets.push_back({"pgpulse-standby", "127.0.0.1:" + std::to_string(standby_agent->port())});
+  auto prometheus = PrometheusServer::Start(options);
+  ASSERT_TRUE(prometheus->WaitForTargetsUp(15));
+  const auto scraping = Clock::now();
+
+  // Rates need two samples in their window and the standby needs to stream: poll until every query has data.
+  Evaluation last;
+  int rounds = 0;
+  while (true) {
+    last = Evaluation{};
+    ++rounds;
+    for (const auto& [file, json] : dashboards) Evaluate(*prometheus, file, json, {{"queryid", queryid}}, last);
+    if (last.problems.empty() || Seconds(scraping) > 45) break;
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  std::string report;
+  for (const auto& p : last.problems) report += "  " + p + "\n";
+  EXPECT_TRUE(last.problems.empty()) << last.problems.size() << " of " << last.queries
+                                     << " queries or variables without data after " << Seconds(scraping)
+                                     << " s of scraping:\n"
+                                     << report;
+  if (last.problems.empty()) {
+    std::cout << "dashboards_e2e: " << last.queries << " panel queries in " << dashboards.size()
+              << " dashboards; setup " << setup_seconds << " s; every query had data in round " << rounds << ", "
+              << Seconds(scraping) << " s after the targets were up; total " << Seconds(start) << " s" << std::endl;
+  }
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
