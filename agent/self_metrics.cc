@@ -69,6 +69,11 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
                              .Name("pgpulse_scrape_deadline_exceeded_total")
                              .Help("Scrapes answered with pg_up 0 because the server did not answer before the deadline.")
                              .Register(*registry_)),
+      scrape_deadline_(BuildGauge()
+                           .Name("pgpulse_scrape_deadline_seconds")
+                           .Help("Time the last scrape of the target had to answer in, in seconds: Prometheus's scrape "
+                                 "timeout minus scrape.timeout_offset, capped by scrape.timeout.")
+                           .Register(*registry_)),
       reload_success_(BuildGauge()
                           .Name("pgpulse_config_last_reload_successful")
                           .Help("1 if the last configuration load succeeded, 0 if it was rejected.")
@@ -107,7 +112,9 @@ void SelfMetrics::CollectorDone(const std::string& target, const std::string& co
       .Increment(static_cast<double>(dropped_limit));
 }
 
-void SelfMetrics::ScrapeDone(const std::string& target, double seconds, bool deadline_exceeded) {
+void SelfMetrics::ScrapeDone(const std::string& target, double seconds, double deadline_seconds,
+                             bool deadline_exceeded) {
+  scrape_deadline_.Add({{"target", target}}).Set(deadline_seconds);
   static const prometheus::Histogram::BucketBoundaries buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                                 0.5,   1,    2.5,   5,    10,  30};
   scrape_duration_.Add({{"target", target}}, buckets).Observe(seconds);

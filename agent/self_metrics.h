@@ -27,7 +27,7 @@ class SelfMetrics {
   void CollectorDone(const std::string& target, const std::string& collector, size_t runs, size_t failures,
                      size_t cache_hits, double seconds, size_t series, size_t dropped_duplicates,
                      size_t dropped_limit);
-  void ScrapeDone(const std::string& target, double seconds, bool deadline_exceeded);
+  void ScrapeDone(const std::string& target, double seconds, double deadline_seconds, bool deadline_exceeded);
   void ReloadDone(bool success);
 
   // The registry's families plus process metrics, ready for the writer.
@@ -44,6 +44,7 @@ class SelfMetrics {
   prometheus::Family<prometheus::Histogram>& scrape_duration_;
   prometheus::Family<prometheus::Counter>& scrapes_;
   prometheus::Family<prometheus::Counter>& deadline_exceeded_;
+  prometheus::Family<prometheus::Gauge>& scrape_deadline_;
   prometheus::Gauge& reload_success_;
   prometheus::Gauge& reload_time_;
   prometheus::Family<prometheus::Counter>& reloads_;

@@ -107,7 +107,7 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
     LogWarn("scrape deadline exceeded", {{"target", config_.name}, {"error", c->error}});
   }
   metrics_.ScrapeDone(config_.name, std::chrono::duration<double>(Clock::now() - started).count(),
-                      result->deadline_exceeded);
+                      std::chrono::duration<double>(deadline - started).count(), result->deadline_exceeded);
   return result;
 }
 

@@ -84,6 +84,10 @@ TEST_F(AgentTest, ServesServerMetricsAndInfo) {
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"database_stats\",target=\"default\"}"), 1.0);
   EXPECT_EQ(CountSamples(body, "pgpulse_build_info"), 1);
   EXPECT_GT(SampleValue(body, "process_resident_memory_bytes").value_or(0), 0);
+  EXPECT_EQ(SampleValue(body, "pg_activity_idle_in_transaction_sessions{datname=\"postgres\"}"), 0.0);
+  // The deadline is Prometheus's timeout minus the 500ms offset.
+  std::string timed = Scrape(*agent, 5);
+  EXPECT_NEAR(SampleValue(timed, "pgpulse_scrape_deadline_seconds{target=\"default\"}").value_or(0), 4.5, 0.05);
 }
 
 TEST_F(AgentTest, OneConnectionIsReusedAcrossScrapes) {
