@@ -238,29 +238,39 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
 
 }  // namespace
 
-ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
-                        const std::string& password_file) {
+ConfigResult LoadConfigText(const std::string& text, const std::string& origin, const std::string& data_source_name,
+                            const std::string& password_file) {
   ConfigResult result;
   Config& cfg = result.config;
-  if (!path.empty()) {
-    cfg.origin = path;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      result.errors.push_back(path + ": cannot read config file: " + std::strerror(errno));
-      return result;
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    ConfigReader r(path, result.errors);
-    try {
-      ParseConfig(YAML::Load(ss.str()), r, cfg);
-    } catch (const YAML::Exception& e) {
-      result.errors.push_back(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                              ": YAML syntax error: " + e.msg);
-    }
+  cfg.origin = origin;
+  ConfigReader r(origin, result.errors);
+  try {
+    ParseConfig(YAML::Load(text), r, cfg);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
+                            ": YAML syntax error: " + e.msg);
   }
   if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}});
   return result;
+}
+
+ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
+                        const std::string& password_file) {
+  if (path.empty()) {
+    ConfigResult result;
+    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}});
+    return result;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigResult result;
+    result.config.origin = path;
+    result.errors.push_back(path + ": cannot read config file: " + std::strerror(errno));
+    return result;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return LoadConfigText(ss.str(), path, data_source_name, password_file);
 }
 
 }  // namespace pgpulse::agent

@@ -89,4 +89,8 @@ struct ConfigResult {
 ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
                         const std::string& password_file);
 
+// The same for config text already read; `origin` names it in errors.
+ConfigResult LoadConfigText(const std::string& text, const std::string& origin, const std::string& data_source_name,
+                            const std::string& password_file);
+
 }  // namespace pgpulse::agent

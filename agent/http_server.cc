@@ -93,7 +93,7 @@ std::string HttpServer::Start(const std::string& listen_address) {
   std::string ports = ToCivetPorts(listen_address);
   if (ports.empty())
     return "--web.listen-address: cannot use '" + listen_address + "' (expected host:port, :port or [ipv6]:port)";
-  std::vector<const char*> options = {"listening_ports", nullptr, "num_threads", "16", "request_timeout_ms", "60000",
+  std::vector<const char*> options = {"listening_ports", nullptr, "num_threads", "32", "request_timeout_ms", "60000",
                                       "enable_keep_alive", "yes"};
   std::string pem_path, protocol;
   if (web_.tls) {

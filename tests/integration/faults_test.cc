@@ -1,0 +1,133 @@
+// Faults an SRE meets: a server that crashes mid-scrape, connection slots all
+// taken, a catalog locked by someone else.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+std::string Scrape(const AgentProcess& agent, double timeout) {
+  HttpResponse r = HttpGet(agent.url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: " + std::to_string(timeout)});
+  EXPECT_EQ(r.status, 200);
+  return r.body;
+}
+
+std::optional<double> PollUp(const AgentProcess& agent, double want, int attempts) {
+  std::optional<double> up;
+  for (int i = 0; i < attempts && up != want; ++i) {
+    up = SampleValue(Scrape(agent, 3), "pg_up");
+    if (up != want) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  return up;
+}
+
+TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
+  auto pg = PostgresServer::Start();
+  std::string defs = WriteTempFile("crash-defs/slow.yaml", R"(collectors:
+  - name: slowish
+    help: Slow enough for the crash to land inside it.
+    timeout: 10s
+    sql: SELECT pg_sleep(1.5) IS NULL AS v
+    columns:
+      v: {gauge: pg_test_slowish, help: Zero.}
+)");
+  std::string cfg = WriteTempFile("crash.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                   "\"\ncollectors:\n  directories: [\"" +
+                                                   defs.substr(0, defs.rfind('/')) + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  EXPECT_EQ(SampleValue(Scrape(*agent, 8), "pg_up"), 1.0);
+
+  auto scrape = std::async(std::launch::async, [&] { return HttpGet(agent->url("/metrics")); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // SIGQUIT is PostgreSQL's immediate shutdown: every backend dies at once, as in a crash.
+  std::ifstream pidfile(pg->dir() + "/data/postmaster.pid");
+  pid_t postmaster = 0;
+  pidfile >> postmaster;
+  ASSERT_GT(postmaster, 0);
+  ASSERT_EQ(kill(postmaster, SIGQUIT), 0);
+  HttpResponse during = scrape.get();
+  EXPECT_EQ(during.status, 200);
+  EXPECT_EQ(SampleValue(during.body, "pgpulse_collector_success{collector=\"slowish\",target=\"main\"}"), 0.0);
+  for (int i = 0; i < 100 && kill(postmaster, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(PollUp(*agent, 0.0, 10), 0.0);
+
+  pg->StartAgain();
+  EXPECT_EQ(PollUp(*agent, 1.0, 60), 1.0);
+  std::string body = Scrape(*agent, 8);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"slowish\",target=\"main\"}"), 1.0) << body;
+  EXPECT_TRUE(agent->Running());
+}
+
+TEST(Faults, AllConnectionSlotsTakenIsAClearErrorThenRecovers) {
+  auto pg = PostgresServer::Start({"max_connections = 6", "superuser_reserved_connections = 1"});
+  pg->Exec("CREATE ROLE monitor LOGIN; GRANT pg_monitor TO monitor; CREATE ROLE filler LOGIN");
+  std::vector<std::unique_ptr<pqxx::connection>> held;
+  const std::string filler = "host=127.0.0.1 port=" + std::to_string(pg->port()) + " user=filler dbname=postgres";
+  for (int i = 0; i < 5; ++i) held.push_back(std::make_unique<pqxx::connection>(filler));  // 6 - 1 reserved
+  std::string dsn = "postgresql://monitor@127.0.0.1:" + std::to_string(pg->port()) + "/postgres";
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", dsn}});
+  std::string body = Scrape(*agent, 3);
+  EXPECT_EQ(SampleValue(body, "pg_up"), 0.0) << body;
+  std::string landing = HttpGet(agent->url("/")).body;
+  EXPECT_NE(landing.find("remaining connection slots are reserved"), std::string::npos) << landing;
+  EXPECT_NE(agent->Log().find("remaining connection slots are reserved"), std::string::npos);
+
+  held.clear();
+  EXPECT_EQ(PollUp(*agent, 1.0, 60), 1.0);
+  EXPECT_TRUE(agent->Running());
+}
+
+TEST(Faults, CatalogLockedBySomeoneElseTimesOutOnTheServerAndTheScrapeAnswers) {
+  auto pg = PostgresServer::Start();
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg->uri()}});
+  EXPECT_EQ(SampleValue(Scrape(*agent, 8), "pg_up"), 1.0);
+  pqxx::connection holder(pg->dsn());
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE pg_database IN ACCESS EXCLUSIVE MODE");
+
+  auto start = Clock::now();
+  HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 6"});
+  EXPECT_LT(Seconds(start), 6.0);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(SampleValue(r.body, "pg_up"), 1.0) << r.body;
+  int failed = 0;
+  std::istringstream lines(r.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("pgpulse_collector_success{", 0) == 0 && line.back() == '0') ++failed;
+  }
+  EXPECT_GE(failed, 1) << "collectors reading pg_database should have timed out";
+  // Nothing of the agent's is left waiting on the lock: the server cancelled it. (Asked through the
+  // lock holder's own session: a new connection would itself queue behind the pg_database lock.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
+                     " AND wait_event_type = 'Lock'")[0]
+                .as<int>(),
+            0);
+  tx.abort();
+  std::string after = Scrape(*agent, 8);
+  std::istringstream again(after);
+  for (std::string line; std::getline(again, line);) {
+    if (line.rfind("pgpulse_collector_success{", 0) == 0) {
+      EXPECT_EQ(line.back(), '1') << line;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
