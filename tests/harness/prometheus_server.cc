@@ -20,8 +20,8 @@
 #include <thread>
 
 #include "tests/harness/http_client.h"
+#include "tests/harness/spawn.h"
 
-extern char** environ;
 
 namespace pgpulse::testing {
 
@@ -38,77 +38,7 @@ Clock::time_point Deadline(double seconds) {
   return Clock::now() + std::chrono::milliseconds(static_cast<long>(seconds * 1000));
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
-std::string LastLines(const std::string& text, size_t count) {
-  size_t pos = text.size();
-  while (count-- > 0 && pos > 0) {
-    pos = text.rfind('\n', pos - 1);
-    if (pos == std::string::npos) return text;
-  }
-  return text.substr(pos == text.size() ? pos : pos + 1);
-}
-
-int DecodeWaitStatus(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-// Starts argv (argv[0] looked up in PATH) with stdout and stderr on output_fd and stdin on /dev/null.
-// Proxy variables are dropped: every server a test talks to is on loopback.
-pid_t Spawn(const std::vector<std::string>& argv, int output_fd) {
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string name(*e, std::strcspn(*e, "="));
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (name == "http_proxy" || name == "https_proxy" || name == "all_proxy" || name == "no_proxy") continue;
-    env_strings.emplace_back(*e);
-  }
-  // Everything the child needs is built before fork: after it only async-signal-safe calls are allowed.
-  std::vector<char*> c_argv;
-  for (const auto& arg : argv) c_argv.push_back(const_cast<char*>(arg.c_str()));
-  c_argv.push_back(nullptr);
-  std::vector<char*> c_env;
-  for (const auto& entry : env_strings) c_env.push_back(const_cast<char*>(entry.c_str()));
-  c_env.push_back(nullptr);
-  const pid_t parent = getpid();
-  const int dev_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (dev_null < 0) throw std::runtime_error(Errno("open /dev/null"));
-
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(dev_null);
-    throw std::runtime_error(Errno("fork"));
-  }
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD}) sigaction(sig, &dfl, nullptr);
-    dup2(dev_null, 0);
-    dup2(output_fd, 1);
-    dup2(output_fd, 2);
-    close_range(3, ~0U, 0);
-    execvpe(c_argv[0], c_argv.data(), c_env.data());
-    const char* message = "harness: exec failed: ";
-    (void)!write(2, message, strlen(message));
-    (void)!write(2, c_argv[0], strlen(c_argv[0]));
-    (void)!write(2, "\n", 1);
-    _exit(127);
-  }
-  close(dev_null);
-  return pid;
-}
 
 std::string Indent(const std::string& lines, const std::string& prefix) {
   std::string out;
@@ -468,7 +398,7 @@ bool ServerProcess::TryLaunch(const std::vector<std::string>& argv, int port, co
   const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (log_fd < 0) throw std::runtime_error(Errno("open " + log));
   try {
-    pid_ = Spawn(argv, log_fd);
+    pid_ = SpawnChild(argv, {}, log_fd);
   } catch (...) {
     close(log_fd);
     throw;
