@@ -154,13 +154,9 @@ cmd_watch() {
   done
 }
 
-cmd_start() {
-  [[ $# -ge 2 ]] || usage
-  local dir port
-  dir=$(absolute "$1")
-  port="$2"
-  shift 2
-  [[ "$port" =~ ^[0-9]+$ ]] || die "port '$port' is not a number"
+# An empty (or new) directory the server's owner can enter, marked as ours.
+prepare_dir() {
+  local dir=$1
   if [[ -e "$dir" ]]; then
     [[ -d "$dir" ]] || die "$dir exists and is not a directory"
     [[ -z "$(ls -A "$dir")" ]] || die "$dir is not empty"
@@ -172,6 +168,16 @@ cmd_start() {
     chown postgres: "$dir"
     as_owner test -x "$dir" || die "user postgres cannot enter $dir; use a directory under /tmp"
   fi
+}
+
+cmd_start() {
+  [[ $# -ge 2 ]] || usage
+  local dir port
+  dir=$(absolute "$1")
+  port="$2"
+  shift 2
+  [[ "$port" =~ ^[0-9]+$ ]] || die "port '$port' is not a number"
+  prepare_dir "$dir"
 
   if ! as_owner "$BINDIR/initdb" -D "$dir/data" --auth=trust -U postgres --no-sync -E UTF8 --locale=C \
       >"$dir/initdb.log" 2>&1; then
@@ -230,17 +236,7 @@ cmd_standby() {
   [[ "$port" =~ ^[0-9]+$ ]] || die "port '$port' is not a number"
   primary_port=$(conf_port "$primary")
   running "$primary" || die "the primary in $primary is not running"
-  if [[ -e "$dir" ]]; then
-    [[ -d "$dir" ]] || die "$dir exists and is not a directory"
-    [[ -z "$(ls -A "$dir")" ]] || die "$dir is not empty"
-  fi
-  mkdir -p "$dir"
-  touch "$dir/.pgserver"
-  if [[ $EUID -eq 0 ]]; then
-    id -u postgres >/dev/null 2>&1 || die "running as root needs an OS user 'postgres' to own the server"
-    chown postgres: "$dir"
-    as_owner test -x "$dir" || die "user postgres cannot enter $dir; use a directory under /tmp"
-  fi
+  prepare_dir "$dir"
 
   if ! as_owner "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
       -R -X stream --checkpoint=fast --no-sync >"$dir/basebackup.log" 2>&1; then
