@@ -3,6 +3,7 @@
 #include <crypt.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -99,7 +100,8 @@ WebConfigResult LoadWebConfig(const std::string& path) {
 std::string Base64Decode(const std::string& in, bool& ok) {
   static const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
-  int bits = 0, value = 0;
+  int bits = 0;
+  uint32_t value = 0;  // holds fewer than 8 pending bits between bytes
   ok = true;
   size_t padding = 0;
   for (char c : in) {
@@ -116,11 +118,12 @@ std::string Base64Decode(const std::string& in, bool& ok) {
       ok = false;
       return "";
     }
-    value = (value << 6) | static_cast<int>(d);
+    value = ((value << 6) | static_cast<uint32_t>(d)) & 0x3fff;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
       out.push_back(static_cast<char>((value >> bits) & 0xff));
+      value &= (1u << bits) - 1;
     }
   }
   if (padding > 2) ok = false;
