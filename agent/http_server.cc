@@ -47,7 +47,8 @@ std::string LoadOpenSslCompat() {
     std::string exe = self;
     dirs.push_back(exe.substr(0, exe.rfind('/')));
   }
-  dirs.push_back(PGPULSE_BUILD_LIBDIR);
+  // Next to the binary (a build tree), else where the package installs them; never a
+  // build directory named at compile time, which on another machine may be anyone's /tmp.
   dirs.push_back(PGPULSE_INSTALL_LIBDIR);
   for (const char* lib : {"libpgpulse-libcrypto-compat.so", "libpgpulse-libssl-compat.so"}) {
     bool loaded = false;
