@@ -536,7 +536,7 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
     fi
     sleep 1  # the logging collector writes asynchronously
     tail -c +"$((offset + 1))" "$JSONLOG" | jq -c 'select(.application_name == "pgpulse")' >"$RES/overhead-$j.jsonl"
-    if jq -e 'select(.error_severity == "ERROR")' "$RES/overhead-$j.jsonl" >/dev/null; then
+    if jq -r 'select(.error_severity == "ERROR") | "failed"' "$RES/overhead-$j.jsonl" | grep -q failed; then
       # A statement failed (a collector's timeout cancelled it): its time is SQL time the replay cannot repeat.
       OVERHEAD_SKIPPED=$((OVERHEAD_SKIPPED + 1))
       echo "$j,$seconds,,,,statement failed: $(jq -r 'select(.error_severity == "ERROR") | .message' "$RES/overhead-$j.jsonl" | head -n 1)" >>"$RES/overhead.csv"
