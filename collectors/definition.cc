@@ -137,8 +137,10 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
       col.label = col_name;
     } else if (s == "ignore") {
       col.usage = ColumnUsage::Ignore;
+    } else if (s == "rows_before_limit") {
+      col.usage = ColumnUsage::RowsBeforeLimit;
     } else {
-      r.Error(spec, ctx + ": expected 'label', 'ignore' or a map with one of label, gauge, counter, ignore; got '" + s + "'");
+      r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map with one of label, gauge, counter, ignore; got '" + s + "'");
       return;
     }
   } else if (spec.IsMap()) {
@@ -181,7 +183,7 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
         r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
     }
   } else {
-    r.Error(spec, ctx + ": expected 'label', 'ignore' or a map");
+    r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map");
     return;
   }
   if (col.usage == ColumnUsage::Label) {
@@ -345,6 +347,11 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
                             c.name + "'");
       }
       if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column, so it produces nothing");
+      size_t counts = 0;
+      for (const Column& c : def.columns) counts += c.usage == ColumnUsage::RowsBeforeLimit ? 1 : 0;
+      if (counts > 1) r.Error(cols, ctx + ": only one column can be rows_before_limit");
+      if (counts == 1 && def.max_rows == SIZE_MAX)
+        r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
     }
   } else {
     r.Error(node, ctx + ": missing required key 'columns'");
@@ -380,6 +387,12 @@ const Variant* Definition::VariantFor(int server_version_num) const {
     if (server_version_num >= v.min_version && server_version_num < v.max_version) return &v;
   }
   return nullptr;
+}
+
+bool Definition::LimitsItself() const {
+  for (const Column& c : columns)
+    if (c.usage == ColumnUsage::RowsBeforeLimit) return true;
+  return false;
 }
 
 const Column* Definition::FindColumn(const std::string& column) const {

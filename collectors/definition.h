@@ -22,7 +22,10 @@ struct Variant {
   std::string sql;
 };
 
-enum class ColumnUsage { Label, Gauge, Counter, Ignore };
+// RowsBeforeLimit: the query limits itself with `LIMIT $1` (the engine binds
+// max_rows to $1) and reports in this column how many rows it had before the
+// limit (e.g. `count(*) OVER ()`), so rows left out are still counted.
+enum class ColumnUsage { Label, Gauge, Counter, Ignore, RowsBeforeLimit };
 
 struct Column {
   std::string name;  // the result column
@@ -54,6 +57,8 @@ struct Definition {
   // The variant for a server version, or nullptr when none covers it.
   const Variant* VariantFor(int server_version_num) const;
   const Column* FindColumn(const std::string& name) const;
+  // True when the SQL takes max_rows as $1 (a rows_before_limit column is declared).
+  bool LimitsItself() const;
 };
 
 struct LoadResult {

@@ -45,7 +45,9 @@ MappedResult MapRows(const Definition& def, const TableView& table,
     }
   }
   std::vector<size_t> label_cols, metric_cols;
+  std::optional<size_t> before_limit_col;
   for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage == ColumnUsage::RowsBeforeLimit) before_limit_col = c;
     if (spec[c]->usage == ColumnUsage::Label) label_cols.push_back(c);
     if (spec[c]->usage == ColumnUsage::Gauge || spec[c]->usage == ColumnUsage::Counter) {
       metric_cols.push_back(c);
@@ -143,6 +145,20 @@ MappedResult MapRows(const Definition& def, const TableView& table,
       out.families[i].Add(suffix, *v * spec[metric_cols[i]]->scale);
     }
     out.series += present;
+  }
+  if (before_limit_col && table.rows > 0) {
+    const Cell& cell = table.at(0, *before_limit_col);
+    auto total = cell.null ? std::nullopt : ParseSampleValue(cell.view());
+    if (!total || *total < 0 || *total != std::floor(*total)) {
+      out.error = "column '" + table.columns[*before_limit_col] + "' (rows_before_limit) has value '" +
+                  std::string(cell.null ? "NULL" : cell.view()) + "', which is not a row count";
+      out.families.clear();
+      out.series = 0;
+      return out;
+    }
+    // Rows the query left out never reached us: count each as one series per metric column.
+    if (*total > static_cast<double>(table.rows))
+      out.dropped_limit += static_cast<size_t>(*total - static_cast<double>(table.rows)) * metric_cols.size();
   }
   return out;
 }

@@ -229,6 +229,27 @@ TEST(Definition, MaxRowsAndEnabled) {
   EXPECT_NE(AllErrors(bad).find("enabled: must be true or false"), std::string::npos) << AllErrors(bad);
 }
 
+TEST(Definition, RowsBeforeLimitMeansTheSqlLimitsItselfAndNeedsMaxRows) {
+  LoadResult r = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
+                              "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
+  ASSERT_TRUE(r.ok()) << AllErrors(r);
+  EXPECT_TRUE(r.definitions[0].LimitsItself());
+  EXPECT_EQ(r.definitions[0].FindColumn("total")->usage, ColumnUsage::RowsBeforeLimit);
+
+  LoadResult plain = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  ASSERT_TRUE(plain.ok()) << AllErrors(plain);
+  EXPECT_FALSE(plain.definitions[0].LimitsItself());
+
+  LoadResult no_max = LoadOne(BASE "    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
+                                   "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
+  EXPECT_NE(AllErrors(no_max).find("test.yaml:5:"), std::string::npos) << AllErrors(no_max);
+  EXPECT_NE(AllErrors(no_max).find("needs max_rows"), std::string::npos) << AllErrors(no_max);
+
+  LoadResult two = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS a, 3 AS b LIMIT $1\n"
+                                "    columns: {v: {gauge: pg_x, help: h}, a: rows_before_limit, b: rows_before_limit}\n");
+  EXPECT_NE(AllErrors(two).find("only one column can be rows_before_limit"), std::string::npos) << AllErrors(two);
+}
+
 // Only PostgreSQL 15 runs here, so version coverage is checked on the
 // definitions themselves: for every major 12..18 at most one variant applies,
 // and a collector that starts later (pg_stat_io from 16) has no gap after its start.

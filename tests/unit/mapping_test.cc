@@ -112,6 +112,42 @@ TEST(Mapping, RowsBeyondMaxRowsAreDroppedInQueryOrder) {
   EXPECT_EQ(m.dropped_limit, 2u);
 }
 
+TEST(Mapping, RowsTheQueryLeftOutAreCountedFromRowsBeforeLimit) {
+  LoadResult r = LoadDefinitions({Source{"t.yaml", R"(collectors:
+  - name: top
+    help: h
+    max_rows: 2
+    sql: SELECT 1
+    columns:
+      relname: label
+      a: {gauge: pg_a, help: A.}
+      b: {counter: pg_b_total, help: B.}
+      total: rows_before_limit
+)"}});
+  ASSERT_TRUE(r.ok());
+  const Definition& d = r.definitions[0];
+  // The query returned its first 2 of 5 rows: 3 rows with 2 metric columns each were left out.
+  Table t({"relname", "a", "b", "total"}, {{"x", "1", "2", "5"}, {"y", "3", "4", "5"}});
+  MappedResult m = MapRows(d, t.view, {});
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  EXPECT_EQ(m.series, 4u);
+  EXPECT_EQ(m.families.size(), 2u);
+  EXPECT_EQ(m.dropped_limit, 6u);
+
+  Table all({"relname", "a", "b", "total"}, {{"x", "1", "2", "2"}, {"y", "3", "4", "2"}});
+  EXPECT_EQ(MapRows(d, all.view, {}).dropped_limit, 0u);
+
+  Table empty({"relname", "a", "b", "total"}, {});
+  MappedResult none = MapRows(d, empty.view, {});
+  EXPECT_TRUE(none.error.empty());
+  EXPECT_EQ(none.dropped_limit, 0u);
+
+  Table bad({"relname", "a", "b", "total"}, {{"x", "1", "2", "many"}});
+  MappedResult b = MapRows(d, bad.view, {});
+  EXPECT_NE(b.error.find("column 'total' (rows_before_limit) has value 'many'"), std::string::npos) << b.error;
+  EXPECT_TRUE(b.families.empty());
+}
+
 TEST(Mapping, NullValueEmitsNoSample) {
   Table t({"datname", "state", "n", "t", "note"}, {{"a", "idle", std::nullopt, "5", "x"}});
   MappedResult m = MapRows(Def(), t.view, {});
