@@ -4,7 +4,9 @@
 #include <pqxx/nontransaction>
 #include <pqxx/result>
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 
 namespace pgpulse::collectors {
 
@@ -32,7 +34,18 @@ TableView ViewOf(const pqxx::result& r) {
 
 }  // namespace
 
-pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout) {
+std::string PreparedName(const std::string& sql) {
+  // FNV-1a: stable across runs and builds, so logs and pg_prepared_statements name the same statement.
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : sql) h = (h ^ c) * 1099511628211ULL;
+  static const char* hex = "0123456789abcdef";
+  std::string name = "pgpulse_";
+  for (int shift = 60; shift >= 0; shift -= 4) name += hex[(h >> shift) & 0xf];
+  return name;
+}
+
+pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
+                         std::optional<int64_t> limit, const std::string& prepared_name) {
   pqxx::nontransaction tx(conn);
   const int64_t total = std::max<int64_t>(1, timeout.count());
   // lock_timeout fires first, so a query stuck behind a lock says so rather
@@ -44,7 +57,14 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
   try {
     // The extended protocol runs exactly one statement, so a definition
     // cannot end the read-only transaction with "COMMIT; INSERT ...".
-    pqxx::result r = tx.exec_params(sql);
+    pqxx::result r;
+    if (prepared_name.empty()) {
+      r = limit ? tx.exec_params(sql, *limit) : tx.exec_params(sql);
+    } else {
+      // Planned once per connection: catalog joins can take longer to plan than to run.
+      conn.prepare(prepared_name, sql);
+      r = limit ? tx.exec_prepared(prepared_name, *limit) : tx.exec_prepared(prepared_name);
+    }
     tx.exec("COMMIT");
     return r;
   } catch (const pqxx::broken_connection&) {
@@ -64,7 +84,11 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
   CollectorRun run;
   auto start = std::chrono::steady_clock::now();
   try {
-    pqxx::result r = RunReadOnly(conn, planned.variant->sql, timeout);
+    const Definition& def = *planned.definition;
+    std::optional<int64_t> limit;
+    if (def.LimitsItself())
+      limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
+    pqxx::result r = RunReadOnly(conn, planned.variant->sql, timeout, limit, PreparedName(planned.variant->sql));
     run.mapped = MapRows(*planned.definition, ViewOf(r), extra_labels);
     run.success = run.mapped.error.empty();
     run.error = run.mapped.error;

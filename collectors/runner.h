@@ -4,6 +4,8 @@
 
 #include <pqxx/connection>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,7 +31,14 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
                           const std::vector<std::pair<std::string, std::string>>& extra_labels);
 
 // Runs a query the same guarded way and returns its raw result; throws
-// pqxx exceptions. Used for the agent's own catalog queries.
-pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout);
+// pqxx exceptions. Used for the agent's own catalog queries. `limit`, when
+// set, is bound to $1 (a definition that limits itself). With a
+// `prepared_name` the statement is prepared once per connection and reused.
+pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
+                         std::optional<int64_t> limit = std::nullopt, const std::string& prepared_name = "");
+
+// The prepared statement name for a collector's SQL: derived from the text, so an edited
+// definition (after a reload) gets a new statement rather than colliding with the old one.
+std::string PreparedName(const std::string& sql);
 
 }  // namespace pgpulse::collectors
