@@ -357,6 +357,53 @@ TEST_F(StorageCollectors, IoStatisticsStartWithPostgres16) {
   }
 }
 
+// table_stats and index_stats limit themselves in SQL (LIMIT $1 = max_rows): the largest
+// tables by catalog size are kept, invalid indexes always come first, and the rows left out
+// are still counted as dropped series.
+TEST(StorageTopN, LargestTablesAreKeptAndTheRestCounted) {
+  auto pg = PostgresServer::Start();
+  for (int i = 1; i <= 5; ++i)
+    pg->Exec("CREATE TABLE t" + std::to_string(i) + " AS SELECT g, repeat('x', 200) AS pad "
+             "FROM generate_series(1, " + std::to_string(i * 2000) + ") g");
+  pg->Exec("CREATE INDEX t5_g ON t5 (g); CREATE INDEX t4_g ON t4 (g)");
+  pg->Exec("CREATE TABLE dups (k int); INSERT INTO dups VALUES (1), (1)");
+  EXPECT_THROW(pg->Exec("CREATE UNIQUE INDEX CONCURRENTLY dups_k ON dups (k)"), pqxx::sql_error);
+  pg->Exec("VACUUM ANALYZE");
+  std::string uri = "postgresql://postgres@127.0.0.1:" + std::to_string(pg->port()) + "/postgres";
+  std::string cfg = WriteTempFile("topn-" + std::to_string(pg->port()) + ".yml",
+                                  "targets:\n  - name: main\n    dsn: \"" + uri + "\"\n"
+                                  "collectors:\n  overrides:\n    table_stats: {max_rows: 2}\n"
+                                  "    index_stats: {max_rows: 2}\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = Scrape(*agent);
+  ASSERT_TRUE(CollectorOk(body, "table_stats")) << agent->Log();
+  ASSERT_TRUE(CollectorOk(body, "index_stats")) << agent->Log();
+
+  EXPECT_EQ(CountSamples(body, "pg_table_seq_scans_total"), 2) << body;
+  EXPECT_TRUE(SampleValue(body, Rel("pg_table_live_tuples", "t5")).has_value()) << body;
+  EXPECT_TRUE(SampleValue(body, Rel("pg_table_live_tuples", "t4")).has_value()) << body;
+  EXPECT_FALSE(SampleValue(body, Rel("pg_table_live_tuples", "t3")).has_value()) << body;
+  EXPECT_EQ(Value(body, Rel("pg_table_live_tuples", "t5")), 10000);
+  EXPECT_EQ(Value(body, Rel("pg_table_heap_blocks_hit_total", "t5")),
+            Number(*pg, "SELECT heap_blks_hit FROM pg_statio_user_tables WHERE relname = 't5'"));
+
+  // Four user tables (t1..t3, dups) were left out: each counts once per metric column.
+  double tables = Number(*pg, "SELECT count(*) FROM pg_stat_user_tables");
+  double dropped = Value(body, "pgpulse_collector_series_dropped_total{collector=\"table_stats\",reason=\"limit\",target=\"main\"}");
+  ASSERT_EQ(tables, 6);
+  EXPECT_EQ(std::fmod(dropped, tables - 2), 0) << dropped;
+  EXPECT_GE(dropped / (tables - 2), 24) << dropped;
+
+  // The invalid index is tiny but comes first; then the largest valid one, t5_g.
+  EXPECT_EQ(CountSamples(body, "pg_index_invalid"), 2) << body;
+  EXPECT_EQ(Value(body, Idx("pg_index_invalid", "dups", "dups_k")), 1);
+  EXPECT_EQ(Value(body, Idx("pg_index_invalid", "t5", "t5_g")), 0);
+  EXPECT_EQ(Value(body, Idx("pg_index_blocks_hit_total", "t5", "t5_g")),
+            Number(*pg, "SELECT idx_blks_hit FROM pg_statio_user_indexes WHERE indexrelname = 't5_g'"));
+  EXPECT_GT(Value(body, "pgpulse_collector_series_dropped_total{collector=\"index_stats\",reason=\"limit\",target=\"main\"}"),
+            0);
+}
+
 // Restarting empties shared buffers, so the first read of a table misses and the second hits.
 TEST(StorageCache, ColdReadsThenHitsAreCounted) {
   auto pg = PostgresServer::Start();
@@ -371,7 +418,7 @@ TEST(StorageCache, ColdReadsThenHitsAreCounted) {
 
   auto agent = StartAgent(*pg);
   std::string body = Scrape(*agent);
-  EXPECT_TRUE(CollectorOk(body, "table_cache")) << agent->Log();
+  EXPECT_TRUE(CollectorOk(body, "table_stats")) << agent->Log();
   double read0 = Value(body, Rel("pg_table_heap_blocks_read_total", "cached"));
   double hit0 = Value(body, Rel("pg_table_heap_blocks_hit_total", "cached"));
   EXPECT_EQ(read0, Number(*pg, reads));
