@@ -1,6 +1,7 @@
 #include "agent/http_server.h"
 
 #include <civetweb.h>
+#include <malloc.h>
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -250,6 +251,10 @@ int HttpServer::Dispatch(mg_connection* conn) {
       headers = "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
     }
     Send(conn, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, headers, head);
+    std::string().swap(body);
+    // The scrape's text (megabytes with thousands of tables) is free now: return those pages to
+    // the system, so RSS follows the steady state rather than keeping every scrape's peak.
+    malloc_trim(0);
     return 200;
   }
   if (path == "/healthz") {
