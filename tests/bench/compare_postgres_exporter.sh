@@ -558,7 +558,9 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
           foreach (inputs | select(.message | test("^duration: [0-9.]+ ms  execute "))) as $e
             ({db: $db, out: ""};
              .out = (if .db != $e.dbname then "\\timing off\n\\c \($e.dbname)\n\\timing on\n" else "" end)
-                    + ($e.message | sub("^duration: [0-9.]+ ms  execute [^:]*: "; "")) + ";"
+                    + (reduce (($e.detail // "") | scan("\\$([0-9]+) = \u0027([^\u0027]*)\u0027")) as $p
+                         ($e.message | sub("^duration: [0-9.]+ ms  execute [^:]*: "; "");
+                          gsub("\\$\($p[0])(?![0-9])"; $p[1]))) + ";"
              | .db = $e.dbname;
              .out)' "$RES/overhead-$j.jsonl"
         echo '\timing off'
