@@ -176,6 +176,24 @@ TEST_F(PgBouncerTest, HungConsoleCannotHangTheScrape) {
   EXPECT_EQ(SampleValue(back, "pgbouncer_up{target=\"bouncer\"}"), 1) << back;
 }
 
+TEST_F(PgBouncerTest, CheckConnectAndExpositionAreClean) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {});
+  CommandResult check = AgentProcess::Run({"check", "--connect"}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
+  EXPECT_EQ(check.exit_status, 0) << check.output;
+  EXPECT_NE(check.output.find("up, PgBouncer 1.18.0 (admin console)"), std::string::npos) << check.output;
+  EXPECT_NE(check.output.find("pgbouncer_pools"), std::string::npos) << check.output;
+  EXPECT_EQ(check.output.find("failed"), std::string::npos) << check.output;
+  EXPECT_EQ(check.output.find("table_stats"), std::string::npos) << "PostgreSQL collectors are not listed: " << check.output;
+
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
+  const std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pgbouncer_up"), 1) << body;
+  const std::string path = WriteTempFile("pgbouncer_metrics.txt", body);
+  CommandResult lint = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(lint.exit_status, 0) << lint.output;
+  EXPECT_EQ(lint.output, "") << "no lint warnings either";
+}
+
 TEST_F(PgBouncerTest, BadTypeAndBadDefinitionAreRejectedWithPosition) {
   std::string cfg = WriteTempFile("badtype.yml", "targets:\n  - name: b\n    dsn: dbname=pgbouncer\n    type: bouncer\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
