@@ -28,7 +28,10 @@ int RunCheck(const AgentOptions& options, bool connect, std::ostream& out, std::
       status = 1;
       continue;
     }
-    out << "up, PostgreSQL " << c->facts.version << (c->facts.in_recovery ? ", replica" : ", primary") << "\n";
+    if (c->facts.kind == collectors::TargetKind::PgBouncer)
+      out << "up, PgBouncer " << c->facts.version << " (admin console)\n";
+    else
+      out << "up, PostgreSQL " << c->facts.version << (c->facts.in_recovery ? ", replica" : ", primary") << "\n";
     char line[512];
     std::snprintf(line, sizeof line, "%-28s %-8s %10s %8s  %s\n", "COLLECTOR", "STATUS", "DURATION", "SERIES",
                   "DETAIL");

@@ -126,12 +126,20 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     } else {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
-        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases"})) continue;
+        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
         if (t["dsn"]) tc.dsn = r.Str(t["dsn"], "target '" + tc.name + "'.dsn");
         if (t["password_file"]) tc.password_file = r.Str(t["password_file"], "target '" + tc.name + "'.password_file");
+        if (const YAML::Node ty = t["type"]) {
+          tc.type = r.Str(ty, "target '" + tc.name + "'.type");
+          if (ty.IsScalar() && tc.type != "postgres" && tc.type != "pgbouncer")
+            r.Error(ty, "target '" + tc.name + "'.type must be 'postgres' or 'pgbouncer', got '" + tc.type + "'");
+          if (tc.type == "pgbouncer" && t["databases"])
+            r.Error(t["databases"], "target '" + tc.name +
+                                        "': databases (discovery) applies to PostgreSQL targets, not to a pgbouncer console");
+        }
         if (const YAML::Node d = t["databases"]) {
           std::string ctx = "target '" + tc.name + "'.databases";
           if (r.Map(d, ctx, {"discover", "include", "exclude", "refresh", "max_connections"})) {
@@ -250,7 +258,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
     result.errors.push_back(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                             ": YAML syntax error: " + e.msg);
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, ""});
   return result;
 }
 
@@ -258,7 +266,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}});
+    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, ""});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

@@ -33,9 +33,12 @@ struct TargetConfig {
   // Constant labels on every sample of this target (e.g. cluster, env).
   std::vector<std::pair<std::string, std::string>> labels;
   DatabaseDiscovery databases;
+  // "postgres", "pgbouncer" (an admin console), or "" = pgbouncer when the
+  // DSN's dbname is pgbouncer, else postgres.
+  std::string type;
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
-           databases == o.databases;
+           databases == o.databases && type == o.type;
   }
 };
 

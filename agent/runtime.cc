@@ -150,7 +150,8 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     std::shared_ptr<Target> reuse;
     if (previous) {
       for (const auto& old : previous->targets) {
-        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels)
+        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
+            old->config().type == tc.type)
           reuse = old;
       }
     }
@@ -312,13 +313,27 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
   if (!targets.empty()) results[0] = targets[0]->Scrape(rt.definitions, deadline);
   for (auto& t : waits) t.join();
 
-  collectors::Family up, info;  // made by the agent, not by a definition
+  collectors::Family up, info, bouncer_up, bouncer_info;  // made by the agent, not by a definition
   up.name = "pg_up";
   up.help = "1 if the server answered during this scrape, 0 if not.";
   info.name = "pg_info";
   info.help = "Always 1; labels give the server version and whether it is in recovery.";
+  // A PgBouncer console gets names of its own, so pg_up (and alerts on it) keep meaning PostgreSQL.
+  bouncer_up.name = "pgbouncer_up";
+  bouncer_up.help = "1 if the PgBouncer admin console answered during this scrape, 0 if not.";
+  bouncer_info.name = "pgbouncer_info";
+  bouncer_info.help = "Always 1; the version label gives PgBouncer's version (SHOW VERSION).";
   for (size_t i = 0; i < targets.size(); ++i) {
     const Labels& labels = targets[i]->labels();
+    if (targets[i]->kind() == collectors::TargetKind::PgBouncer) {
+      bouncer_up.Add(RenderSuffix(labels), results[i]->up ? 1 : 0);
+      if (results[i]->up) {
+        Labels l = labels;
+        l.emplace_back("version", results[i]->facts.version);
+        bouncer_info.Add(RenderSuffix(l), 1);
+      }
+      continue;
+    }
     up.Add(RenderSuffix(labels), results[i]->up ? 1 : 0);
     if (results[i]->up) {
       Labels l = labels;
@@ -329,7 +344,9 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
     }
   }
   std::vector<const collectors::Family*> order;
-  if (!targets.empty()) order = {&up, &info};
+  for (const collectors::Family* f : {&up, &info, &bouncer_up, &bouncer_info}) {
+    if (!f->values.empty()) order.push_back(f);
+  }
   for (const auto& r : results) {
     for (const CollectorOutcome& o : r->collectors) {
       if (!o.families) continue;
@@ -383,7 +400,9 @@ std::string Agent::RenderLanding(const std::string& telemetry_path) const {
     }
     h += std::string("Last collection: ") + FormatTime(last->finished) + ", " +
          (last->up ? "server up" : "<span class=\"failed\">server down: " + HtmlEscape(last->error) + "</span>");
-    if (last->up)
+    if (last->up && t->kind() == collectors::TargetKind::PgBouncer)
+      h += ", PgBouncer " + HtmlEscape(last->facts.version) + " (admin console)";
+    else if (last->up)
       h += ", PostgreSQL " + HtmlEscape(last->facts.version) + (last->facts.in_recovery ? " (replica)" : " (primary)");
     h += "</p>\n";
     if (last->collectors.empty()) continue;

@@ -4,6 +4,7 @@
 #include <pqxx/result>
 
 #include <algorithm>
+#include <regex>
 #include <sstream>
 
 #include "agent/log.h"
@@ -33,6 +34,26 @@ std::string Ms(double seconds) {
 
 }  // namespace
 
+collectors::TargetKind ResolveTargetKind(const TargetConfig& config, const ConnectionSpec& spec) {
+  if (config.type == "pgbouncer") return collectors::TargetKind::PgBouncer;
+  if (config.type == "postgres") return collectors::TargetKind::Postgres;
+  for (const auto& [key, value] : spec.options) {
+    if (key == "dbname" && value == "pgbouncer") return collectors::TargetKind::PgBouncer;
+  }
+  return collectors::TargetKind::Postgres;
+}
+
+std::optional<std::pair<int, std::string>> ParsePgBouncerVersion(const std::string& text) {
+  // "PgBouncer 1.18.0"; older releases said "PgBouncer version 1.9.0".
+  static const std::regex version("([0-9]+)\\.([0-9]+)(?:\\.([0-9]+))?");
+  std::smatch m;
+  if (!std::regex_search(text, m, version)) return std::nullopt;
+  int major = std::stoi(m[1].str().substr(0, 4)), minor = std::stoi(m[2].str().substr(0, 4));
+  int patch = m[3].matched ? std::stoi(m[3].str().substr(0, 4)) : 0;
+  if (minor > 99 || patch > 99) return std::nullopt;
+  return std::make_pair(major * 10000 + minor * 100 + patch, m.str(0));
+}
+
 const char* StatusName(CollectorStatus s) {
   switch (s) {
     case CollectorStatus::Ok: return "ok";
@@ -44,7 +65,11 @@ const char* StatusName(CollectorStatus s) {
 }
 
 Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetrics& metrics)
-    : config_(std::move(config)), spec_(std::move(spec)), labels_(std::move(labels)), metrics_(metrics) {
+    : config_(std::move(config)),
+      spec_(std::move(spec)),
+      labels_(std::move(labels)),
+      kind_(ResolveTargetKind(config_, spec_)),
+      metrics_(metrics) {
   // The config loader has already rejected invalid patterns.
   for (const auto& p : config_.databases.include) include_.emplace_back(p);
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
@@ -70,6 +95,7 @@ Target::~Target() {
     } catch (...) {
     }
   }
+  console_.reset();
 }
 
 std::shared_ptr<const Collection> Target::Last() const {
@@ -141,8 +167,10 @@ void Target::WorkerLoop() {
 }
 
 bool Target::EnsureConnected(std::string& error) {
-  if (conn_ && conn_->is_open()) return true;
+  const bool bouncer = kind_ == collectors::TargetKind::PgBouncer;
+  if (bouncer ? console_ && console_->usable() : conn_ && conn_->is_open()) return true;
   conn_.reset();
+  console_.reset();
   auto now = Clock::now();
   if (now < next_connect_attempt_) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_connect_attempt_ - now);
@@ -150,7 +178,13 @@ bool Target::EnsureConnected(std::string& error) {
     return false;
   }
   try {
-    conn_ = std::make_unique<pqxx::connection>(spec_.conninfo);
+    if (bouncer) {
+      std::string why;
+      console_ = collectors::ConsoleConnection::Open(spec_.conninfo, why);
+      if (!console_) throw std::runtime_error(why);
+    } else {
+      conn_ = std::make_unique<pqxx::connection>(spec_.conninfo);
+    }
     backoff_ = std::chrono::milliseconds(0);
     last_connect_error_.clear();
     LogInfo("connected", {{"target", config_.name}, {"server", spec_.display}});
@@ -173,6 +207,28 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!EnsureConnected(error)) return false;
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (kind_ == collectors::TargetKind::PgBouncer) {
+      bool lost = false;
+      auto r = console_->Exec("SHOW VERSION", std::max(kMinCollectorTime, std::min(kFactsTimeout, left)), error, lost);
+      if (!r) {
+        error = OneLine(error);
+        if (lost) console_.reset();
+        // A console that hung once would hang the retry too.
+        if (!lost || error.find("timed out") != std::string::npos) return false;
+        continue;
+      }
+      std::string text = r->Text(0, 0);
+      auto v = ParsePgBouncerVersion(text);
+      if (!v) {
+        error = "SHOW VERSION answered '" + OneLine(text.substr(0, 80)) + "', which names no PgBouncer version";
+        return false;
+      }
+      facts.kind = collectors::TargetKind::PgBouncer;
+      facts.version_num = v->first;
+      facts.version = v->second;
+      current_database_ = "pgbouncer";
+      return true;
+    }
     try {
       pqxx::result r = collectors::RunReadOnly(
           *conn_,
@@ -307,9 +363,22 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
   }
 }
 
+CollectorOutcome Target::RunOnPostgres(const std::shared_ptr<const Definitions>& defs,
+                                       const collectors::PlannedCollector& p, const std::string& database,
+                                       std::unique_ptr<pqxx::connection>& conn, Clock::time_point deadline,
+                                       Tally& tally) {
+  return RunOne(defs, p, database, conn != nullptr,
+                [&](collectors::Millis timeout, const Labels& extra) {
+                  collectors::CollectorRun run = collectors::RunCollector(*conn, p, timeout, extra);
+                  if (run.connection_lost) conn.reset();
+                  return run;
+                },
+                deadline, tally);
+}
+
 CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
-                                const collectors::PlannedCollector& p, const std::string& database,
-                                std::unique_ptr<pqxx::connection>& conn, Clock::time_point deadline, Tally& tally) {
+                                const collectors::PlannedCollector& p, const std::string& database, bool connected,
+                                const RunFn& run_fn, Clock::time_point deadline, Tally& tally) {
   const collectors::Definition& def = *p.definition;
   CollectorOutcome out;
   out.name = def.name;
@@ -325,18 +394,17 @@ CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
     return out;
   }
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-  if (!conn) {
+  if (!connected) {
     out.detail = "not run: the connection was lost earlier in this scrape";
   } else if (left < kMinCollectorTime) {
     out.detail = "not run: the scrape deadline was reached";
   } else {
     Labels extra = labels_;
     if (def.scope == collectors::Scope::Database) extra.emplace_back("datname", database);
-    collectors::CollectorRun run = collectors::RunCollector(*conn, p, std::min(def.timeout, left), extra);
+    collectors::CollectorRun run = run_fn(std::min(def.timeout, left), extra);
     out.duration_seconds = run.duration_seconds;
     tally.seconds += run.duration_seconds;
     tally.runs++;
-    if (run.connection_lost) conn.reset();
     if (run.success) {
       out.status = CollectorStatus::Ok;
       out.series = run.mapped.series;
@@ -377,14 +445,24 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     std::map<std::string, Tally> tallies;
     for (const collectors::PlannedCollector& p : plan.run) {
       if (p.definition->scope != collectors::Scope::Server) continue;
-      c->collectors.push_back(RunOne(defs, p, "", conn_, deadline, tallies[p.definition->name]));
+      if (kind_ == collectors::TargetKind::PgBouncer) {
+        c->collectors.push_back(RunOne(defs, p, "", console_ != nullptr,
+                                       [&](collectors::Millis timeout, const Labels& extra) {
+                                         auto run = collectors::RunConsoleCollector(*console_, p, timeout, extra);
+                                         if (run.connection_lost) console_.reset();
+                                         return run;
+                                       },
+                                       deadline, tallies[p.definition->name]));
+        continue;
+      }
+      c->collectors.push_back(RunOnPostgres(defs, p, "", conn_, deadline, tallies[p.definition->name]));
     }
 
-    if (config_.databases.enabled && conn_ &&
+    if (config_.databases.enabled && kind_ == collectors::TargetKind::Postgres && conn_ &&
         (!discovery_done_ || Clock::now() - discovered_at_ >= config_.databases.refresh))
       Discover(deadline);
     std::vector<std::string> dbs{current_database_};
-    if (config_.databases.enabled && discovery_done_) dbs = discovered_;
+    if (config_.databases.enabled && discovery_done_ && kind_ == collectors::TargetKind::Postgres) dbs = discovered_;
     for (const std::string& db : dbs) {
       const bool own = db == current_database_;
       std::string db_error;
@@ -412,7 +490,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
           c->collectors.push_back(std::move(failed));
           continue;
         }
-        c->collectors.push_back(RunOne(defs, p, db, own ? conn_ : other->conn, deadline, tally));
+        c->collectors.push_back(RunOnPostgres(defs, p, db, own ? conn_ : other->conn, deadline, tally));
       }
     }
     for (const auto& [name, t] : tallies) {

@@ -9,9 +9,11 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <regex>
 #include <set>
@@ -25,6 +27,7 @@
 #include "agent/config.h"
 #include "agent/dsn.h"
 #include "agent/self_metrics.h"
+#include "collectors/console.h"
 #include "collectors/definition.h"
 #include "collectors/family.h"
 #include "collectors/plan.h"
@@ -58,6 +61,14 @@ struct Collection {
   std::chrono::system_clock::time_point finished;
 };
 
+// Whether a target is a PostgreSQL server or a PgBouncer admin console:
+// config.type, or when that is empty, pgbouncer if the DSN's dbname is.
+collectors::TargetKind ResolveTargetKind(const TargetConfig& config, const ConnectionSpec& spec);
+
+// PgBouncer's SHOW VERSION text ("PgBouncer 1.18.0") as major*10000 +
+// minor*100 + patch (11800) and the version ("1.18.0"); nullopt if unreadable.
+std::optional<std::pair<int, std::string>> ParsePgBouncerVersion(const std::string& text);
+
 class Target {
  public:
   // `labels` are added to every sample of this target (e.g. target="name"
@@ -70,6 +81,7 @@ class Target {
   const TargetConfig& config() const { return config_; }
   const ConnectionSpec& spec() const { return spec_; }
   const Labels& labels() const { return labels_; }
+  collectors::TargetKind kind() const { return kind_; }
 
   // Joins the collection in flight, or starts one, and waits for it until
   // `deadline`; past it, returns a result with up=false. Never throws.
@@ -113,18 +125,27 @@ class Target {
   void Discover(Clock::time_point deadline);
   DatabaseConnection* OpenDatabase(const std::string& db, Clock::time_point deadline, std::string& error);
   void CloseDatabase(const std::string& db);
-  // Runs (or serves from cache) one collector in one database; `conn` may be reset when lost.
+  // Runs a collector with a timeout and labels; resets its connection when lost.
+  using RunFn = std::function<collectors::CollectorRun(collectors::Millis, const Labels&)>;
+  // Runs (or serves from cache) one collector in one database; `connected`
+  // false means its connection was lost earlier in this scrape.
   CollectorOutcome RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
-                          const std::string& database, std::unique_ptr<pqxx::connection>& conn,
+                          const std::string& database, bool connected, const RunFn& run,
                           Clock::time_point deadline, Tally& tally);
+  // RunOne on a PostgreSQL connection.
+  CollectorOutcome RunOnPostgres(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
+                                 const std::string& database, std::unique_ptr<pqxx::connection>& conn,
+                                 Clock::time_point deadline, Tally& tally);
 
   const TargetConfig config_;
   const ConnectionSpec spec_;
   const Labels labels_;
+  const collectors::TargetKind kind_;
   SelfMetrics& metrics_;
 
-  // Worker thread only.
+  // Worker thread only. A PgBouncer target uses console_ instead of conn_.
   std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<collectors::ConsoleConnection> console_;
   std::string current_database_;
   Clock::time_point next_connect_attempt_{};
   std::chrono::milliseconds backoff_{0};

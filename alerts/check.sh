@@ -24,7 +24,7 @@ declare -A seen
 for a in "${alerts[@]}"; do
   [[ -z ${seen[$a]+x} ]] || problem "$a is defined twice"
   seen[$a]=1
-  [[ $a =~ ^(Pgpulse|PostgreSQL)[A-Z][A-Za-z0-9]*$ ]] || problem "$a: names are CamelCase with the prefix PostgreSQL or Pgpulse"
+  [[ $a =~ ^(Pgpulse|PostgreSQL|PgBouncer)[A-Z][A-Za-z0-9]*$ ]] || problem "$a: names are CamelCase with the prefix PostgreSQL, PgBouncer or Pgpulse"
   # The rule's own block, from its '- alert:' line to the next one.
   block=$(awk -v a="$a" '$0 ~ "- alert: "a"$" {on=1; print; next} on && /- alert:/ {on=0} on && /^  - name:/ {on=0} on' pgpulse-rules.yml)
   grep -Eq '^ +severity: (critical|warning|info)$' <<<"$block" || problem "$a: severity must be critical, warning or info"

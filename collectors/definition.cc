@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <cerrno>
@@ -140,18 +141,26 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
     } else if (s == "rows_before_limit") {
       col.usage = ColumnUsage::RowsBeforeLimit;
     } else {
-      r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map with one of label, gauge, counter, ignore; got '" + s + "'");
+      r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map with one of label, gauge, counter, ignore, add_to; got '" + s + "'");
       return;
     }
   } else if (spec.IsMap()) {
-    r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "help", "unit", "scale"});
+    r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "add_to", "help", "unit", "scale"});
     int kinds = 0;
-    for (const char* k : {"label", "gauge", "counter", "ignore"}) kinds += spec[k] ? 1 : 0;
+    for (const char* k : {"label", "gauge", "counter", "ignore", "add_to"}) kinds += spec[k] ? 1 : 0;
     if (kinds != 1) {
-      r.Error(spec, ctx + ": needs exactly one of label, gauge, counter, ignore");
+      r.Error(spec, ctx + ": needs exactly one of label, gauge, counter, ignore, add_to");
       return;
     }
-    if (spec["label"]) {
+    if (spec["add_to"]) {
+      col.usage = ColumnUsage::AddTo;
+      if (auto s = r.String(spec["add_to"], ctx + ".add_to")) col.add_to = *s;
+      if (spec["help"] || spec["unit"])
+        r.Error(spec, ctx + ": help and unit belong to the column it adds to; add_to takes only scale");
+      if (spec["scale"]) {
+        if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
+      }
+    } else if (spec["label"]) {
       col.usage = ColumnUsage::Label;
       if (auto s = r.String(spec["label"], ctx + ".label")) col.label = *s;
       if (spec["help"] || spec["unit"] || spec["scale"])
@@ -211,8 +220,15 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     ctx = "collector '" + def.name + "'";
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
-  r.CheckKeys(node, ctx, {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series", "max_rows", "enabled"});
+  r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
+                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns"});
+  if (node["target"]) {
+    if (auto s = r.String(node["target"], ctx + ".target")) {
+      if (*s == "postgres") def.target = TargetKind::Postgres;
+      else if (*s == "pgbouncer") def.target = TargetKind::PgBouncer;
+      else r.Error(node["target"], ctx + ".target: must be 'postgres' or 'pgbouncer', got '" + *s + "'");
+    }
+  }
   if (!node["help"]) {
     r.Error(node, ctx + ": missing required key 'help'");
   } else if (auto s = r.String(node["help"], ctx + ".help")) {
@@ -250,6 +266,42 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     const YAML::Node e = node["enabled"];
     if (e.IsScalar() && (e.Scalar() == "true" || e.Scalar() == "false")) def.enabled = e.Scalar() == "true";
     else r.Error(e, ctx + ".enabled: must be true or false");
+  }
+  if (const YAML::Node io = node["ignore_other_columns"]) {
+    if (io.IsScalar() && (io.Scalar() == "true" || io.Scalar() == "false")) def.ignore_other_columns = io.Scalar() == "true";
+    else r.Error(io, ctx + ".ignore_other_columns: must be true or false");
+  }
+  if (const YAML::Node pv = node["pivot"]) {
+    if (!pv.IsMap()) {
+      r.Error(pv, ctx + ".pivot: must be a map with key and value (the result columns holding names and values)");
+    } else {
+      r.CheckKeys(pv, ctx + ".pivot", {"key", "value"});
+      Pivot p;
+      if (!pv["key"]) r.Error(pv, ctx + ".pivot: missing required key 'key'");
+      else if (auto s = r.String(pv["key"], ctx + ".pivot.key")) p.key_column = *s;
+      if (!pv["value"]) r.Error(pv, ctx + ".pivot: missing required key 'value'");
+      else if (auto s = r.String(pv["value"], ctx + ".pivot.value")) p.value_column = *s;
+      if (!p.key_column.empty() && p.key_column == p.value_column)
+        r.Error(pv, ctx + ".pivot: key and value must be different columns");
+      def.pivot = p;
+    }
+  }
+  if (const YAML::Node in = node["info"]) {
+    if (!in.IsMap()) {
+      r.Error(in, ctx + ".info: must be a map with gauge and help");
+    } else {
+      r.CheckKeys(in, ctx + ".info", {"gauge", "help"});
+      InfoMetric info;
+      if (!in["gauge"]) r.Error(in, ctx + ".info: missing required key 'gauge'");
+      else if (auto s = r.String(in["gauge"], ctx + ".info.gauge")) info.metric = *s;
+      if (!in["help"]) r.Error(in, ctx + ".info: missing required key 'help'");
+      else if (auto s = r.String(in["help"], ctx + ".info.help")) info.help = *s;
+      if (!info.metric.empty() && !ValidMetricName(info.metric))
+        r.Error(in, ctx + ".info: invalid metric name '" + info.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+      else if (info.metric.size() < 5 || info.metric.compare(info.metric.size() - 5, 5, "_info") != 0)
+        r.Error(in, ctx + ".info: info metric '" + info.metric + "' must end in _info");
+      def.info = info;
+    }
   }
   if (const YAML::Node req = node["requires"]) {
     if (!req.IsMap()) {
@@ -317,6 +369,30 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
   for (const Variant& v : def.variants) {
     if (v.sql.find_first_not_of(" \t\r\n") == std::string::npos) r.Error(node, ctx + ": a variant has empty sql");
   }
+  if (def.target == TargetKind::PgBouncer) {
+    // The admin console runs only its own commands, over the simple protocol,
+    // where several statements would run; one SHOW keeps that out.
+    static const std::regex show("^\\s*SHOW\\s+[A-Za-z_]+\\s*;?\\s*$", std::regex::icase);
+    for (size_t i = 0; i < def.variants.size(); ++i) {
+      const Variant& v = def.variants[i];
+      // (A yaml-cpp Node is a reference: assigning one rewrites the document, so pick without assigning.)
+      auto sql_node = [&]() -> YAML::Node {
+        const YAML::Node vs = node["variants"];
+        if (vs && vs.IsSequence() && i < vs.size() && vs[i].IsMap() && vs[i]["sql"]) return vs[i]["sql"];
+        return node["sql"] ? node["sql"] : node;
+      };
+      if (!std::regex_match(v.sql, show)) {
+        std::string shown = v.sql.substr(0, 60);
+        std::replace(shown.begin(), shown.end(), '\n', ' ');
+        r.Error(sql_node(), ctx + ": a pgbouncer collector's sql must be one 'SHOW <command>' (e.g. SHOW POOLS), got '" +
+                                shown + "'");
+      }
+    }
+    if (def.scope == Scope::Database)
+      r.Error(node["scope"], ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
+    if (const YAML::Node req = node["requires"])
+      r.Error(req, ctx + ".requires: extensions and roles are PostgreSQL's; a pgbouncer collector cannot require them");
+  }
   if (const YAML::Node cols = node["columns"]) {
     if (!cols.IsMap() || cols.size() == 0) {
       r.Error(cols, ctx + ".columns: must be a non-empty map of result column to usage");
@@ -333,10 +409,19 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
         }
         ParseColumn(r, it->first.Scalar(), it->second, def);
       }
-      bool has_metric = false;
+      bool has_metric = def.info.has_value();
       std::map<std::string, std::string> labels;
       std::set<std::string> metrics;
+      if (def.info) metrics.insert(def.info->metric);
       for (const Column& c : def.columns) {
+        if (c.usage == ColumnUsage::AddTo) {
+          const Column* into = def.FindColumn(c.add_to);
+          if (!into || (into->usage != ColumnUsage::Gauge && into->usage != ColumnUsage::Counter))
+            r.Error(cols[c.name], ctx + ": column '" + c.name + "' adds to '" + c.add_to +
+                                      "', which is not a gauge or counter column of this collector");
+        }
+        if (def.pivot && (c.name == def.pivot->key_column || c.name == def.pivot->value_column))
+          r.Error(cols[c.name], ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
         if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
           has_metric = true;
           if (!metrics.insert(c.metric).second)
@@ -346,12 +431,14 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
           r.Error(cols, ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" +
                             c.name + "'");
       }
-      if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column, so it produces nothing");
+      if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column (or info), so it produces nothing");
       size_t counts = 0;
       for (const Column& c : def.columns) counts += c.usage == ColumnUsage::RowsBeforeLimit ? 1 : 0;
       if (counts > 1) r.Error(cols, ctx + ": only one column can be rows_before_limit");
       if (counts == 1 && def.max_rows == SIZE_MAX)
         r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
+      if (counts == 1 && def.target == TargetKind::PgBouncer)
+        r.Error(cols, ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
     }
   } else {
     r.Error(node, ctx + ": missing required key 'columns'");
@@ -380,6 +467,10 @@ bool ValidLabelName(const std::string& name) {
     if (!ok) return false;
   }
   return true;
+}
+
+const char* TargetKindName(TargetKind kind) {
+  return kind == TargetKind::PgBouncer ? "pgbouncer" : "postgres";
 }
 
 const Variant* Definition::VariantFor(int server_version_num) const {
@@ -447,6 +538,13 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
   }
   std::map<std::string, const Definition*> owner;
   for (const Definition& d : merged) {
+    if (d.info) {
+      auto [it, fresh] = owner.emplace(d.info->metric, &d);
+      if (!fresh && it->second != &d)
+        result.errors.push_back(d.origin + ": collector '" + d.name + "': metric '" + d.info->metric +
+                                "' is already produced by collector '" + it->second->name + "' (" +
+                                it->second->origin + ")");
+    }
     for (const Column& c : d.columns) {
       if (c.usage != ColumnUsage::Gauge && c.usage != ColumnUsage::Counter) continue;
       auto [it, fresh] = owner.emplace(c.metric, &d);

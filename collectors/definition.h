@@ -14,8 +14,13 @@ namespace pgpulse::collectors {
 
 enum class Scope { Server, Database };
 enum class Role { Any, Primary, Replica };
+// What a definition's SQL runs against: a PostgreSQL server, or a PgBouncer
+// admin console (SHOW commands over the simple protocol, no transactions).
+enum class TargetKind { Postgres, PgBouncer };
+const char* TargetKindName(TargetKind kind);
 
-// One SQL text valid for server_version_num in [min_version, max_version).
+// One SQL text valid for server_version_num in [min_version, max_version)
+// (for a PgBouncer target: its version as major*10000 + minor*100 + patch).
 struct Variant {
   int min_version = 0;
   int max_version = 1'000'000;
@@ -25,7 +30,9 @@ struct Variant {
 // RowsBeforeLimit: the query limits itself with `LIMIT $1` (the engine binds
 // max_rows to $1) and reports in this column how many rows it had before the
 // limit (e.g. `count(*) OVER ()`), so rows left out are still counted.
-enum class ColumnUsage { Label, Gauge, Counter, Ignore, RowsBeforeLimit };
+// AddTo: the column's value (times its scale) is added to another metric
+// column's value in the same row, e.g. PgBouncer's maxwait (s) + maxwait_us (µs).
+enum class ColumnUsage { Label, Gauge, Counter, Ignore, AddTo, RowsBeforeLimit };
 
 struct Column {
   std::string name;  // the result column
@@ -35,12 +42,28 @@ struct Column {
   std::string help;
   std::string unit;    // e.g. "seconds", "bytes"; must appear in the metric name
   double scale = 1.0;  // multiplies the value (e.g. 0.001 for ms -> seconds)
+  std::string add_to;  // for AddTo: the metric column this one adds to
+};
+
+// Turns key/value rows into one row before mapping: the value of each row
+// whose key names a described column becomes that column's cell; other rows
+// are dropped (e.g. PgBouncer's SHOW CONFIG: key, value, default, changeable).
+struct Pivot {
+  std::string key_column;
+  std::string value_column;
+};
+
+// An info-style gauge: value 1 for every row, labelled by the label columns.
+struct InfoMetric {
+  std::string metric;
+  std::string help;
 };
 
 struct Definition {
   std::string name;
   std::string help;
   Scope scope = Scope::Server;
+  TargetKind target = TargetKind::Postgres;
   Millis ttl{0};
   Millis timeout{2000};
   std::optional<std::string> required_extension;
@@ -52,6 +75,11 @@ struct Definition {
   // an ORDER BY this makes a top-N (e.g. statements by total time).
   size_t max_rows = SIZE_MAX;
   bool enabled = true;  // false: runs only when the config enables it
+  std::optional<Pivot> pivot;
+  std::optional<InfoMetric> info;
+  // true: result columns that `columns` does not describe are ignored rather
+  // than an error (for commands whose output grows columns across versions).
+  bool ignore_other_columns = false;
   std::string origin;  // file:line of the definition, for messages
 
   // The variant for a server version, or nullptr when none covers it.

@@ -1,5 +1,6 @@
 #include "collectors/mapping.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -24,13 +25,51 @@ std::optional<double> ParseSampleValue(std::string_view text) {
   return v;
 }
 
-MappedResult MapRows(const Definition& def, const TableView& table,
+namespace {
+
+// Key/value rows to one row whose columns are the described keys; cells keep
+// pointing into the caller's storage. Rows with other keys are dropped.
+bool PivotRows(const Definition& def, const TableView& in, TableView& out, std::string& error) {
+  size_t key = in.columns.size(), value = in.columns.size();
+  for (size_t c = 0; c < in.columns.size(); ++c) {
+    if (in.columns[c] == def.pivot->key_column) key = c;
+    if (in.columns[c] == def.pivot->value_column) value = c;
+  }
+  if (key == in.columns.size() || value == in.columns.size()) {
+    error = "pivot: the query did not return the key column '" + def.pivot->key_column + "' and the value column '" +
+            def.pivot->value_column + "'";
+    return false;
+  }
+  out.rows = 1;
+  for (size_t r = 0; r < in.rows; ++r) {
+    const Cell& k = in.at(r, key);
+    if (k.null) continue;
+    std::string name(k.view());
+    if (!def.FindColumn(name)) continue;
+    if (std::find(out.columns.begin(), out.columns.end(), name) != out.columns.end()) {
+      error = "pivot: key '" + name + "' appears in more than one row";
+      return false;
+    }
+    out.columns.push_back(std::move(name));
+    out.cells.push_back(in.at(r, value));
+  }
+  return true;
+}
+
+}  // namespace
+
+MappedResult MapRows(const Definition& def, const TableView& given,
                      const std::vector<std::pair<std::string, std::string>>& extra_labels) {
   MappedResult out;
+  TableView pivoted;
+  if (def.pivot && !PivotRows(def, given, pivoted, out.error)) return out;
+  const TableView& table = def.pivot ? pivoted : given;
+  static const Column kIgnored{};
   // Resolve result columns against the definition, both ways.
   std::vector<const Column*> spec(table.columns.size(), nullptr);
   for (size_t c = 0; c < table.columns.size(); ++c) {
     spec[c] = def.FindColumn(table.columns[c]);
+    if (!spec[c] && def.ignore_other_columns) spec[c] = &kIgnored;
     if (!spec[c]) {
       out.error = "query returned column '" + table.columns[c] + "' which 'columns' does not describe";
       return out;
@@ -40,7 +79,8 @@ MappedResult MapRows(const Definition& def, const TableView& table,
     bool present = false;
     for (const std::string& name : table.columns) present = present || name == col.name;
     if (!present) {
-      out.error = "column '" + col.name + "' is described but the query did not return it";
+      out.error = def.pivot ? "pivot: no row has " + def.pivot->key_column + " '" + col.name + "'"
+                            : "column '" + col.name + "' is described but the query did not return it";
       return out;
     }
   }
@@ -57,6 +97,21 @@ MappedResult MapRows(const Definition& def, const TableView& table,
       f.kind = spec[c]->usage == ColumnUsage::Counter ? MetricKind::Counter : MetricKind::Gauge;
       out.families.push_back(std::move(f));
     }
+  }
+  // Per metric column, the columns whose values add to it.
+  std::vector<std::vector<size_t>> addends(metric_cols.size());
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage != ColumnUsage::AddTo) continue;
+    for (size_t i = 0; i < metric_cols.size(); ++i) {
+      if (table.columns[metric_cols[i]] == spec[c]->add_to) addends[i].push_back(c);
+    }
+  }
+  if (def.info) {
+    Family f;
+    f.name = def.info->metric;
+    f.help = def.info->help;
+    f.kind = MetricKind::Gauge;
+    out.families.push_back(std::move(f));
   }
 
   // Pass 1: every row's label suffix into one arena, so that pass 2 can
@@ -117,7 +172,7 @@ MappedResult MapRows(const Definition& def, const TableView& table,
   };
   for (size_t r = 0; r < table.rows; ++r) {
     std::string_view suffix = suffix_of(r);
-    size_t present = 0;
+    size_t present = def.info ? 1 : 0;
     for (size_t c : metric_cols) present += table.at(r, c).null ? 0 : 1;
     if (r >= def.max_rows) {
       out.dropped_limit += present;
@@ -131,19 +186,32 @@ MappedResult MapRows(const Definition& def, const TableView& table,
       out.dropped_limit += present;
       continue;
     }
-    for (size_t i = 0; i < metric_cols.size(); ++i) {
-      const Cell& cell = table.at(r, metric_cols[i]);
-      if (cell.null) continue;
+    auto value_of = [&](size_t c) -> std::optional<double> {
+      const Cell& cell = table.at(r, c);
       auto v = ParseSampleValue(cell.view());
       if (!v) {
-        out.error = "column '" + table.columns[metric_cols[i]] + "' has value '" + std::string(cell.view()) +
-                    "' in row " + std::to_string(r + 1) + ", which is not a number";
+        out.error = "column '" + table.columns[c] + "' has value '" + std::string(cell.view()) + "' in row " +
+                    std::to_string(r + 1) + ", which is not a number";
+        return std::nullopt;
+      }
+      return *v * spec[c]->scale;
+    };
+    for (size_t i = 0; i < metric_cols.size(); ++i) {
+      if (table.at(r, metric_cols[i]).null) continue;
+      auto v = value_of(metric_cols[i]);
+      for (size_t a : addends[i]) {
+        if (!v || table.at(r, a).null) continue;
+        auto more = value_of(a);
+        v = more ? std::optional<double>(*v + *more) : std::nullopt;
+      }
+      if (!v) {
         out.families.clear();
         out.series = 0;
         return out;
       }
-      out.families[i].Add(suffix, *v * spec[metric_cols[i]]->scale);
+      out.families[i].Add(suffix, *v);
     }
+    if (def.info) out.families.back().Add(suffix, 1);
     out.series += present;
   }
   if (before_limit_col && table.rows > 0) {

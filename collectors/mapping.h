@@ -29,7 +29,7 @@ struct TableView {
 };
 
 struct MappedResult {
-  std::vector<Family> families;  // one per metric column, in column order
+  std::vector<Family> families;  // one per metric column, in column order, then the info metric
   size_t series = 0;             // samples kept
   size_t dropped_duplicates = 0;  // samples whose label set was already seen
   size_t dropped_limit = 0;       // samples beyond the definition's max_rows or max_series

@@ -5,6 +5,7 @@ namespace pgpulse::collectors {
 Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& facts) {
   Plan plan;
   for (const Definition& def : definitions) {
+    if (def.target != facts.kind) continue;
     if (def.required_role == Role::Primary && facts.in_recovery) {
       plan.skipped.push_back({&def, "runs on a primary only; this server is in recovery"});
       continue;

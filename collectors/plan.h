@@ -11,12 +11,13 @@ namespace pgpulse::collectors {
 
 // What the agent learned about a server in this scrape.
 struct ServerFacts {
-  int version_num = 0;          // server_version_num, e.g. 150018
+  TargetKind kind = TargetKind::Postgres;
+  int version_num = 0;          // server_version_num, e.g. 150018; PgBouncer 1.18.0: 11800
   std::string version;          // server_version, e.g. "15.18 (Debian 15.18-0+deb12u1)"
   bool in_recovery = false;
   std::set<std::string> extensions;  // installed in the connected database
   bool operator==(const ServerFacts& o) const {
-    return version_num == o.version_num && in_recovery == o.in_recovery && extensions == o.extensions;
+    return kind == o.kind && version_num == o.version_num && in_recovery == o.in_recovery && extensions == o.extensions;
   }
 };
 
@@ -35,7 +36,9 @@ struct Plan {
   std::vector<SkippedCollector> skipped;
 };
 
-// `definitions` must outlive the plan. A database-scoped collector's
+// `definitions` must outlive the plan. Definitions for another kind of target
+// (PostgreSQL vs PgBouncer) are left out of both lists: they were never meant
+// to run there, so listing them as skipped would only be noise. A database-scoped collector's
 // required extension is not checked here (`facts` describe one database);
 // the caller checks it in each database the collector runs in.
 Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& facts);

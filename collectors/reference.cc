@@ -26,6 +26,13 @@ std::string VersionSpan(const Definition& def) {
     lo = std::min(lo, v.min_version);
     hi = std::max(hi, v.max_version);
   }
+  if (def.target == TargetKind::PgBouncer) {
+    // PgBouncer versions: major*10000 + minor*100 + patch.
+    auto name = [](int v) { return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100); };
+    if (lo == 0 && hi >= 1'000'000) return "all";
+    if (hi >= 1'000'000) return "PgBouncer " + name(lo) + "+";
+    return "PgBouncer " + name(lo) + " to below " + name(hi);
+  }
   if (lo <= 120000 && hi >= 1'000'000) return "all";
   std::string from = lo <= 120000 ? "12" : Major(lo);
   if (hi >= 1'000'000) return from + "+";
@@ -39,7 +46,9 @@ std::string RenderReference(const std::vector<Definition>& definitions) {
       "Generated from `queries/*.yaml` by `pgpulse reference`; a test fails when this file is stale.\n"
       "Regenerate with `./build/pgpulse reference > queries/METRICS.md`.\n\n"
       "Every scrape also has `pg_up` and `pg_info` (made by the agent, not a definition). Collectors with\n"
-      "scope `database` add a `datname` label; with several targets every sample also has `target`.\n\n";
+      "scope `database` add a `datname` label; with several targets every sample also has `target`.\n"
+      "A PgBouncer target (scope `pgbouncer` below) has `pgbouncer_up` and `pgbouncer_info{version}` instead,\n"
+      "and runs only the pgbouncer collectors; a PostgreSQL target never runs them.\n\n";
   std::vector<const Definition*> sorted;
   for (const Definition& d : definitions) sorted.push_back(&d);
   std::sort(sorted.begin(), sorted.end(), [](const Definition* a, const Definition* b) { return a->name < b->name; });
@@ -51,7 +60,8 @@ std::string RenderReference(const std::vector<Definition>& definitions) {
       if (!requires_what.empty()) requires_what += ", ";
       requires_what += d->required_role == Role::Primary ? "primary" : "replica";
     }
-    out += "| [" + d->name + "](#" + d->name + ") | " + (d->scope == Scope::Database ? "database" : "server") + " | " +
+    const char* scope = d->target == TargetKind::PgBouncer ? "pgbouncer" : d->scope == Scope::Database ? "database" : "server";
+    out += "| [" + d->name + "](#" + d->name + ") | " + scope + " | " +
            VersionSpan(*d) + " | " + (requires_what.empty() ? "-" : requires_what) + " | " + FormatDuration(d->ttl) +
            " | " + FormatDuration(d->timeout) + " | " + (d->enabled ? "on" : "off") + " |\n";
   }
@@ -70,6 +80,9 @@ std::string RenderReference(const std::vector<Definition>& definitions) {
       out += "| `" + c.metric + "` | " + (c.usage == ColumnUsage::Counter ? "counter" : "gauge") + " | " +
              (labels.empty() ? "-" : labels) + " | " + (c.unit.empty() ? "-" : c.unit) + " | " + Cell(c.help) + " |\n";
     }
+    if (d->info)
+      out += "| `" + d->info->metric + "` | gauge | " + (labels.empty() ? "-" : labels) + " | - | " + Cell(d->info->help) +
+             " |\n";
   }
   return out;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // Runs one planned collector on one connection: READ ONLY transaction,
-// server-side statement and lock timeouts, rows mapped to families.
+// server-side statement and lock timeouts, rows mapped to families. (A
+// PgBouncer console runs collectors through collectors/console.h.)
 
 #include <pqxx/connection>
 

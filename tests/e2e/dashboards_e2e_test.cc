@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/prometheus_server.h"
 
@@ -255,7 +256,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
     dashboards.emplace_back(entry.path().filename().string(), Json::Parse(ReadFile(entry.path().string())));
   }
   std::sort(dashboards.begin(), dashboards.end(), [](auto& a, auto& b) { return a.first < b.first; });
-  ASSERT_GE(dashboards.size(), 6u);
+  ASSERT_GE(dashboards.size(), 7u);
 
   // Archiving to nowhere gives the archiver panels a success to show; a slot WAL limit gives slots a safe size.
   auto primary = PostgresServer::Start(
@@ -284,9 +285,13 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", primary->uri()}});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
+  // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.
+  auto bouncer = PgBouncerServer::Start(*primary, {});
+  auto bouncer_agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
   PrometheusServer::Options options;
   options.targets.push_back({"pgpulse-primary", "127.0.0.1:" + std::to_string(primary_agent->port())});
   options.targets.push_back({"pgpulse-standby", "127.0.0.1:" + std::to_string(standby_agent->port())});
+  options.targets.push_back({"pgpulse-pgbouncer", "127.0.0.1:" + std::to_string(bouncer_agent->port())});
   auto prometheus = PrometheusServer::Start(options);
   ASSERT_TRUE(prometheus->WaitForTargetsUp(15));
   const auto scraping = Clock::now();

@@ -73,7 +73,7 @@ Reference LoadReference() {
     for (const char* suffix : {"_bucket", "_sum", "_count"}) ref.other.insert((*it)[1].str() + suffix);
   }
   // Made by the agent on every scrape, and by Prometheus for every scrape.
-  for (const char* m : {"pg_up", "pg_info", "up", "scrape_duration_seconds", "scrape_samples_scraped",
+  for (const char* m : {"pg_up", "pg_info", "pgbouncer_up", "pgbouncer_info", "up", "scrape_duration_seconds", "scrape_samples_scraped",
                         "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS"}) {
     ref.other.insert(m);
   }
@@ -446,9 +446,9 @@ std::vector<std::string> VariableProblems(const Dashboard& d, const Reference& r
       continue;
     }
     for (const Selector& s : ScanPromQL(selector).selectors) {
-      if (s.metric.rfind("pg_", 0) != 0 && s.metric.rfind("pgpulse_", 0) != 0) {
+      if (s.metric.rfind("pg_", 0) != 0 && s.metric.rfind("pgpulse_", 0) != 0 && s.metric.rfind("pgbouncer_", 0) != 0) {
         problems.push_back(where + ": values come from " + s.metric +
-                           ", not from pgpulse's own metrics (pg_*, pgpulse_*)");
+                           ", not from pgpulse's own metrics (pg_*, pgbouncer_*, pgpulse_*)");
       }
     }
   }
@@ -564,7 +564,8 @@ TEST_F(DashboardsTest, ShipsEveryDashboardAndEachParses) {
   std::set<std::string> files;
   for (const Dashboard& d : *dashboards_) files.insert(d.file);
   for (const char* want : {"pgpulse-overview.json", "pgpulse-queries.json", "pgpulse-tables.json",
-                           "pgpulse-locks.json", "pgpulse-replication.json", "pgpulse-agent.json"}) {
+                           "pgpulse-locks.json", "pgpulse-replication.json", "pgpulse-agent.json",
+                           "pgpulse-pgbouncer.json"}) {
     EXPECT_TRUE(files.count(want)) << "dashboards/" << want << " is missing";
   }
 }

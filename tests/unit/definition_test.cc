@@ -258,6 +258,7 @@ TEST(Definition, EmbeddedSetLoadsAndCoversPostgres12To18) {
   ASSERT_TRUE(r.ok()) << AllErrors(r);
   ASSERT_FALSE(r.definitions.empty());
   for (const Definition& d : r.definitions) {
+    if (d.target != TargetKind::Postgres) continue;  // PgBouncer versions: tests/unit/pgbouncer_test.cc
     bool started = false;
     for (int major = 12; major <= 18; ++major) {
       int hits = 0;

@@ -1,0 +1,224 @@
+// PgBouncer targets: a real pgbouncer (Debian package) in front of a throwaway PostgreSQL,
+// scraped by the real agent next to the PostgreSQL target itself.
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/pgbouncer_server.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+const std::string kPool = "{target=\"bouncer\",database=\"postgres\",user=\"postgres\"}";
+
+std::string Scrape(const AgentProcess& agent) {
+  HttpResponse r = HttpGet(agent.url("/metrics"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  return r.body;
+}
+
+std::string Config(const PostgresServer& pg, const PgBouncerServer& bouncer) {
+  // The console target is found by its DSN's dbname; no type key needed.
+  return "targets:\n"
+         "  - name: bouncer\n"
+         "    dsn: \"" + bouncer.admin_dsn() + "\"\n"
+         "  - name: pg\n"
+         "    dsn: \"" + pg.dsn() + "\"\n";
+}
+
+// Polls the agent until `series` has `want`, or `seconds` pass; returns the last exposition.
+std::string ScrapeUntil(const AgentProcess& agent, const std::string& series, double want, double seconds) {
+  auto start = Clock::now();
+  std::string body;
+  do {
+    body = Scrape(agent);
+    if (SampleValue(body, series) == want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (Seconds(start) < seconds);
+  return body;
+}
+
+class PgBouncerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  static PostgresServer* pg_;
+};
+PostgresServer* PgBouncerTest::pg_ = nullptr;
+
+TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {2, "session", 100});
+  auto agent = AgentProcess::Start({"--config.file=" + WriteTempFile("bouncer.yml", Config(*pg_, *bouncer))});
+
+  std::string idle = Scrape(*agent);
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_up{target=\"bouncer\"}"), 1) << idle;
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_info{target=\"bouncer\",version=\"1.18.0\"}"), 1);
+  EXPECT_EQ(SampleValue(idle, "pg_up{target=\"pg\"}"), 1);
+  EXPECT_FALSE(SampleValue(idle, "pg_up{target=\"bouncer\"}")) << "a console is not a PostgreSQL server";
+  EXPECT_FALSE(SampleValue(idle, "pgbouncer_up{target=\"pg\"}"));
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_config_max_client_connections{target=\"bouncer\"}"), 100);
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_config_default_pool_size{target=\"bouncer\"}"), 2);
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_database_pool_size{target=\"bouncer\",database=\"postgres\"}"), 2);
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_lists_used_clients{target=\"bouncer\"}"), 1) << "the agent's own console connection";
+  // Every collector on both targets ran cleanly: neither ran the other's definitions.
+  EXPECT_EQ(idle.find("pgpulse_collector_success{") == std::string::npos, false);
+  for (size_t at = idle.find("\npgpulse_collector_success{"); at != std::string::npos;
+       at = idle.find("\npgpulse_collector_success{", at + 1)) {
+    std::string line = idle.substr(at + 1, idle.find('\n', at + 1) - at - 1);
+    EXPECT_EQ(line.substr(line.size() - 2), " 1") << line;
+    EXPECT_EQ(line.find("collector=\"pgbouncer_") != std::string::npos, line.find("target=\"bouncer\"") != std::string::npos)
+        << line;
+  }
+
+  // Six clients on a pool of two: two run pg_sleep, four wait for a server connection.
+  const std::string pooled = bouncer->pooled_dsn();
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.emplace_back([pooled] {
+      PGconn* c = PQconnectdb((pooled + " connect_timeout=10").c_str());
+      if (PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, "SELECT pg_sleep(3)"));
+      PQfinish(c);
+    });
+  }
+  std::string first = ScrapeUntil(*agent, "pgbouncer_pool_client_waiting_connections" + kPool, 4, 2.5);
+  EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << first;
+  EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_active_connections" + kPool), 2);
+  EXPECT_EQ(SampleValue(first, "pgbouncer_pool_server_active_connections" + kPool), 2);
+  EXPECT_EQ(SampleValue(first, "pgbouncer_pool_mode_info{target=\"bouncer\",database=\"postgres\",user=\"postgres\","
+                               "pool_mode=\"session\"}"), 1);
+  auto wait1 = SampleValue(first, "pgbouncer_pool_max_wait_seconds" + kPool);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  std::string second = Scrape(*agent);
+  auto wait2 = SampleValue(second, "pgbouncer_pool_max_wait_seconds" + kPool);
+  ASSERT_TRUE(wait1 && wait2) << second;
+  // Microseconds are added to maxwait's whole seconds, so the growth shows below one second.
+  EXPECT_GT(*wait1, 0);
+  EXPECT_GE(*wait2 - *wait1, 0.5) << "maxwait " << *wait1 << " then " << *wait2;
+  EXPECT_LT(*wait2, 3.5);
+  EXPECT_EQ(SampleValue(second, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << second;
+  for (auto& t : clients) t.join();
+
+  std::string after = ScrapeUntil(*agent, "pgbouncer_pool_client_waiting_connections" + kPool, 0, 3);
+  EXPECT_EQ(SampleValue(after, "pgbouncer_pool_max_wait_seconds" + kPool), 0);
+  auto queries = SampleValue(after, "pgbouncer_database_queries_total{target=\"bouncer\",database=\"postgres\"}");
+  ASSERT_TRUE(queries);
+  EXPECT_GE(*queries, 6);
+  // PgBouncer 1.18 counts a query's time from when the client sent it, so the waits are in it too:
+  // pairs finish after 3, 6 and 9 s, 36 s in all; the four waiters waited 3, 3, 6 and 6 s.
+  auto query_seconds =
+      SampleValue(after, "pgbouncer_database_query_time_seconds_total{target=\"bouncer\",database=\"postgres\"}");
+  auto wait_seconds =
+      SampleValue(after, "pgbouncer_database_client_wait_time_seconds_total{target=\"bouncer\",database=\"postgres\"}");
+  ASSERT_TRUE(query_seconds && wait_seconds) << after;
+  EXPECT_GE(*query_seconds, 6 * 3 - 1) << "at least the six pg_sleep(3), in seconds (PgBouncer counts microseconds)";
+  EXPECT_LT(*query_seconds, 45);
+  EXPECT_GE(*wait_seconds, 17) << "four clients waited 3 + 3 + 6 + 6 s";
+  EXPECT_LT(*wait_seconds, 25);
+}
+
+TEST_F(PgBouncerTest, DownIsUpZeroWithAReasonThenRecovers) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {});
+  auto agent = AgentProcess::Start({"--config.file=" + WriteTempFile("down.yml", Config(*pg_, *bouncer))});
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pgbouncer_up{target=\"bouncer\"}"), 1);
+
+  bouncer->Stop();
+  std::string down = Scrape(*agent);
+  EXPECT_EQ(SampleValue(down, "pgbouncer_up{target=\"bouncer\"}"), 0) << down;
+  EXPECT_EQ(SampleValue(down, "pg_up{target=\"pg\"}"), 1) << "one target down leaves the other alone";
+  EXPECT_EQ(CountSamples(down, "pgbouncer_pool_client_waiting_connections"), 0) << "no stale pool samples";
+  HttpResponse ready = HttpGet(agent->url("/readyz"));
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_NE(ready.body.find("target bouncer is not reachable: "), std::string::npos) << ready.body;
+  EXPECT_NE(ready.body.find("127.0.0.1"), std::string::npos) << "says what it could not reach: " << ready.body;
+
+  bouncer->StartAgain();
+  std::string back = ScrapeUntil(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
+  EXPECT_EQ(SampleValue(back, "pgbouncer_up{target=\"bouncer\"}"), 1) << back;
+  EXPECT_EQ(SampleValue(back, "pgbouncer_lists_used_clients{target=\"bouncer\"}"), 1) << "collectors run again";
+}
+
+TEST_F(PgBouncerTest, HungConsoleCannotHangTheScrape) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {});
+  auto agent = AgentProcess::Start({"--config.file=" + WriteTempFile("hung.yml", Config(*pg_, *bouncer))});
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pgbouncer_up{target=\"bouncer\"}"), 1);
+
+  // Stopped, the kernel still takes our bytes on the open connection, but nothing answers.
+  bouncer->Freeze();
+  auto start = Clock::now();
+  std::string hung = Scrape(*agent);
+  const double took = Seconds(start);
+  EXPECT_EQ(SampleValue(hung, "pgbouncer_up{target=\"bouncer\"}"), 0) << hung;
+  EXPECT_EQ(SampleValue(hung, "pg_up{target=\"pg\"}"), 1);
+  EXPECT_GE(took, 1.5) << "the 2 s client-side timeout, not an instant error";
+  EXPECT_LT(took, 5) << "the scrape must not wait on a console that never answers";
+  HttpResponse landing = HttpGet(agent->url("/"));
+  EXPECT_NE(landing.body.find("timed out on the client"), std::string::npos) << landing.body;
+
+  bouncer->Thaw();
+  std::string back = ScrapeUntil(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
+  EXPECT_EQ(SampleValue(back, "pgbouncer_up{target=\"bouncer\"}"), 1) << back;
+}
+
+TEST_F(PgBouncerTest, CheckConnectAndExpositionAreClean) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {});
+  CommandResult check = AgentProcess::Run({"check", "--connect"}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
+  EXPECT_EQ(check.exit_status, 0) << check.output;
+  EXPECT_NE(check.output.find("up, PgBouncer 1.18.0 (admin console)"), std::string::npos) << check.output;
+  EXPECT_NE(check.output.find("pgbouncer_pools"), std::string::npos) << check.output;
+  EXPECT_EQ(check.output.find("failed"), std::string::npos) << check.output;
+  EXPECT_EQ(check.output.find("table_stats"), std::string::npos) << "PostgreSQL collectors are not listed: " << check.output;
+
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
+  const std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pgbouncer_up"), 1) << body;
+  const std::string path = WriteTempFile("pgbouncer_metrics.txt", body);
+  CommandResult lint = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(lint.exit_status, 0) << lint.output;
+  EXPECT_EQ(lint.output, "") << "no lint warnings either";
+}
+
+TEST_F(PgBouncerTest, BadTypeAndBadDefinitionAreRejectedWithPosition) {
+  std::string cfg = WriteTempFile("badtype.yml", "targets:\n  - name: b\n    dsn: dbname=pgbouncer\n    type: bouncer\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1) << r.output;
+  EXPECT_NE(r.output.find(cfg + ":4:11: target 'b'.type must be 'postgres' or 'pgbouncer', got 'bouncer'"),
+            std::string::npos)
+      << r.output;
+
+  char tmpl[] = "/tmp/pgpulse-pgbdefs-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/bouncer.yaml") << "collectors:\n"
+                                          "  - name: sneaky\n"
+                                          "    help: h\n"
+                                          "    target: pgbouncer\n"
+                                          "    sql: SELECT pg_sleep(1)\n"
+                                          "    columns: {x: {gauge: pgbouncer_sneaky, help: h}}\n";
+  cfg = WriteTempFile("baddef.yml", "collectors:\n  directories: [\"" + dir + "\"]\n");
+  r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 1) << r.output;
+  EXPECT_NE(r.output.find(dir + "/bouncer.yaml:5:10: collector 'sneaky': a pgbouncer collector's sql must be one "
+                                "'SHOW <command>'"),
+            std::string::npos)
+      << r.output;
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
