@@ -150,7 +150,8 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     std::shared_ptr<Target> reuse;
     if (previous) {
       for (const auto& old : previous->targets) {
-        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels)
+        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
+            old->config().pgbackrest == tc.pgbackrest)
           reuse = old;
       }
     }
