@@ -75,6 +75,10 @@ void BackrestCollector::Loop() {
       if (!report.families.empty())
         result->families = std::make_shared<const std::vector<collectors::Family>>(std::move(report.families));
     }
+    // pgBackRest's messages span lines (HINT: ...); one line each in logs and tables.
+    for (char& ch : result->error) {
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    }
     result->ok = result->error.empty();
     if (!result->families) {
       auto down = BackrestDownFamilies(config_.stanza, labels_);
