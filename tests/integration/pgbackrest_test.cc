@@ -171,33 +171,45 @@ TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsSt
   chmod(hang.c_str(), 0755);
   std::string cfg = WriteTempFile(
       "pgbackrest-bad.yml",
-      "targets:\n" + Config("noconf", "      command: " + std::string(kPgbackrest) +
-                                          "\n      stanza: main\n      config: /nonexistent/pgbackrest.conf\n      ttl: 0s\n") +
+      "targets:\n" + Config("badrepo", "      command: " + std::string(kPgbackrest) + "\n      stanza: main\n      config: " +
+                                           conf_ + "\n      args: [--repo=3]\n      ttl: 0s\n") +
           Config("hang", "      command: " + hang + "\n      stanza: main\n      timeout: 1s\n      ttl: 0s\n"));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   auto started = std::chrono::steady_clock::now();
   std::string body = Scrape(*agent);
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_LT(took, 8.0) << "the scrape waited for the hanging command past its timeout";
-  for (const char* t : {"noconf", "hang"}) {
+  for (const char* t : {"badrepo", "hang"}) {
     EXPECT_EQ(Value(body, std::string("pg_up{target=\"") + t + "\"}"), 1) << t;
     EXPECT_EQ(Value(body, std::string("pgbackrest_up{target=\"") + t + "\",stanza=\"main\"}"), 0) << t;
     EXPECT_EQ(Value(body, std::string("pgpulse_collector_success{collector=\"pgbackrest\",target=\"") + t + "\"}"), 0);
     EXPECT_EQ(Value(body, std::string("pgpulse_collector_success{collector=\"connections\",target=\"") + t + "\"}"), 1);
   }
-  const std::string noconf_error = std::string(kPgbackrest) +
-                                   " exited with status 55: ERROR: [055]: unable to open missing file "
-                                   "'/nonexistent/pgbackrest.conf' for read";
+  const std::string badrepo_error =
+      std::string(kPgbackrest) + " exited with status 32: ERROR: [032]: key '3' is not valid for 'repo' option";
   const std::string hang_error = hang + " timed out after 1s, killed: waiting for S3";
   HttpResponse landing = HttpGet(agent->url("/"));
-  std::string noconf_html = noconf_error;
-  for (size_t at; (at = noconf_html.find('\'')) != std::string::npos;) noconf_html.replace(at, 1, "&#39;");
-  EXPECT_NE(landing.body.find(noconf_html), std::string::npos) << landing.body;
+  std::string badrepo_html = badrepo_error;
+  for (size_t at; (at = badrepo_html.find('\'')) != std::string::npos;) badrepo_html.replace(at, 1, "&#39;");
+  EXPECT_NE(landing.body.find(badrepo_html), std::string::npos) << landing.body;
   EXPECT_NE(landing.body.find(hang_error), std::string::npos) << landing.body;
   std::string log = agent->Log();
-  EXPECT_NE(log.find("target=noconf collector=pgbackrest stanza=main"), std::string::npos) << log;
-  EXPECT_NE(log.find(noconf_error), std::string::npos) << log;
+  EXPECT_NE(log.find("target=badrepo collector=pgbackrest stanza=main"), std::string::npos) << log;
+  EXPECT_NE(log.find(badrepo_error), std::string::npos) << log;
   EXPECT_NE(log.find(hang_error), std::string::npos) << log;
+  // Found before any scrape: a command that cannot be run, a config that cannot be read.
+  std::string typo = WriteTempFile(
+      "pgbackrest-typo.yml", "targets:\n" + Config("main", "      command: /usr/bin/pgbackrestt\n      stanza: main\n"
+                                                          "      config: /nonexistent/pgbackrest.conf\n"));
+  CommandResult check = AgentProcess::Run({"check", "--config.file=" + typo});
+  EXPECT_EQ(check.exit_status, 1) << check.output;
+  EXPECT_NE(check.output.find("target 'main': pgbackrest.command /usr/bin/pgbackrestt cannot be run: No such file"),
+            std::string::npos)
+      << check.output;
+  EXPECT_NE(check.output.find("target 'main': pgbackrest.config /nonexistent/pgbackrest.conf cannot be read"),
+            std::string::npos)
+      << check.output;
+
   // No sleep left behind by the killed script.
   CommandResult sleeping = RunCommand({"sh", "-c", "pgrep -f '^sleep 60$' -P 1 || true"});
   EXPECT_EQ(sleeping.output, "") << "a killed command's child survived";
