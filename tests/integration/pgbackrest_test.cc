@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <csignal>
 #include <unistd.h>
 
 #include <chrono>
@@ -142,6 +143,12 @@ TEST_F(PgbackrestTest, ReportsTheBackupAsPgbackrestInfoSeesIt) {
   EXPECT_EQ(Value(body, "pgpulse_collector_success{collector=\"pgbackrest\",target=\"main\"}"), 1);
   EXPECT_EQ(Value(body, "pgpulse_collector_success{collector=\"connections\",target=\"main\"}"), 1);
 
+  // Names, types and help as Prometheus wants them.
+  std::string path = WriteTempFile("pgbackrest-scrape.prom", body);
+  CommandResult promtool = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(promtool.exit_status, 0) << promtool.output;
+  EXPECT_EQ(promtool.output, "") << promtool.output;
+
   // The landing page lists it like any other collector.
   HttpResponse landing = HttpGet(agent->url("/"));
   EXPECT_NE(landing.body.find("<td>pgbackrest</td><td>ok</td>"), std::string::npos) << landing.body;
@@ -163,6 +170,28 @@ TEST_F(PgbackrestTest, TtlKeepsTheCommandFromRunningOnEveryScrape) {
   EXPECT_EQ(Value(second, "pgbackrest_up{stanza=\"main\"}"), 1);
   EXPECT_EQ(Value(second, "pgpulse_collector_cache_hits_total{collector=\"pgbackrest\",target=\"main\"}"), 1);
   EXPECT_EQ(Value(second, "pgbackrest_backups{stanza=\"main\",type=\"full\"}"), 1);
+}
+
+TEST_F(PgbackrestTest, ReloadAppliesAChangedStanza) {
+  auto block = [](const std::string& stanza) {
+    return "      command: " + std::string(kPgbackrest) + "\n      stanza: " + stanza + "\n      config: " + conf_ +
+           "\n      ttl: 1h\n";
+  };
+  std::string cfg = WriteTempFile("pgbackrest-reload.yml", "targets:\n" + Config("main", block("main")));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  EXPECT_EQ(Value(Scrape(*agent), "pgbackrest_up{stanza=\"main\"}"), 1);
+  WriteTempFile("pgbackrest-reload.yml", "targets:\n" + Config("main", block("other")));
+  agent->Signal(SIGHUP);
+  std::string body;
+  for (int i = 0; i < 50 && !SampleValue(body, "pgbackrest_up{stanza=\"other\"}"); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    body = Scrape(*agent);
+  }
+  // Despite the 1h ttl: a new stanza is a new collector, not a cached one.
+  EXPECT_EQ(Value(body, "pgbackrest_up{stanza=\"other\"}"), 0);
+  EXPECT_EQ(Value(body, "pgbackrest_stanza_status_code{stanza=\"other\"}"), 1);
+  EXPECT_EQ(CountSamples(body, "pgbackrest_up"), 1) << body;
+  EXPECT_NE(agent->Log().find("stanza other: status 1 (missing stanza path)"), std::string::npos) << agent->Log();
 }
 
 TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsStay) {
@@ -213,6 +242,40 @@ TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsSt
   // No sleep left behind by the killed script.
   CommandResult sleeping = RunCommand({"sh", "-c", "pgrep -f '^sleep 60$' -P 1 || true"});
   EXPECT_EQ(sleeping.output, "") << "a killed command's child survived";
+}
+
+TEST_F(PgbackrestTest, SlowRepositoryNeverHoldsAScrapePastItsDeadline) {
+  std::string slow = WriteTempFile("pgbackrest-slow.sh", "#!/bin/sh\nsleep 60\n");
+  chmod(slow.c_str(), 0755);
+  std::string cfg = WriteTempFile(
+      "pgbackrest-slow.yml",
+      "targets:\n" + Config("main", "      command: " + slow + "\n      stanza: main\n      timeout: 30s\n      ttl: 0s\n"));
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  auto timed_scrape = [&](double& seconds) {
+    auto started = std::chrono::steady_clock::now();
+    HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 2"});
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_EQ(r.status, 200);
+    return r.body;
+  };
+  double first_took = 0, second_took = 0;
+  std::string first = timed_scrape(first_took);
+  // The scrape that started the run waits for it until just before its deadline (2s - 0.5s offset), no longer.
+  EXPECT_GT(first_took, 1.0);
+  EXPECT_LT(first_took, 2.0);
+  EXPECT_EQ(Value(first, "pg_up"), 1);
+  EXPECT_EQ(Value(first, "pgpulse_collector_success{collector=\"connections\",target=\"main\"}"), 1);
+  EXPECT_EQ(Value(first, "pgpulse_collector_success{collector=\"pgbackrest\",target=\"main\"}"), 0);
+  // Later scrapes do not wait for the run still in flight.
+  std::string second = timed_scrape(second_took);
+  EXPECT_LT(second_took, 1.0);
+  EXPECT_EQ(Value(second, "pg_up"), 1);
+  HttpResponse landing = HttpGet(agent->url("/"));
+  EXPECT_NE(landing.body.find("pgbackrest info has not finished yet (timeout 30s)"), std::string::npos) << landing.body;
+  // Stopping the agent kills the command rather than waiting out its timeout.
+  auto stopping = std::chrono::steady_clock::now();
+  EXPECT_EQ(agent->Stop(), 0);
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - stopping).count(), 5.0);
 }
 
 TEST_F(PgbackrestTest, BrokenRepositoryShowsTheErrorWhileTheServerIsFine) {
