@@ -218,6 +218,8 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
                 r.Error(it->first, "target '" + tc.name + "': invalid label name '" + key + "'");
               else if (key == "target" || key == "datname")
                 r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the agent");
+              else if (tc.pgbackrest.enabled() && (key == "stanza" || key == "type"))
+                r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the pgbackrest collector");
               tc.labels.emplace_back(key, value);
             }
           }

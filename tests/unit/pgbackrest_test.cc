@@ -95,6 +95,19 @@ TEST(BackrestConfig, MissingCommandAndStanzaAreNamed) {
       << Joined(scalar.errors);
 }
 
+TEST(BackrestConfig, ConstantLabelsMayNotCollideWithItsLabels) {
+  ConfigResult r = LoadConfigText(
+      "targets:\n  - name: main\n    labels: {stanza: x, type: y, env: prod}\n"
+      "    pgbackrest: {command: /usr/bin/pgbackrest, stanza: main}\n",
+      "t.yml", "", "");
+  std::string all = Joined(r.errors);
+  EXPECT_NE(all.find("t.yml:3:14: target 'main': label 'stanza' is set by the pgbackrest collector"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yml:3:25: target 'main': label 'type' is set by the pgbackrest collector"), std::string::npos) << all;
+  EXPECT_EQ(r.errors.size(), 2u) << all;
+  // Without pgbackrest they are ordinary labels.
+  EXPECT_TRUE(LoadConfigText("targets:\n  - name: main\n    labels: {stanza: x}\n", "t.yml", "", "").ok());
+}
+
 TEST(BackrestInfo, RealOutputBecomesMetrics) {
   BackrestReport r = ParseBackrestInfo(Fixture(), "main", {{"cluster", "c1"}});
   ASSERT_EQ(r.error, "");
