@@ -85,6 +85,53 @@ class ConfigReader {
   std::vector<std::string>& errors_;
 };
 
+// pgBackRest stanza names: letters, digits, '-', '_' and '.'; option names likewise, lower case.
+bool ValidStanza(const std::string& s) {
+  return !s.empty() && s.size() <= 64 &&
+         s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == std::string::npos;
+}
+
+void ParseBackrest(const YAML::Node& b, ConfigReader& r, const std::string& ctx, BackrestConfig& into) {
+  if (!r.Map(b, ctx, {"command", "stanza", "config", "args", "timeout", "ttl"})) return;
+  BackrestConfig bc;
+  if (!b["command"]) {
+    r.Error(b, ctx + ": missing required key 'command' (e.g. /usr/bin/pgbackrest)");
+  } else {
+    bc.command = r.Str(b["command"], ctx + ".command");
+    if (bc.command.empty() || bc.command[0] != '/')
+      r.Error(b["command"], ctx + ".command must be an absolute path (it is run directly, not through a shell or PATH)");
+  }
+  if (!b["stanza"]) {
+    r.Error(b, ctx + ": missing required key 'stanza'");
+  } else {
+    bc.stanza = r.Str(b["stanza"], ctx + ".stanza");
+    if (!ValidStanza(bc.stanza))
+      r.Error(b["stanza"], ctx + ".stanza '" + bc.stanza + "' may only use letters, digits, '_', '-' and '.'");
+  }
+  if (b["config"]) {
+    bc.config = r.Str(b["config"], ctx + ".config");
+    if (bc.config.empty() || bc.config[0] != '/') r.Error(b["config"], ctx + ".config must be an absolute path");
+  }
+  if (const YAML::Node a = b["args"]) {
+    bc.args = r.StrList(a, ctx + ".args");
+    for (size_t i = 0; i < bc.args.size() && a.IsSequence(); ++i) {
+      const std::string& arg = bc.args[i];
+      std::string name = arg.substr(0, arg.find('='));
+      if (name.size() < 3 || name.compare(0, 2, "--") != 0 ||
+          name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-", 2) != std::string::npos)
+        r.Error(a[i], ctx + ".args: '" + arg + "' is not an option like --repo=1");
+      else if (name == "--stanza" || name == "--config" || name == "--output")
+        r.Error(a[i], ctx + ".args: " + name + " is set by the agent (use the '" + name.substr(2) + "' key)");
+    }
+  }
+  if (b["timeout"]) {
+    r.Duration(b["timeout"], ctx + ".timeout", bc.timeout);
+    if (bc.timeout.count() <= 0) r.Error(b["timeout"], ctx + ".timeout must be more than 0");
+  }
+  if (b["ttl"]) r.Duration(b["ttl"], ctx + ".ttl", bc.ttl);
+  into = bc;
+}
+
 void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
   if (root.IsNull()) return;
   if (!r.Map(root, "config", {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets"}))
@@ -126,7 +173,7 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     } else {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
-        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type"})) continue;
+        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
@@ -167,6 +214,7 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
             }
           }
         }
+        if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, "target '" + tc.name + "'.pgbackrest", tc.pgbackrest);
         if (const YAML::Node l = t["labels"]) {
           if (!l.IsMap()) {
             r.Error(l, "target '" + tc.name + "'.labels must map label names to values");
@@ -178,6 +226,8 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
                 r.Error(it->first, "target '" + tc.name + "': invalid label name '" + key + "'");
               else if (key == "target" || key == "datname")
                 r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the agent");
+              else if (tc.pgbackrest.enabled() && (key == "stanza" || key == "type"))
+                r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the pgbackrest collector");
               tc.labels.emplace_back(key, value);
             }
           }
@@ -258,7 +308,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
     result.errors.push_back(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                             ": YAML syntax error: " + e.msg);
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, ""});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}});
   return result;
 }
 
@@ -266,7 +316,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, ""});
+    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

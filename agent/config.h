@@ -26,6 +26,23 @@ struct DatabaseDiscovery {
   }
 };
 
+// pgBackRest repository of a target (`targets[].pgbackrest`): the agent runs
+// `COMMAND [--config=CONFIG] --stanza=STANZA --output=json ARGS... info`
+// (an argv, never a shell) at most once per `ttl`.
+struct BackrestConfig {
+  std::string command;             // absolute path; "" = no pgBackRest collector
+  std::string stanza;
+  std::string config;              // optional --config=
+  std::vector<std::string> args;   // more options, each "--name" or "--name=value", e.g. --repo=1
+  Millis timeout{30'000};
+  Millis ttl{300'000};
+  bool enabled() const { return !command.empty(); }
+  bool operator==(const BackrestConfig& o) const {
+    return command == o.command && stanza == o.stanza && config == o.config && args == o.args &&
+           timeout == o.timeout && ttl == o.ttl;
+  }
+};
+
 struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
@@ -36,9 +53,10 @@ struct TargetConfig {
   // "postgres", "pgbouncer" (an admin console), or "" = pgbouncer when the
   // DSN's dbname is pgbouncer, else postgres.
   std::string type;
+  BackrestConfig pgbackrest;
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
-           databases == o.databases && type == o.type;
+           databases == o.databases && type == o.type && pgbackrest == o.pgbackrest;
   }
 };
 

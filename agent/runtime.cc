@@ -1,6 +1,10 @@
 #include "agent/runtime.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <ctime>
 #include <set>
@@ -128,6 +132,15 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       }
       password = *p;
     }
+    // Found out at load (and by `pgpulse check`) rather than at the first scrape.
+    if (t.pgbackrest.enabled()) {
+      if (access(t.pgbackrest.command.c_str(), X_OK) != 0)
+        errors.push_back("target '" + t.name + "': pgbackrest.command " + t.pgbackrest.command +
+                         " cannot be run: " + std::strerror(errno));
+      if (!t.pgbackrest.config.empty() && access(t.pgbackrest.config.c_str(), R_OK) != 0)
+        errors.push_back("target '" + t.name + "': pgbackrest.config " + t.pgbackrest.config +
+                         " cannot be read: " + std::strerror(errno));
+    }
     auto spec = ParseDsn(t.dsn, password, cfg.connect_timeout, error);
     if (!spec) {
       errors.push_back("target '" + t.name + "': " + error);
@@ -151,7 +164,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     if (previous) {
       for (const auto& old : previous->targets) {
         if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
-            old->config().type == tc.type)
+            old->config().type == tc.type && old->config().pgbackrest == tc.pgbackrest)
           reuse = old;
       }
     }

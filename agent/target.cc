@@ -19,6 +19,8 @@ constexpr std::chrono::milliseconds kMaxBackoff{10'000};
 constexpr std::chrono::milliseconds kFactsTimeout{2'000};
 // Below this much time left, a collector is not started: its result could not arrive in time.
 constexpr std::chrono::milliseconds kMinCollectorTime{20};
+// What a collection keeps back from its deadline when it waits for pgbackrest info.
+constexpr std::chrono::milliseconds kBackrestMargin{100};
 
 std::string OneLine(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
@@ -73,6 +75,8 @@ Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetr
   // The config loader has already rejected invalid patterns.
   for (const auto& p : config_.databases.include) include_.emplace_back(p);
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
+  if (config_.pgbackrest.enabled())
+    backrest_ = std::make_unique<BackrestCollector>(config_.name, config_.pgbackrest, labels_);
   worker_ = std::thread([this] { WorkerLoop(); });
 }
 
@@ -431,10 +435,37 @@ CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
   return out;
 }
 
+CollectorOutcome Target::BackrestOutcome(Clock::time_point until) {
+  CollectorOutcome out;
+  out.name = BackrestCollector::kName;
+  bool running = false;
+  auto r = backrest_->Take(until, running);
+  bool fresh = false;
+  if (!r) {
+    out.detail = "pgbackrest info has not finished yet (timeout " +
+                 collectors::FormatDuration(backrest_->config().timeout) + ")";
+  } else {
+    fresh = r->sequence != backrest_seen_;
+    backrest_seen_ = r->sequence;
+    out.status = !r->ok ? CollectorStatus::Failed : fresh ? CollectorStatus::Ok : CollectorStatus::Cached;
+    out.detail = OneLine(r->error);
+    if (running) out.detail += std::string(out.detail.empty() ? "" : "; ") + "a newer pgbackrest info is still running";
+    out.duration_seconds = r->duration_seconds;
+    out.series = r->series;
+    out.families = r->families;
+  }
+  const bool failed = out.status == CollectorStatus::Failed;
+  metrics_.CollectorDone(config_.name, out.name, fresh ? 1 : 0, failed ? 1 : 0, fresh || failed ? 0 : 1,
+                         out.duration_seconds, out.series, 0, 0);
+  return out;
+}
+
 std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const Definitions>& defs,
                                                   Clock::time_point deadline) {
   auto start = Clock::now();
   auto c = std::make_shared<Collection>();
+  // pgbackrest info runs beside the SQL collectors; only the collection that started it waits for it.
+  const bool backrest_started = backrest_ && backrest_->Refresh();
   std::string error;
   c->up = ReadFacts(c->facts, deadline, error);
   if (!c->up) {
@@ -505,6 +536,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
       c->collectors.push_back(std::move(out));
     }
   }
+  if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? deadline - kBackrestMargin : Clock::now()));
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
   LogDebug("collected", {{"target", config_.name}, {"up", c->up ? "1" : "0"},

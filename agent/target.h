@@ -24,6 +24,7 @@
 
 #include <pqxx/connection>
 
+#include "agent/backrest_collector.h"
 #include "agent/config.h"
 #include "agent/dsn.h"
 #include "agent/self_metrics.h"
@@ -119,6 +120,8 @@ class Target {
   };
 
   void WorkerLoop();
+  // The pgbackrest outcome for this collection; waits until `until` for a run in flight.
+  CollectorOutcome BackrestOutcome(Clock::time_point until);
   std::shared_ptr<const Collection> Collect(const std::shared_ptr<const Definitions>& defs, Clock::time_point deadline);
   bool EnsureConnected(std::string& error);
   bool ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadline, std::string& error);
@@ -156,6 +159,11 @@ class Target {
   Clock::time_point discovered_at_{};
   bool discovery_done_ = false;
   std::vector<std::regex> include_, exclude_;
+  uint64_t backrest_seen_ = 0;  // sequence of the last pgbackrest result reported
+
+  // Runs pgbackrest info on a thread of its own; null when not configured. Declared
+  // before the worker so that it outlives it.
+  std::unique_ptr<BackrestCollector> backrest_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -8,7 +8,7 @@ packages=(
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
   openssl curl wrk clang-14 libclang-rt-14-dev dpkg-dev systemd
-  postgresql postgresql-contrib pgbouncer
+  postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
 )
 

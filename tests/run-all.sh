@@ -30,7 +30,7 @@ cmake --build "$build-asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$build-asan" --output-on-failure -j "$jobs" --timeout 900
 
-step "pass 3: fuzz the config, definition and exposition code"
+step "pass 3: fuzz the config, definition, exposition and pgBackRest info code"
 CC=clang CXX=clang++ cmake -S . -B "$build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGPULSE_FUZZ=ON \
   -DFUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 cmake --build "$build-fuzz" -j "$jobs"

@@ -1,0 +1,235 @@
+#include "agent/pgbackrest.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
+namespace pgpulse::agent {
+
+namespace {
+
+using json = nlohmann::json;
+using LabelSet = std::vector<std::pair<std::string, std::string>>;
+
+// A field the output lacks or has with another type; `path` says which, e.g. backup[0].timestamp.stop.
+struct BadField : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const json& Field(const json& obj, const char* key, const std::string& path) {
+  if (!obj.is_object()) throw BadField(path + " is not an object");
+  auto it = obj.find(key);
+  if (it == obj.end()) throw BadField(path + "." + key + " is missing");
+  return *it;
+}
+
+double Number(const json& obj, const char* key, const std::string& path) {
+  const json& v = Field(obj, key, path);
+  if (!v.is_number()) throw BadField(path + "." + key + " is not a number");
+  return v.get<double>();
+}
+
+std::string Text(const json& obj, const char* key, const std::string& path) {
+  const json& v = Field(obj, key, path);
+  if (!v.is_string()) throw BadField(path + "." + key + " is not a string");
+  return v.get<std::string>();
+}
+
+const json& Array(const json& obj, const char* key, const std::string& path) {
+  const json& v = Field(obj, key, path);
+  if (!v.is_array()) throw BadField(path + "." + key + " is not a list");
+  return v;
+}
+
+struct Backup {
+  double start = 0, stop = 0;
+  double size = 0, delta = 0, repo_size = 0, repo_delta = 0;
+  int error = -1;  // -1: not reported (pgBackRest before 2.36)
+};
+
+class Families {
+ public:
+  collectors::Family& Get(const std::string& name, const std::string& help) {
+    auto it = index_.find(name);
+    if (it != index_.end()) return list_[it->second];
+    index_[name] = list_.size();
+    collectors::Family f;
+    f.name = name;
+    f.help = help;
+    list_.push_back(std::move(f));
+    return list_.back();
+  }
+  std::vector<collectors::Family> Take() { return std::move(list_); }
+
+ private:
+  std::map<std::string, size_t> index_;
+  std::vector<collectors::Family> list_;
+};
+
+LabelSet With(LabelSet labels, const std::string& name, const std::string& value) {
+  labels.emplace_back(name, value);
+  return labels;
+}
+
+const char* const kTypes[] = {"full", "diff", "incr"};
+
+}  // namespace
+
+std::vector<std::string> BackrestInfoArgv(const BackrestConfig& config) {
+  std::vector<std::string> argv{config.command};
+  if (!config.config.empty()) argv.push_back("--config=" + config.config);
+  argv.push_back("--stanza=" + config.stanza);
+  argv.push_back("--output=json");
+  argv.insert(argv.end(), config.args.begin(), config.args.end());
+  argv.push_back("info");
+  return argv;
+}
+
+std::vector<collectors::Family> BackrestDownFamilies(const std::string& stanza, const LabelSet& labels) {
+  collectors::Family up;
+  up.name = "pgbackrest_up";
+  up.help = "1 if the last pgbackrest info ran and reported the stanza ok (or without backups yet), 0 if not.";
+  up.Add(collectors::RenderLabels(With(labels, "stanza", stanza)), 0);
+  return {std::move(up)};
+}
+
+BackrestReport ParseBackrestInfo(const std::string& text, const std::string& stanza, const LabelSet& labels) {
+  BackrestReport report;
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded()) {
+    report.error = "pgbackrest info output is not valid JSON" + std::string(text.empty() ? " (it is empty)" : "");
+    return report;
+  }
+  try {
+    if (!doc.is_array()) throw BadField("the output is not a list of stanzas");
+    const json* found = nullptr;
+    for (size_t i = 0; i < doc.size(); ++i) {
+      if (Text(doc[i], "name", "[" + std::to_string(i) + "]") == stanza) found = &doc[i];
+    }
+    if (!found) throw BadField("stanza '" + stanza + "' is not in the output");
+    const json& s = *found;
+    const std::string path = "stanza " + stanza;
+
+    const json& status = Field(s, "status", path);
+    const double code_number = Number(status, "code", path + ".status");
+    if (!(code_number >= 0 && code_number <= 1000)) throw BadField(path + ".status.code is out of range");
+    const int code = static_cast<int>(code_number);
+    const std::string message = Text(status, "message", path + ".status");
+    bool locked = false;
+    if (auto lock = status.find("lock"); lock != status.end() && lock->is_object()) {
+      if (auto b = lock->find("backup"); b != lock->end() && b->is_object()) {
+        if (auto held = b->find("held"); held != b->end() && held->is_boolean()) locked = held->get<bool>();
+      }
+    }
+    // Code 99 ("other") keeps the detail in each repository's status.
+    std::string detail;
+    if (auto repos = s.find("repo"); repos != s.end() && repos->is_array()) {
+      for (const json& repo : *repos) {
+        if (!repo.is_object() || !repo.contains("status") || !repo["status"].is_object()) continue;
+        const json& rs = repo["status"];
+        if (!rs.contains("code") || !rs["code"].is_number() || rs["code"].get<double>() == 0) continue;
+        std::string m = rs.contains("message") && rs["message"].is_string() ? rs["message"].get<std::string>() : "?";
+        std::string key = repo.contains("key") && repo["key"].is_number() ? std::to_string(static_cast<long long>(std::min(1e6, std::max(-1e6, repo["key"].get<double>())))) : "?";
+        detail += "; repo" + key + ": " + m;
+      }
+    }
+
+    std::map<std::string, Backup> last;  // by type
+    std::map<std::string, size_t> count;
+    size_t with_errors = 0;
+    double repo_total = 0;
+    const json& backups = Array(s, "backup", path);
+    for (size_t i = 0; i < backups.size(); ++i) {
+      const json& b = backups[i];
+      const std::string bp = path + ".backup[" + std::to_string(i) + "]";
+      std::string type = Text(b, "type", bp);
+      if (type != "full" && type != "diff" && type != "incr") throw BadField(bp + ".type '" + type + "' is unknown");
+      const json& ts = Field(b, "timestamp", bp);
+      const json& info = Field(b, "info", bp);
+      const json& repo = Field(info, "repository", bp + ".info");
+      Backup one;
+      one.start = Number(ts, "start", bp + ".timestamp");
+      one.stop = Number(ts, "stop", bp + ".timestamp");
+      one.size = Number(info, "size", bp + ".info");
+      one.delta = Number(info, "delta", bp + ".info");
+      one.repo_size = Number(repo, "size", bp + ".info.repository");
+      one.repo_delta = Number(repo, "delta", bp + ".info.repository");
+      if (auto e = b.find("error"); e != b.end()) {
+        if (!e->is_boolean()) throw BadField(bp + ".error is not true or false");
+        one.error = e->get<bool>() ? 1 : 0;
+        with_errors += one.error;
+      }
+      count[type]++;
+      repo_total += one.repo_delta;
+      auto prev = last.find(type);
+      if (prev == last.end() || one.stop >= prev->second.stop) last[type] = one;
+    }
+
+    const bool ok = code == 0 || code == 2;
+    if (!ok) report.error = "stanza " + stanza + ": status " + std::to_string(code) + " (" + message + ")" + detail;
+
+    Families fam;
+    const LabelSet base = With(labels, "stanza", stanza);
+    const std::string base_suffix = collectors::RenderLabels(base);
+    fam.Get("pgbackrest_up", "1 if the last pgbackrest info ran and reported the stanza ok (or without backups yet), 0 if not.")
+        .Add(base_suffix, ok ? 1 : 0);
+    fam.Get("pgbackrest_stanza_status_code",
+            "Stanza status code from pgbackrest info: 0 ok, 1 missing stanza path, 2 no valid backups, "
+            "3 missing stanza data, 4 different cipher, 5 database mismatch, 6 backup or expire running (with a lock), 99 other.")
+        .Add(base_suffix, code);
+    fam.Get("pgbackrest_stanza_status_info", "Always 1; labels give the stanza status code and message.")
+        .Add(collectors::RenderLabels(With(With(base, "code", std::to_string(code)), "message", message)), 1);
+    fam.Get("pgbackrest_backup_in_progress", "1 while a backup of the stanza holds its lock, 0 if not.")
+        .Add(base_suffix, locked ? 1 : 0);
+    for (const char* type : kTypes) {
+      fam.Get("pgbackrest_backups", "Backups of the stanza in the repository, by type (full, diff, incr).")
+          .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(count[type]));
+    }
+    fam.Get("pgbackrest_backups_with_errors",
+            "Backups in the repository that pgBackRest marked with errors (e.g. page checksum errors).")
+        .Add(base_suffix, static_cast<double>(with_errors));
+    fam.Get("pgbackrest_repository_backups_size_bytes",
+            "Space the stanza's backups take in the repository (sum of each backup's repository delta), "
+            "WAL archive not included, in bytes.")
+        .Add(base_suffix, repo_total);
+    for (const char* type : kTypes) {
+      auto it = last.find(type);
+      if (it == last.end()) continue;
+      const Backup& b = it->second;
+      const std::string suffix = collectors::RenderLabels(With(base, "type", type));
+      fam.Get("pgbackrest_backup_last_completion_timestamp_seconds",
+              "When the last backup of this type finished, in seconds since the epoch (age: time() - this).")
+          .Add(suffix, b.stop);
+      fam.Get("pgbackrest_backup_last_duration_seconds", "How long the last backup of this type took, in seconds.")
+          .Add(suffix, b.stop - b.start);
+      fam.Get("pgbackrest_backup_last_size_bytes",
+              "Size of the database the last backup of this type holds (as restored), in bytes.")
+          .Add(suffix, b.size);
+      fam.Get("pgbackrest_backup_last_delta_bytes",
+              "Data the last backup of this type copied (changed since its prior backup), in bytes.")
+          .Add(suffix, b.delta);
+      fam.Get("pgbackrest_backup_last_repository_size_bytes",
+              "Size of the last backup of this type in the repository (compressed), with what it references, in bytes.")
+          .Add(suffix, b.repo_size);
+      fam.Get("pgbackrest_backup_last_repository_delta_bytes",
+              "Space the last backup of this type itself takes in the repository (compressed), in bytes.")
+          .Add(suffix, b.repo_delta);
+      if (b.error >= 0)
+        fam.Get("pgbackrest_backup_last_error", "1 if pgBackRest marked the last backup of this type with errors, 0 if not.")
+            .Add(suffix, b.error);
+    }
+    report.families = fam.Take();
+    for (const auto& f : report.families) report.series += f.size();
+  } catch (const BadField& e) {
+    report = BackrestReport{};
+    report.error = std::string("unexpected pgbackrest info output: ") + e.what();
+  } catch (const json::exception& e) {
+    report = BackrestReport{};
+    report.error = std::string("unexpected pgbackrest info output: ") + e.what();
+  }
+  return report;
+}
+
+}  // namespace pgpulse::agent
