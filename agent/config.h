@@ -26,6 +26,17 @@ struct DatabaseDiscovery {
   }
 };
 
+// Whether the server's data directory, WAL and tablespaces can be looked at
+// on this machine (for the disk collector's statvfs).
+struct FilesystemVisibility {
+  enum class Mode { Auto, Yes, No };
+  // Auto: only when the DSN's host is a Unix socket or loopback address and
+  // the data directory's postmaster.pid does not name another server.
+  Mode mode = Mode::Auto;
+  std::string path_prefix;  // where the server's filesystem is mounted here, e.g. /host; "" = same paths
+  bool operator==(const FilesystemVisibility& o) const { return mode == o.mode && path_prefix == o.path_prefix; }
+};
+
 struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
@@ -33,9 +44,10 @@ struct TargetConfig {
   // Constant labels on every sample of this target (e.g. cluster, env).
   std::vector<std::pair<std::string, std::string>> labels;
   DatabaseDiscovery databases;
+  FilesystemVisibility filesystem;
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
-           databases == o.databases;
+           databases == o.databases && filesystem == o.filesystem;
   }
 };
 

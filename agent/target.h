@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <set>
 #include <string>
@@ -27,6 +28,7 @@
 #include "agent/self_metrics.h"
 #include "collectors/definition.h"
 #include "collectors/family.h"
+#include "collectors/filesystem.h"
 #include "collectors/plan.h"
 
 namespace pgpulse::agent {
@@ -113,6 +115,8 @@ class Target {
   void Discover(Clock::time_point deadline);
   DatabaseConnection* OpenDatabase(const std::string& db, Clock::time_point deadline, std::string& error);
   void CloseDatabase(const std::string& db);
+  // Whether this collection may statvfs the server's paths (see FilesystemVisibility); asks the server once.
+  const collectors::FilesystemAccess& FilesystemAccessFor(pqxx::connection_base& conn, Clock::time_point deadline);
   // Runs (or serves from cache) one collector in one database; `conn` may be reset when lost.
   CollectorOutcome RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
                           const std::string& database, std::unique_ptr<pqxx::connection>& conn,
@@ -135,6 +139,7 @@ class Target {
   Clock::time_point discovered_at_{};
   bool discovery_done_ = false;
   std::vector<std::regex> include_, exclude_;
+  std::optional<collectors::FilesystemAccess> fs_access_;  // decided once per collection
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

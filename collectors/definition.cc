@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "collectors/filesystem.h"
+
 namespace pgpulse::collectors {
 
 namespace {
@@ -210,7 +212,7 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
   r.CheckKeys(node, ctx, {"name", "help", "scope", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series", "max_rows", "enabled"});
+                          "max_series", "max_rows", "enabled", "filesystem"});
   if (!node["help"]) {
     r.Error(node, ctx + ": missing required key 'help'");
   } else if (auto s = r.String(node["help"], ctx + ".help")) {
@@ -248,6 +250,9 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     const YAML::Node e = node["enabled"];
     if (e.IsScalar() && (e.Scalar() == "true" || e.Scalar() == "false")) def.enabled = e.Scalar() == "true";
     else r.Error(e, ctx + ".enabled: must be true or false");
+  }
+  if (node["filesystem"]) {
+    if (auto s = r.String(node["filesystem"], ctx + ".filesystem")) def.filesystem_column = *s;
   }
   if (const YAML::Node req = node["requires"]) {
     if (!req.IsMap()) {
@@ -345,6 +350,16 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
                             c.name + "'");
       }
       if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column, so it produces nothing");
+      if (!def.filesystem_column.empty() && !def.FindColumn(def.filesystem_column))
+        r.Error(node["filesystem"], ctx + ".filesystem: column '" + def.filesystem_column +
+                                        "' (the path to look at) must be described in 'columns'");
+      for (const char* added : kFilesystemColumns) {
+        if (def.filesystem_column.empty() && def.FindColumn(added))
+          r.Error(cols, ctx + ": column '" + std::string(added) +
+                            "' is added by the engine only with 'filesystem: <path column>'");
+        if (def.filesystem_column == added)
+          r.Error(node["filesystem"], ctx + ".filesystem: '" + std::string(added) + "' is an added column, not a path");
+      }
     }
   } else {
     r.Error(node, ctx + ": missing required key 'columns'");

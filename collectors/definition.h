@@ -49,6 +49,10 @@ struct Definition {
   // an ORDER BY this makes a top-N (e.g. statements by total time).
   size_t max_rows = SIZE_MAX;
   bool enabled = true;  // false: runs only when the config enables it
+  // `filesystem: COLUMN`: that column holds a server path; the engine adds the
+  // columns of collectors/filesystem.h (fs_size_bytes, ...) for the local
+  // filesystem holding it, and `columns` maps those like any other.
+  std::string filesystem_column;
   std::string origin;  // file:line of the definition, for messages
 
   // The variant for a server version, or nullptr when none covers it.
