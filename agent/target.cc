@@ -183,7 +183,10 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
           *conn_,
           "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
           "pg_is_in_recovery(), current_database(), "
-          "coalesce((SELECT string_agg(extname, ',') FROM pg_extension), '')",
+          "coalesce((SELECT string_agg(extname, ',') FROM pg_extension), ''), current_user, "
+          // pg_has_role(..., 'USAGE'): has the role's privileges (inherited), true for superusers.
+          "coalesce((SELECT string_agg(rolname, ',') FROM pg_roles "
+          "          WHERE rolname LIKE 'pg\\_%' AND pg_has_role(current_user, oid, 'USAGE')), '')",
           std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
       facts.version_num = r[0][0].as<int>();
       facts.version = r[0][1].c_str();
@@ -192,6 +195,10 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
       facts.extensions.clear();
       std::stringstream exts(r[0][4].c_str());
       for (std::string e; std::getline(exts, e, ',');) facts.extensions.insert(e);
+      facts.user = r[0][5].c_str();
+      facts.privileges.clear();
+      std::stringstream privs(r[0][6].c_str());
+      for (std::string p; std::getline(privs, p, ',');) facts.privileges.insert(p);
       return true;
     } catch (const pqxx::broken_connection& e) {
       error = "connection lost: " + OneLine(e.what());

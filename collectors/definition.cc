@@ -258,7 +258,16 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     if (!req.IsMap()) {
       r.Error(req, ctx + ".requires: must be a map with extension and/or role");
     } else {
-      r.CheckKeys(req, ctx + ".requires", {"extension", "role"});
+      r.CheckKeys(req, ctx + ".requires", {"extension", "role", "privilege"});
+      if (req["privilege"] && !req["privilege"].IsNull()) {
+        if (auto s = r.String(req["privilege"], ctx + ".requires.privilege")) {
+          // Only predefined roles: a site's own role names would make the shipped definitions non-portable.
+          if (s->rfind("pg_", 0) != 0 || !ValidCollectorName(*s))
+            r.Error(req["privilege"], ctx + ".requires.privilege: must name a predefined role such as pg_monitor or "
+                                            "pg_read_all_settings, got '" + *s + "'");
+          else def.required_privilege = *s;
+        }
+      }
       if (req["extension"] && !req["extension"].IsNull()) {
         if (auto s = r.String(req["extension"], ctx + ".requires.extension")) def.required_extension = *s;
       }

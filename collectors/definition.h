@@ -42,6 +42,9 @@ struct Definition {
   Millis timeout{2000};
   std::optional<std::string> required_extension;
   Role required_role = Role::Any;
+  // A predefined role whose privileges the connecting role must have (e.g.
+  // pg_read_all_settings); without them the collector is skipped, saying so.
+  std::optional<std::string> required_privilege;
   std::vector<Variant> variants;
   std::vector<Column> columns;
   size_t max_series = 10'000;
