@@ -5,8 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cmath>
-#include <cstring>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <sys/stat.h>
@@ -363,7 +362,8 @@ const collectors::FilesystemAccess& Target::FilesystemAccessFor(pqxx::connection
       if (lines[3] != port || std::llabs(pid_started - started) > 60) {
         access.denied_reason = "other_server";
         access.denied_detail = "filesystem not looked at: " + pid_path + " belongs to another server (port " +
-                               lines[3] + ", this server's is " + port + ")";
+                               lines[3] + ", started at " + lines[2] + "; this server: port " + port +
+                               ", started at " + std::to_string(started) + ")";
         return *(fs_access_ = access);
       }
     } else if (errno == ENOENT) {
