@@ -173,7 +173,8 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
     } else {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
-        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest"})) continue;
+        if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest",
+                                          "filesystem"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
@@ -215,6 +216,27 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
           }
         }
         if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, "target '" + tc.name + "'.pgbackrest", tc.pgbackrest);
+        if (const YAML::Node f = t["filesystem"]) {
+          std::string ctx = "target '" + tc.name + "'.filesystem";
+          if (r.Map(f, ctx, {"visible", "path_prefix"})) {
+            if (const YAML::Node v = f["visible"]) {
+              // YAML 1.1 reads yes/no as booleans; yaml-cpp keeps the text, so accept both spellings.
+              std::string s = v.IsScalar() ? v.Scalar() : "";
+              if (s == "auto") tc.filesystem.mode = FilesystemVisibility::Mode::Auto;
+              else if (s == "yes" || s == "true") tc.filesystem.mode = FilesystemVisibility::Mode::Yes;
+              else if (s == "no" || s == "false") tc.filesystem.mode = FilesystemVisibility::Mode::No;
+              else r.Error(v, ctx + ".visible must be auto, yes or no");
+            }
+            if (const YAML::Node p = f["path_prefix"]) {
+              tc.filesystem.path_prefix = r.Str(p, ctx + ".path_prefix");
+              if (!tc.filesystem.path_prefix.empty() && tc.filesystem.path_prefix[0] != '/')
+                r.Error(p, ctx + ".path_prefix must be an absolute path, got '" + tc.filesystem.path_prefix + "'");
+              while (tc.filesystem.path_prefix.size() > 1 && tc.filesystem.path_prefix.back() == '/')
+                tc.filesystem.path_prefix.pop_back();
+              if (tc.filesystem.path_prefix == "/") tc.filesystem.path_prefix.clear();
+            }
+          }
+        }
         if (const YAML::Node l = t["labels"]) {
           if (!l.IsMap()) {
             r.Error(l, "target '" + tc.name + "'.labels must map label names to values");
@@ -308,7 +330,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
     result.errors.push_back(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                             ": YAML syntax error: " + e.msg);
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}});
   return result;
 }
 
@@ -316,7 +338,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}});
+    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

@@ -43,6 +43,17 @@ struct BackrestConfig {
   }
 };
 
+// Whether the server's data directory, WAL and tablespaces can be looked at
+// on this machine (for the disk collector's statvfs).
+struct FilesystemVisibility {
+  enum class Mode { Auto, Yes, No };
+  // Auto: only when the DSN's host is a Unix socket or loopback address and
+  // the data directory's postmaster.pid does not name another server.
+  Mode mode = Mode::Auto;
+  std::string path_prefix;  // where the server's filesystem is mounted here, e.g. /host; "" = same paths
+  bool operator==(const FilesystemVisibility& o) const { return mode == o.mode && path_prefix == o.path_prefix; }
+};
+
 struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
@@ -54,9 +65,10 @@ struct TargetConfig {
   // DSN's dbname is pgbouncer, else postgres.
   std::string type;
   BackrestConfig pgbackrest;
+  FilesystemVisibility filesystem;
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
-           databases == o.databases && type == o.type && pgbackrest == o.pgbackrest;
+           databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem;
   }
 };
 

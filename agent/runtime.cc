@@ -164,7 +164,8 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     if (previous) {
       for (const auto& old : previous->targets) {
         if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
-            old->config().type == tc.type && old->config().pgbackrest == tc.pgbackrest)
+            old->config().type == tc.type && old->config().pgbackrest == tc.pgbackrest &&
+            old->config().filesystem == tc.filesystem)
           reuse = old;
       }
     }

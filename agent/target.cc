@@ -5,7 +5,11 @@
 
 #include <algorithm>
 #include <regex>
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
 #include <sstream>
+#include <sys/stat.h>
 
 #include "agent/log.h"
 #include "collectors/runner.h"
@@ -238,7 +242,10 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
           *conn_,
           "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
           "pg_is_in_recovery(), current_database(), "
-          "coalesce((SELECT string_agg(extname, ',') FROM pg_extension), '')",
+          "coalesce((SELECT string_agg(extname, ',') FROM pg_extension), ''), current_user, "
+          // pg_has_role(..., 'USAGE'): has the role's privileges (inherited), true for superusers.
+          "coalesce((SELECT string_agg(rolname, ',') FROM pg_roles "
+          "          WHERE rolname LIKE 'pg\\_%' AND pg_has_role(current_user, oid, 'USAGE')), '')",
           std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
       facts.version_num = r[0][0].as<int>();
       facts.version = r[0][1].c_str();
@@ -247,6 +254,10 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
       facts.extensions.clear();
       std::stringstream exts(r[0][4].c_str());
       for (std::string e; std::getline(exts, e, ',');) facts.extensions.insert(e);
+      facts.user = r[0][5].c_str();
+      facts.privileges.clear();
+      std::stringstream privs(r[0][6].c_str());
+      for (std::string p; std::getline(privs, p, ',');) facts.privileges.insert(p);
       return true;
     } catch (const pqxx::broken_connection& e) {
       error = "connection lost: " + OneLine(e.what());
@@ -373,11 +384,90 @@ CollectorOutcome Target::RunOnPostgres(const std::shared_ptr<const Definitions>&
                                        Tally& tally) {
   return RunOne(defs, p, database, conn != nullptr,
                 [&](collectors::Millis timeout, const Labels& extra) {
-                  collectors::CollectorRun run = collectors::RunCollector(*conn, p, timeout, extra);
+                  collectors::CollectorRun run;
+                  collectors::FilesystemAccess fs;
+                  if (!p.definition->filesystem_column.empty()) {
+                    try {
+                      fs = FilesystemAccessFor(*conn, deadline);
+                    } catch (const std::exception& e) {
+                      conn.reset();
+                      run.connection_lost = true;
+                      run.error = "connection lost: " + OneLine(e.what());
+                      return run;
+                    }
+                  }
+                  run = collectors::RunCollector(*conn, p, timeout, extra, fs);
                   if (run.connection_lost) conn.reset();
                   return run;
                 },
                 deadline, tally);
+}
+
+const collectors::FilesystemAccess& Target::FilesystemAccessFor(pqxx::connection_base& conn,
+                                                                 Clock::time_point deadline) {
+  if (fs_access_) return *fs_access_;
+  collectors::FilesystemAccess access;
+  access.path_prefix = config_.filesystem.path_prefix;
+  const std::string key = "targets[" + config_.name + "].filesystem.visible";
+  if (config_.filesystem.mode == FilesystemVisibility::Mode::No) {
+    access.denied_reason = "disabled";
+    access.denied_detail = "filesystem not looked at: " + key + " is no";
+    return *(fs_access_ = access);
+  }
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  try {
+    // inet_server_addr() is NULL over a Unix socket. data_directory needs
+    // pg_read_all_settings (in pg_monitor).
+    pqxx::result r = collectors::RunReadOnly(
+        conn,
+        "SELECT coalesce(inet_server_addr() <<= '127.0.0.0/8'::inet OR inet_server_addr() = '::1'::inet, true), "
+        "coalesce(host(inet_server_addr()), 'a Unix socket'), current_setting('data_directory'), "
+        "current_setting('port'), extract(epoch FROM pg_postmaster_start_time())::bigint",
+        std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
+    const bool local = r[0][0].as<bool>();
+    const std::string server_addr = r[0][1].c_str();
+    const std::string data_dir = r[0][2].c_str();
+    const std::string port = r[0][3].c_str();
+    const long long started = r[0][4].as<long long>();
+    if (!local && config_.filesystem.mode == FilesystemVisibility::Mode::Auto) {
+      access.denied_reason = "not_local";
+      access.denied_detail = "filesystem not looked at: the server is reached at " + server_addr +
+                             ", not a Unix socket or loopback address (set " + key +
+                             ": yes if its volume is mounted here)";
+      return *(fs_access_ = access);
+    }
+    // postmaster.pid: line 3 is the start time (Unix seconds), line 4 the port.
+    const std::string pid_path = access.path_prefix + data_dir + "/postmaster.pid";
+    std::ifstream pid(pid_path);
+    if (pid) {
+      std::string lines[4];
+      for (auto& l : lines) std::getline(pid, l);
+      long long pid_started = std::atoll(lines[2].c_str());
+      // The server notes its start time after writing postmaster.pid; they differ by the startup's duration.
+      if (lines[3] != port || std::llabs(pid_started - started) > 60) {
+        access.denied_reason = "other_server";
+        access.denied_detail = "filesystem not looked at: " + pid_path + " belongs to another server (port " +
+                               lines[3] + ", started at " + lines[2] + "; this server: port " + port +
+                               ", started at " + std::to_string(started) + ")";
+        return *(fs_access_ = access);
+      }
+    } else if (errno == ENOENT) {
+      struct stat st {};
+      if (stat((access.path_prefix + data_dir).c_str(), &st) == 0) {
+        access.denied_reason = "other_server";
+        access.denied_detail = "filesystem not looked at: " + access.path_prefix + data_dir +
+                               " has no postmaster.pid, so it is not this running server's data directory";
+        return *(fs_access_ = access);
+      }
+    }
+    // Otherwise (unreadable pid file, missing directory) each path reports what statvfs says.
+    access.allowed = true;
+  } catch (const std::exception& e) {
+    if (!conn.is_open()) throw;
+    access.denied_reason = "error";
+    access.denied_detail = "filesystem not looked at: cannot read the server's data directory: " + OneLine(e.what());
+  }
+  return *(fs_access_ = access);
 }
 
 CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
@@ -411,6 +501,10 @@ CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
     tally.runs++;
     if (run.success) {
       out.status = CollectorStatus::Ok;
+      for (const std::string& note : run.notes) {
+        out.detail += (out.detail.empty() ? "" : "; ") + note;
+        LogDebug("collector note", {{"target", config_.name}, {"collector", def.name}, {"note", note}});
+      }
       out.series = run.mapped.series;
       out.families = std::make_shared<const std::vector<collectors::Family>>(std::move(run.mapped.families));
       tally.series += out.series;
@@ -467,6 +561,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
   // pgbackrest info runs beside the SQL collectors; only the collection that started it waits for it.
   const bool backrest_started = backrest_ && backrest_->Refresh();
   std::string error;
+  fs_access_.reset();
   c->up = ReadFacts(c->facts, deadline, error);
   if (!c->up) {
     c->error = error;

@@ -31,6 +31,7 @@
 #include "collectors/console.h"
 #include "collectors/definition.h"
 #include "collectors/family.h"
+#include "collectors/filesystem.h"
 #include "collectors/plan.h"
 
 namespace pgpulse::agent {
@@ -128,6 +129,8 @@ class Target {
   void Discover(Clock::time_point deadline);
   DatabaseConnection* OpenDatabase(const std::string& db, Clock::time_point deadline, std::string& error);
   void CloseDatabase(const std::string& db);
+  // Whether this collection may statvfs the server's paths (see FilesystemVisibility); asks the server once.
+  const collectors::FilesystemAccess& FilesystemAccessFor(pqxx::connection_base& conn, Clock::time_point deadline);
   // Runs a collector with a timeout and labels; resets its connection when lost.
   using RunFn = std::function<collectors::CollectorRun(collectors::Millis, const Labels&)>;
   // Runs (or serves from cache) one collector in one database; `connected`
@@ -159,6 +162,7 @@ class Target {
   Clock::time_point discovered_at_{};
   bool discovery_done_ = false;
   std::vector<std::regex> include_, exclude_;
+  std::optional<collectors::FilesystemAccess> fs_access_;  // decided once per collection
   uint64_t backrest_seen_ = 0;  // sequence of the last pgbackrest result reported
 
   // Runs pgbackrest info on a thread of its own; null when not configured. Declared

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "collectors/filesystem.h"
+
 namespace pgpulse::collectors {
 
 namespace {
@@ -221,7 +223,8 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
   r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns"});
+                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns",
+                          "filesystem"});
   if (node["target"]) {
     if (auto s = r.String(node["target"], ctx + ".target")) {
       if (*s == "postgres") def.target = TargetKind::Postgres;
@@ -303,11 +306,23 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
       def.info = info;
     }
   }
+  if (node["filesystem"]) {
+    if (auto s = r.String(node["filesystem"], ctx + ".filesystem")) def.filesystem_column = *s;
+  }
   if (const YAML::Node req = node["requires"]) {
     if (!req.IsMap()) {
       r.Error(req, ctx + ".requires: must be a map with extension and/or role");
     } else {
-      r.CheckKeys(req, ctx + ".requires", {"extension", "role"});
+      r.CheckKeys(req, ctx + ".requires", {"extension", "role", "privilege"});
+      if (req["privilege"] && !req["privilege"].IsNull()) {
+        if (auto s = r.String(req["privilege"], ctx + ".requires.privilege")) {
+          // Only predefined roles: a site's own role names would make the shipped definitions non-portable.
+          if (s->rfind("pg_", 0) != 0 || !ValidCollectorName(*s))
+            r.Error(req["privilege"], ctx + ".requires.privilege: must name a predefined role such as pg_monitor or "
+                                            "pg_read_all_settings, got '" + *s + "'");
+          else def.required_privilege = *s;
+        }
+      }
       if (req["extension"] && !req["extension"].IsNull()) {
         if (auto s = r.String(req["extension"], ctx + ".requires.extension")) def.required_extension = *s;
       }
@@ -392,6 +407,8 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
       r.Error(node["scope"], ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
     if (const YAML::Node req = node["requires"])
       r.Error(req, ctx + ".requires: extensions and roles are PostgreSQL's; a pgbouncer collector cannot require them");
+    if (const YAML::Node fs = node["filesystem"])
+      r.Error(fs, ctx + ".filesystem: a pgbouncer collector reports no server paths to look at");
   }
   if (const YAML::Node cols = node["columns"]) {
     if (!cols.IsMap() || cols.size() == 0) {
@@ -439,6 +456,16 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
         r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
       if (counts == 1 && def.target == TargetKind::PgBouncer)
         r.Error(cols, ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
+      if (!def.filesystem_column.empty() && !def.FindColumn(def.filesystem_column))
+        r.Error(node["filesystem"], ctx + ".filesystem: column '" + def.filesystem_column +
+                                        "' (the path to look at) must be described in 'columns'");
+      for (const char* added : kFilesystemColumns) {
+        if (def.filesystem_column.empty() && def.FindColumn(added))
+          r.Error(cols, ctx + ": column '" + std::string(added) +
+                            "' is added by the engine only with 'filesystem: <path column>'");
+        if (def.filesystem_column == added)
+          r.Error(node["filesystem"], ctx + ".filesystem: '" + std::string(added) + "' is an added column, not a path");
+      }
     }
   } else {
     r.Error(node, ctx + ": missing required key 'columns'");

@@ -68,6 +68,9 @@ struct Definition {
   Millis timeout{2000};
   std::optional<std::string> required_extension;
   Role required_role = Role::Any;
+  // A predefined role whose privileges the connecting role must have (e.g.
+  // pg_read_all_settings); without them the collector is skipped, saying so.
+  std::optional<std::string> required_privilege;
   std::vector<Variant> variants;
   std::vector<Column> columns;
   size_t max_series = 10'000;
@@ -80,6 +83,10 @@ struct Definition {
   // true: result columns that `columns` does not describe are ignored rather
   // than an error (for commands whose output grows columns across versions).
   bool ignore_other_columns = false;
+  // `filesystem: COLUMN`: that column holds a server path; the engine adds the
+  // columns of collectors/filesystem.h (fs_size_bytes, ...) for the local
+  // filesystem holding it, and `columns` maps those like any other.
+  std::string filesystem_column;
   std::string origin;  // file:line of the definition, for messages
 
   // The variant for a server version, or nullptr when none covers it.

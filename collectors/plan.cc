@@ -20,6 +20,13 @@ Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& fac
       plan.skipped.push_back({&def, "extension " + *def.required_extension + " is not installed"});
       continue;
     }
+    if (def.required_privilege && !facts.privileges.count(*def.required_privilege)) {
+      const std::string& p = *def.required_privilege;
+      std::string hint = p == "pg_monitor" ? "" : " (included in pg_monitor)";
+      plan.skipped.push_back({&def, "needs the privileges of " + p + hint + ", which role " + facts.user +
+                                        " lacks: GRANT pg_monitor TO " + facts.user});
+      continue;
+    }
     const Variant* v = def.VariantFor(facts.version_num);
     if (!v) {
       plan.skipped.push_back({&def, "no SQL variant for server_version_num " + std::to_string(facts.version_num)});

@@ -56,6 +56,10 @@ std::string RenderReference(const std::vector<Definition>& definitions) {
   for (const Definition* d : sorted) {
     std::string requires_what;
     if (d->required_extension) requires_what = "extension " + *d->required_extension;
+    if (d->required_privilege) {
+      if (!requires_what.empty()) requires_what += ", ";
+      requires_what += "privileges of " + *d->required_privilege;
+    }
     if (d->required_role != Role::Any) {
       if (!requires_what.empty()) requires_what += ", ";
       requires_what += d->required_role == Role::Primary ? "primary" : "replica";

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <limits>
 
 namespace pgpulse::collectors {
@@ -32,6 +33,12 @@ TableView ViewOf(const pqxx::result& r) {
   return t;
 }
 
+std::string Number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
 }  // namespace
 
 std::string PreparedName(const std::string& sql) {
@@ -42,6 +49,48 @@ std::string PreparedName(const std::string& sql) {
   std::string name = "pgpulse_";
   for (int shift = 60; shift >= 0; shift -= 4) name += hex[(h >> shift) & 0xf];
   return name;
+}
+
+void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access, TableView& table,
+                          std::vector<std::string>& storage, std::vector<std::string>& notes) {
+  if (def.filesystem_column.empty()) return;
+  auto path_col = std::find(table.columns.begin(), table.columns.end(), def.filesystem_column);
+  if (path_col == table.columns.end()) return;  // mapping reports the missing column
+  const size_t path_index = static_cast<size_t>(path_col - table.columns.begin());
+  std::vector<size_t> wanted;  // indexes into kFilesystemColumns
+  for (size_t k = 0; k < std::size(kFilesystemColumns); ++k) {
+    if (def.FindColumn(kFilesystemColumns[k]) &&
+        std::find(table.columns.begin(), table.columns.end(), kFilesystemColumns[k]) == table.columns.end())
+      wanted.push_back(k);
+  }
+  const size_t old_cols = table.columns.size();
+  const size_t new_cols = old_cols + wanted.size();
+  // Sized once: the cells point into these strings.
+  storage.assign(table.rows * wanted.size(), std::string());
+  std::vector<Cell> cells(table.rows * new_cols);
+  for (size_t r = 0; r < table.rows; ++r) {
+    for (size_t c = 0; c < old_cols; ++c) cells[r * new_cols + c] = table.at(r, c);
+    const Cell& path = table.at(r, path_index);
+    FilesystemStat st = StatFilesystem(path.null ? std::string() : std::string(path.view()), access);
+    if (!st.visible && std::find(notes.begin(), notes.end(), st.detail) == notes.end()) notes.push_back(st.detail);
+    for (size_t w = 0; w < wanted.size(); ++w) {
+      std::string& text = storage[r * wanted.size() + w];
+      Cell& cell = cells[r * new_cols + old_cols + w];
+      cell.null = false;
+      switch (wanted[w]) {
+        case 0: cell.null = !st.visible; text = Number(st.size_bytes); break;
+        case 1: cell.null = !st.visible; text = Number(st.free_bytes); break;
+        case 2: cell.null = !st.visible; text = Number(st.avail_bytes); break;
+        case 3: text = st.visible ? "1" : "0"; break;
+        case 4: text = st.reason; break;
+        case 5: text = st.device; break;
+      }
+      cell.data = text.c_str();
+      cell.size = text.size();
+    }
+  }
+  for (size_t k : wanted) table.columns.emplace_back(kFilesystemColumns[k]);
+  table.cells = std::move(cells);
 }
 
 pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
@@ -80,7 +129,8 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
 }
 
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
-                          const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+                          const std::vector<std::pair<std::string, std::string>>& extra_labels,
+                          const FilesystemAccess& filesystem) {
   CollectorRun run;
   auto start = std::chrono::steady_clock::now();
   try {
@@ -89,7 +139,10 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     if (def.LimitsItself())
       limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
     pqxx::result r = RunReadOnly(conn, planned.variant->sql, timeout, limit, PreparedName(planned.variant->sql));
-    run.mapped = MapRows(*planned.definition, ViewOf(r), extra_labels);
+    TableView table = ViewOf(r);
+    std::vector<std::string> storage;
+    AddFilesystemColumns(def, filesystem, table, storage, run.notes);
+    run.mapped = MapRows(def, table, extra_labels);
     run.success = run.mapped.error.empty();
     run.error = run.mapped.error;
   } catch (const pqxx::broken_connection& e) {

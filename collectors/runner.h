@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collectors/duration.h"
+#include "collectors/filesystem.h"
 #include "collectors/mapping.h"
 #include "collectors/plan.h"
 
@@ -23,13 +24,23 @@ struct CollectorRun {
   std::string error;
   double duration_seconds = 0;
   MappedResult mapped;
+  // Things worth telling people although the run succeeded (e.g. a
+  // filesystem that could not be looked at, and why); one sentence each.
+  std::vector<std::string> notes;
 };
 
 // Runs `sql` in `BEGIN READ ONLY` with statement_timeout set to `timeout`
 // and lock_timeout to three quarters of it, then maps the rows. Never throws
-// for database errors.
+// for database errors. `filesystem` says whether a definition with a
+// `filesystem:` key may look at the local filesystem.
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
-                          const std::vector<std::pair<std::string, std::string>>& extra_labels);
+                          const std::vector<std::pair<std::string, std::string>>& extra_labels,
+                          const FilesystemAccess& filesystem = {});
+
+// Appends to `table` the fs_* columns `def` describes, statting the path in
+// its filesystem column on each row; `storage` keeps the added cells' text.
+void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access, TableView& table,
+                          std::vector<std::string>& storage, std::vector<std::string>& notes);
 
 // Runs a query the same guarded way and returns its raw result; throws
 // pqxx exceptions. Used for the agent's own catalog queries. `limit`, when
