@@ -18,6 +18,7 @@
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/shared_server.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -61,16 +62,7 @@ int StatementCalls(const PostgresServer& pg, const std::string& marker) {
   return std::stoi(v);
 }
 
-class AgentTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-  static PostgresServer* pg_;
-};
-PostgresServer* AgentTest::pg_ = nullptr;
+class AgentTest : public SharedServerTest {};
 
 TEST_F(AgentTest, ServesServerMetricsAndInfo) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});

@@ -18,6 +18,7 @@
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/shared_server.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -83,13 +84,8 @@ bool CollectorOk(const std::string& body, const std::string& collector) {
   return SampleValue(body, "pgpulse_collector_success{collector=\"" + collector + "\",target=\"main\"}") == 1.0;
 }
 
-class StorageCollectors : public ::testing::Test {
+class StorageCollectors : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
   // Per-table statistics reach the shared views asynchronously (when a session ends or about once
   // a second): waits until one of the table's counters shows what the test did.
   static bool TableCounterReaches(const std::string& table, const std::string& column, long expected) {
@@ -98,9 +94,7 @@ class StorageCollectors : public ::testing::Test {
              std::to_string(expected);
     });
   }
-  static PostgresServer* pg_;
 };
-PostgresServer* StorageCollectors::pg_ = nullptr;
 
 TEST_F(StorageCollectors, BloatedTableShowsEstimatedAndMeasuredBloat) {
   // Same shape and rows; "bloated" has every row updated three times without a vacuum, on an indexed

@@ -15,6 +15,7 @@
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/shared_server.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -52,16 +53,7 @@ std::string ScrapeUntil(const AgentProcess& agent, const std::string& series, do
   return body;
 }
 
-class PgBouncerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-  static PostgresServer* pg_;
-};
-PostgresServer* PgBouncerTest::pg_ = nullptr;
+class PgBouncerTest : public SharedServerTest {};
 
 TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
   auto bouncer = PgBouncerServer::Start(*pg_, {2, "session", 100});

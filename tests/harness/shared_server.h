@@ -1,0 +1,22 @@
+// A test fixture whose tests share one throwaway PostgreSQL server, started
+// before the suite's first test and destroyed after its last.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { pg_ = PostgresServer::Start().release(); }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  // Suites run one after another, so one pointer serves every suite derived from this.
+  static inline PostgresServer* pg_ = nullptr;
+};
+
+}  // namespace pgpulse::testing
