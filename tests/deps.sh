@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
-  libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libdeflate-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
   openssl curl wrk clang-14 libclang-rt-14-dev dpkg-dev systemd
   postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "agent/config.h"
 #include "agent/dsn.h"
@@ -170,6 +171,31 @@ TEST(Gzip, ProducesAGzipMember) {
   ASSERT_GE(z.size(), 10u);
   EXPECT_EQ(static_cast<unsigned char>(z[0]), 0x1f);
   EXPECT_EQ(static_cast<unsigned char>(z[1]), 0x8b);
+}
+
+// zlib (what curl and Prometheus use) reads back exactly what was compressed, large and empty alike.
+TEST(Gzip, ZlibInflatesItBackExactly) {
+  std::string text;
+  for (int i = 0; i < 20000; ++i)
+    text += "pg_table_seq_scans_total{datname=\"bench\",schemaname=\"public\",relname=\"t" + std::to_string(i) +
+            "\"} " + std::to_string(i * 7) + "\n";
+  for (const std::string& input : {text, std::string()}) {
+    std::string z = Gzip(input);
+    z_stream zs{};
+    ASSERT_EQ(inflateInit2(&zs, 15 + 16), Z_OK);
+    std::string out(input.size() + 64, '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(z.data());
+    zs.avail_in = static_cast<uInt>(z.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    EXPECT_EQ(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    out.resize(zs.total_out);
+    inflateEnd(&zs);
+    EXPECT_EQ(out, input);
+    if (!input.empty()) {
+      EXPECT_LT(z.size(), input.size() / 8) << "metrics text compresses well";
+    }
+  }
 }
 
 TEST(ListenAddress, ExporterStyleToCivetWeb) {
