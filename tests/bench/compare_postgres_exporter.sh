@@ -13,7 +13,7 @@
 #   --statements N          distinct pg_stat_statements entries to create (default 3000)
 #   --databases N           extra small databases (default 20)
 #   --scrapes N             scrapes of each exporter, alternating (default 50; 0 skips the comparison)
-#   --overhead-scrapes N    pgpulse scrapes replayed through psql for the overhead (default 5; 0 skips)
+#   --overhead-scrapes N    pgpulse scrapes replayed through psql for the overhead (default 11; 0 skips)
 #   --soak N                then N scrapes of pgpulse alone, RSS every 100 (default 0: no soak)
 #   --discover              pgpulse databases.discover and postgres_exporter --auto-discover-databases
 #                           (default: both point at the big database only)
@@ -44,7 +44,7 @@ TABLES=3000
 STATEMENTS=3000
 DATABASES=20
 SCRAPES=50
-OVERHEAD_SCRAPES=5
+OVERHEAD_SCRAPES=11
 SOAK=0
 DISCOVER=0
 MAX_CONNECTIONS=""
@@ -515,13 +515,16 @@ fi
 # (application_name=pgpulse), which are then run again through one psql session with \timing:
 # a first pass warms that session's caches, the second is the raw SQL time. Transaction control
 # (BEGIN READ ONLY; SET LOCAL ..., COMMIT) is pgpulse's own and counts as overhead.
+# log_statement = 'all' logs one line per statement on both sides (log_min_duration_statement
+# would log parse, bind and execute of pgpulse's extended-protocol queries as three lines but
+# psql's simple queries as one, slowing pgpulse's scrape more than the replay).
 OVERHEADS=()
 if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
   log "overhead: $OVERHEAD_SCRAPES pgpulse scrapes with every statement logged, replayed through psql"
-  psql_pg -c "ALTER SYSTEM SET log_min_duration_statement = 0" -c "SELECT pg_reload_conf()" >/dev/null
+  psql_pg -c "ALTER SYSTEM SET log_statement = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
   sleep 1
   scrape "$PGPULSE_URL" /dev/null >/dev/null  # every pgpulse backend has read the new setting
-  echo "scrape,latency_s,raw_sql_s,server_logged_s,statements,overhead" >"$RES/overhead.csv"
+  echo "scrape,latency_s,raw_sql_s,statements,overhead" >"$RES/overhead.csv"
   OVERHEAD_SKIPPED=0
   for j in $(seq 1 "$OVERHEAD_SCRAPES"); do
     wait_pgpulse_idle
@@ -531,7 +534,7 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
     if gzip -cdf "$RES/overhead.body" | grep -q '^pg_up 0'; then
       # The deadline passed: the statements logged now are not this scrape's.
       OVERHEAD_SKIPPED=$((OVERHEAD_SKIPPED + 1))
-      echo "$j,$seconds,,,,deadline exceeded" >>"$RES/overhead.csv"
+      echo "$j,$seconds,,,deadline exceeded" >>"$RES/overhead.csv"
       continue
     fi
     sleep 1  # the logging collector writes asynchronously
@@ -539,13 +542,11 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
     if jq -r 'select(.error_severity == "ERROR") | "failed"' "$RES/overhead-$j.jsonl" | grep -q failed; then
       # A statement failed (a collector's timeout cancelled it): its time is SQL time the replay cannot repeat.
       OVERHEAD_SKIPPED=$((OVERHEAD_SKIPPED + 1))
-      echo "$j,$seconds,,,,statement failed: $(jq -r 'select(.error_severity == "ERROR") | .message' "$RES/overhead-$j.jsonl" | head -n 1)" >>"$RES/overhead.csv"
+      echo "$j,$seconds,,,statement failed: $(jq -r 'select(.error_severity == "ERROR") | .message' "$RES/overhead-$j.jsonl" | head -n 1)" >>"$RES/overhead.csv"
       continue
     fi
-    logged_ms=$(jq -r '.message | capture("^duration: (?<ms>[0-9.]+) ms").ms // empty' "$RES/overhead-$j.jsonl" |
-      awk '{ s += $1 } END { printf "%.3f", s }')
     session_db=bench
-    last_db=$(jq -r 'select(.message | test("^duration: [0-9.]+ ms  execute ")) | .dbname' "$RES/overhead-$j.jsonl" | tail -n 1)
+    last_db=$(jq -r 'select(.message | test("^execute [^:]*: ")) | .dbname' "$RES/overhead-$j.jsonl" | tail -n 1)
     last_db=${last_db:-bench}
     {
       echo '\set ON_ERROR_STOP 1'
@@ -555,11 +556,11 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
         echo '\timing on'
         # \c only where the database changes, so pass 2 runs in the session pass 1 warmed.
         jq -rn --arg db "$session_db" '
-          foreach (inputs | select(.message | test("^duration: [0-9.]+ ms  execute "))) as $e
+          foreach (inputs | select(.message | test("^execute [^:]*: "))) as $e
             ({db: $db, out: ""};
              .out = (if .db != $e.dbname then "\\timing off\n\\c \($e.dbname)\n\\timing on\n" else "" end)
                     + (reduce (($e.detail // "") | scan("\\$([0-9]+) = \u0027([^\u0027]*)\u0027")) as $p
-                         ($e.message | sub("^duration: [0-9.]+ ms  execute [^:]*: "; "");
+                         ($e.message | sub("^execute [^:]*: "; "");
                           gsub("\\$\($p[0])(?![0-9])"; $p[1]))) + ";"
              | .db = $e.dbname;
              .out)' "$RES/overhead-$j.jsonl"
@@ -567,20 +568,19 @@ if [[ "$OVERHEAD_SCRAPES" -gt 0 ]]; then
         session_db=$last_db
       done
     } >"$RES/overhead-$j.sql"
-    statements=$(jq -r 'select(.message | test("^duration: [0-9.]+ ms  execute ")) | 1' "$RES/overhead-$j.jsonl" | wc -l)
+    statements=$(jq -r 'select(.message | test("^execute [^:]*: ")) | 1' "$RES/overhead-$j.jsonl" | wc -l)
     raw_ms=$(psql_pg -d bench -f "$RES/overhead-$j.sql" 2>"$RES/overhead-$j.err" |
       awk '/^PASS 2/ { on = 1 } on && /^Time: / { s += $2 } END { printf "%.3f", s }')
     [[ -s "$RES/overhead-$j.err" ]] && die "replaying pgpulse's SQL failed: $(head -n 5 "$RES/overhead-$j.err")"
     overhead=$(calc "($seconds - $raw_ms / 1000) / ($raw_ms / 1000)")
     OVERHEADS+=("$overhead")
-    echo "$j,$seconds,$(calc "$raw_ms / 1000"),$(calc "$logged_ms / 1000"),$statements,$overhead" >>"$RES/overhead.csv"
+    echo "$j,$seconds,$(calc "$raw_ms / 1000"),$statements,$overhead" >>"$RES/overhead.csv"
   done
-  psql_pg -c "ALTER SYSTEM RESET log_min_duration_statement" -c "SELECT pg_reload_conf()" >/dev/null
+  psql_pg -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
   OVERHEAD_STATS=$(printf '%s\n' "${OVERHEADS[@]}" | stats)
   RAW_STATS=$(awk -F, 'NR > 1 && $3 != "" { print $3 }' "$RES/overhead.csv" | stats)
   OVERHEAD_LAT_STATS=$(awk -F, 'NR > 1 && $3 != "" { print $2 }' "$RES/overhead.csv" | stats)
-  LOGGED_STATS=$(awk -F, 'NR > 1 && $3 != "" { print $4 }' "$RES/overhead.csv" | stats)
-  OVERHEAD_STATEMENTS=$(awk -F, 'NR > 1 && $3 != "" { print $5 }' "$RES/overhead.csv" | stats)
+  OVERHEAD_STATEMENTS=$(awk -F, 'NR > 1 && $3 != "" { print $4 }' "$RES/overhead.csv" | stats)
 fi
 
 # ---------------------------------------------------------------- profile
@@ -692,12 +692,11 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     read -r o_med _ o_max <<<"$OVERHEAD_STATS"
     read -r r_med _ _ <<<"$RAW_STATS"
     read -r ol_med _ _ <<<"$OVERHEAD_LAT_STATS"
-    read -r lg_med _ _ <<<"$LOGGED_STATS"
     read -r st_med _ _ <<<"$OVERHEAD_STATEMENTS"
     echo
-    echo "Overhead: $OVERHEAD_SCRAPES scrapes of pgpulse with log_min_duration_statement = 0; median scrape"
-    echo "$(ms "$ol_med"), the same $st_med statements through one psql session $(ms "$r_med") (server-logged"
-    echo "parse+bind+execute of all pgpulse statements, transaction control included: $(ms "$lg_med")); overhead"
+    echo "Overhead: $OVERHEAD_SCRAPES scrapes of pgpulse with log_statement = 'all'; median scrape"
+    echo "$(ms "$ol_med"), the same $st_med statements (pgpulse's transaction control left out) through one psql"
+    echo "session $(ms "$r_med"); overhead"
     echo "= (scrape - raw) / raw, median $(awk -v o="$o_med" 'BEGIN { printf "%.1f%%", o * 100 }'), worst $(awk -v o="$o_max" 'BEGIN { printf "%.1f%%", o * 100 }')."
     if [[ "$OVERHEAD_SKIPPED" -gt 0 ]]; then
       echo "$OVERHEAD_SKIPPED of the $OVERHEAD_SCRAPES scrapes are left out: they passed the scrape deadline (pg_up 0) or"
