@@ -10,6 +10,7 @@ packages=(
   openssl curl wrk clang-14 libclang-rt-14-dev dpkg-dev systemd
   postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
+  mount util-linux
 )
 
 missing=()
