@@ -295,9 +295,9 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production).
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
   const std::string primary_config = WriteTempFile(
-      "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n    dsn: \"" +
-                                        primary->uri() + "\"\n    pgbackrest:\n" + repo->PgpulseConfig("      ") +
-                                        "      ttl: 0s\n      timeout: 10s\n");
+      "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
+                                    "    dsn: \"" + primary->uri() + "\"\n    pgbackrest:\n" +
+                                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.

@@ -642,7 +642,9 @@ double OwnMetric(const PrometheusServer& prometheus, const std::string& name) {
   }
   const char* const kSuccessTime = "prometheus_config_last_reload_success_timestamp_seconds";
   const double before = OwnMetric(*this, kSuccessTime);
-  if (kill(pid(), SIGHUP) != 0) return ::testing::AssertionFailure() << "kill -HUP prometheus: " << std::strerror(errno);
+  if (kill(pid(), SIGHUP) != 0) {
+    return ::testing::AssertionFailure() << "kill -HUP prometheus: " << std::strerror(errno);
+  }
   const auto deadline = Deadline(timeout_seconds);
   while (true) {
     try {
