@@ -2,6 +2,8 @@
 // physical slot, one agent each, a real Prometheus scraping both every second, and every panel query evaluated
 // through Prometheus's API with the dashboard's variables resolved the way Grafana resolves them.
 //
+// The primary archives into a real pgBackRest repository and has a full backup in it, which its agent reports.
+//
 // Panels that show a problem (blocked sessions, an unused index, a slot, idle in transaction) get that problem made
 // on purpose: one session holds a row lock in an open transaction and another waits for it.
 
@@ -24,6 +26,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/pgbackrest_repo.h"
 #include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/prometheus_server.h"
@@ -258,14 +261,21 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   std::sort(dashboards.begin(), dashboards.end(), [](auto& a, auto& b) { return a.first < b.first; });
   ASSERT_GE(dashboards.size(), 7u);
 
-  // Archiving to nowhere gives the archiver panels a success to show; a slot WAL limit gives slots a safe size.
-  auto primary = PostgresServer::Start(
-      {"archive_mode = on", "archive_command = '/bin/true'", "max_slot_wal_keep_size = '1GB'"});
+  // The primary archives into a pgBackRest repository (the Backups dashboard's stanza, with a full backup), which
+  // also gives the archiver panels a success to show; a slot WAL limit gives slots a safe size.
+  ASSERT_TRUE(PgbackrestRepo::Installed()) << PgbackrestRepo::kCommand << " is not installed (tests/deps.sh)";
+  std::vector<std::string> primary_conf = PgbackrestRepo::ServerConf();
+  primary_conf.push_back("max_slot_wal_keep_size = '1GB'");
+  auto primary = PostgresServer::Start(primary_conf);
   const CommandResult init =
       RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", std::to_string(primary->port()),
                   "-U", "postgres", "postgres"},
                  {}, 120);
   ASSERT_EQ(init.exit_status, 0) << init.output;
+  const auto backup_start = Clock::now();
+  auto repo = PgbackrestRepo::Create(*primary);
+  repo->Backup("full");
+  const double backup_seconds = Seconds(backup_start);
   primary->Exec("CREATE TABLE e2e_locked (id int PRIMARY KEY, v int NOT NULL)");
   primary->Exec("INSERT INTO e2e_locked VALUES (1, 0)");
   primary->Exec("CREATE INDEX e2e_locked_v_never_used ON e2e_locked (v)");
@@ -281,9 +291,14 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   ASSERT_FALSE(queryid.empty()) << "the workload's UPDATE is not in pg_stat_statements";
   const double setup_seconds = Seconds(start);
 
-  // The Queries dashboard's statement text needs statements_query, which is off by default.
+  // The Queries dashboard's statement text needs statements_query, which is off by default; the primary's agent also
+  // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production).
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
-  auto primary_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", primary->uri()}});
+  const std::string primary_config = WriteTempFile(
+      "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
+                                    "    dsn: \"" + primary->uri() + "\"\n    pgbackrest:\n" +
+                                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
+  auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.
   auto bouncer = PgBouncerServer::Start(*primary, {});
@@ -314,7 +329,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
                                      << report;
   if (last.problems.empty()) {
     std::cout << "dashboards_e2e: " << last.queries << " panel queries in " << dashboards.size()
-              << " dashboards; setup " << setup_seconds << " s; every query had data in round " << rounds << ", "
+              << " dashboards; setup " << setup_seconds << " s (stanza and full backup " << backup_seconds
+              << " s); every query had data in round " << rounds << ", "
               << Seconds(scraping) << " s after the targets were up; total " << Seconds(start) << " s" << std::endl;
   }
 }

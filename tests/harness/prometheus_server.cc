@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -492,7 +493,9 @@ std::unique_ptr<PrometheusServer> PrometheusServer::Start(const Options& options
         return argv;
       },
       "/-/ready", 30);
-  return std::unique_ptr<PrometheusServer>(new PrometheusServer(std::move(process)));
+  std::unique_ptr<PrometheusServer> server(new PrometheusServer(std::move(process)));
+  server->rule_paths_ = rule_paths;
+  return server;
 }
 
 PrometheusServer::PrometheusServer(std::unique_ptr<detail::ServerProcess> process) : process_(std::move(process)) {}
@@ -609,6 +612,54 @@ std::vector<PrometheusServer::Alert> PrometheusServer::Alerts() const {
 
 int PrometheusServer::RuleGroupsLoaded() const {
   return static_cast<int>(ApiData("/api/v1/rules")["groups"].items().size());
+}
+
+namespace {
+
+// A sample without labels from Prometheus's own /metrics; NaN when it is not there.
+double OwnMetric(const PrometheusServer& prometheus, const std::string& name) {
+  const HttpResponse response = HttpGet(prometheus.url("/metrics"), {}, 10);
+  std::istringstream lines(response.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.compare(0, name.size() + 1, name + " ") == 0) return std::strtod(line.c_str() + name.size() + 1, nullptr);
+  }
+  return std::nan("");
+}
+
+}  // namespace
+
+::testing::AssertionResult PrometheusServer::ReloadRules(const std::vector<std::string>& rule_files,
+                                                         double timeout_seconds) {
+  if (rule_files.size() != rule_paths_.size()) {
+    return ::testing::AssertionFailure() << "ReloadRules got " << rule_files.size() << " rule files, Start "
+                                         << rule_paths_.size();
+  }
+  for (size_t i = 0; i < rule_files.size(); ++i) {
+    std::error_code error;
+    std::filesystem::copy_file(rule_files[i], rule_paths_[i], std::filesystem::copy_options::overwrite_existing,
+                               error);
+    if (error) return ::testing::AssertionFailure() << "cannot copy " << rule_files[i] << ": " << error.message();
+  }
+  const char* const kSuccessTime = "prometheus_config_last_reload_success_timestamp_seconds";
+  const double before = OwnMetric(*this, kSuccessTime);
+  if (kill(pid(), SIGHUP) != 0) {
+    return ::testing::AssertionFailure() << "kill -HUP prometheus: " << std::strerror(errno);
+  }
+  const auto deadline = Deadline(timeout_seconds);
+  while (true) {
+    try {
+      if (OwnMetric(*this, kSuccessTime) > before) return ::testing::AssertionSuccess();
+      if (OwnMetric(*this, "prometheus_config_last_reload_successful") == 0) {
+        return ::testing::AssertionFailure() << "Prometheus could not reload its rules:\n" << LastLines(Log(), 20);
+      }
+    } catch (const std::exception& e) {
+      if (Clock::now() >= deadline) return ::testing::AssertionFailure() << e.what();
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ::testing::AssertionFailure() << "Prometheus did not reload its rules within " << timeout_seconds
+                                       << " s:\n" << LastLines(Log(), 20);
 }
 
 }  // namespace pgpulse::testing

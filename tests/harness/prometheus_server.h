@@ -112,12 +112,18 @@ class PrometheusServer {
   // Number of rule groups in /api/v1/rules.
   int RuleGroupsLoaded() const;
 
+  // Replaces the rule files Start copied (as many, in the same order) with rule_files and reloads Prometheus
+  // (SIGHUP); succeeds once Prometheus reports the reload done, fails with its log if the reload failed (an invalid
+  // rule file: the old rules stay) or did not happen within timeout_seconds.
+  ::testing::AssertionResult ReloadRules(const std::vector<std::string>& rule_files, double timeout_seconds = 10);
+
  private:
   explicit PrometheusServer(std::unique_ptr<detail::ServerProcess> process);
   // Reads GET path as Prometheus's {"status": "success", "data": ...} envelope; returns data, throws on errors.
   detail::Json ApiData(const std::string& path) const;
 
   std::unique_ptr<detail::ServerProcess> process_;
+  std::vector<std::string> rule_paths_;  // the copies prometheus.yml names
 };
 
 // Shared by the e2e servers (prometheus_server.cc, alertmanager_server.cc, webhook_receiver.cc); tests use the

@@ -25,23 +25,13 @@
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
+#include "tests/harness/pgbackrest_repo.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
 namespace {
 
-const char* const kPgbackrest = "/usr/bin/pgbackrest";
-
-// pgbackrest as the server's OS user (postgres when the tests run as root, like the server itself).
-CommandResult Pgbackrest(const std::string& conf, std::vector<std::string> args) {
-  std::vector<std::string> argv;
-  if (geteuid() == 0) argv = {"runuser", "-u", "postgres", "--"};
-  argv.push_back(kPgbackrest);
-  argv.push_back("--config=" + conf);
-  argv.push_back("--stanza=main");
-  argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv, {}, 120);
-}
+const char* const kPgbackrest = PgbackrestRepo::kCommand;
 
 std::string Scrape(const AgentProcess& agent) {
   HttpResponse r = HttpGet(agent.url("/metrics"));
@@ -58,35 +48,22 @@ double Value(const std::string& body, const std::string& series) {
 class PgbackrestTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (access(kPgbackrest, X_OK) != 0) GTEST_SKIP() << kPgbackrest << " is not installed (tests/deps.sh installs it)";
-    // The repository lives in the server's dir, so the harness removes both, even after a crash.
-    pg_ = PostgresServer::Start({"archive_mode = on"});
-    dir_ = pg_->dir() + "/pgbackrest";
-    std::filesystem::create_directory(dir_);
-    chmod(dir_.c_str(), 0755);
-    conf_ = dir_ + "/pgbackrest.conf";
-    pg_->Exec("ALTER SYSTEM SET archive_command = '" + std::string(kPgbackrest) + " --config=" + conf_ +
-              " --stanza=main archive-push %p'");
-    pg_->Exec("SELECT pg_reload_conf()");
-    std::ofstream(conf_) << "[global]\nrepo1-path=" << dir_ << "/repo\nlock-path=" << dir_ << "/lock\nlog-path=" << dir_
-                         << "/log\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\ncompress-type=none\n"
-                         << "repo1-retention-full=10\n\n[main]\npg1-path=" << pg_->dir() << "/data\npg1-port="
-                         << pg_->port() << "\npg1-socket-path=" << pg_->dir() << "\n";
-    if (geteuid() == 0) {
-      // The config stays root's (world-readable); the repository is the server user's.
-      RunCommand({"install", "-d", "-o", "postgres", "-g", "postgres", dir_ + "/repo", dir_ + "/lock", dir_ + "/log"});
-    }
-    CommandResult created = Pgbackrest(conf_, {"stanza-create"});
-    ASSERT_EQ(created.exit_status, 0) << created.output;
+    if (!PgbackrestRepo::Installed()) GTEST_SKIP() << kPgbackrest << " is not installed (tests/deps.sh installs it)";
+    pg_ = PostgresServer::Start(PgbackrestRepo::ServerConf());
+    repo_ = PgbackrestRepo::Create(*pg_);
+    dir_ = repo_->dir();
+    conf_ = repo_->conf();
     backup_started_ = std::time(nullptr);
-    CommandResult backup = Pgbackrest(conf_, {"backup", "--type=full"});
-    ASSERT_EQ(backup.exit_status, 0) << backup.output;
+    repo_->Backup("full");
     backup_finished_ = std::time(nullptr);
     ready_ = true;
   }
-  static void TearDownTestSuite() { pg_.reset(); }
+  static void TearDownTestSuite() {
+    repo_.reset();
+    pg_.reset();
+  }
   void SetUp() override {
-    if (access(kPgbackrest, X_OK) != 0) GTEST_SKIP() << kPgbackrest << " is not installed";
+    if (!PgbackrestRepo::Installed()) GTEST_SKIP() << kPgbackrest << " is not installed";
     if (!ready_) GTEST_FAIL() << "the server and repository could not be set up (see above)";
   }
 
@@ -94,12 +71,12 @@ class PgbackrestTest : public ::testing::Test {
     return "  - name: " + name + "\n    dsn: \"" + pg_->uri() + "\"\n    pgbackrest:\n" + pgbackrest_block;
   }
   static std::string GoodBlock() {
-    return "      command: " + std::string(kPgbackrest) + "\n      stanza: main\n      config: " + conf_ +
-           "\n      ttl: 0s\n      timeout: 20s\n";
+    return repo_->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 20s\n";
   }
 
   static inline std::string dir_, conf_;
   static inline std::unique_ptr<PostgresServer> pg_;
+  static inline std::unique_ptr<PgbackrestRepo> repo_;
   static inline std::time_t backup_started_ = 0, backup_finished_ = 0;
   static inline bool ready_ = false;
 };
@@ -110,7 +87,7 @@ TEST_F(PgbackrestTest, ReportsTheBackupAsPgbackrestInfoSeesIt) {
   std::string body = Scrape(*agent);
 
   // What pgBackRest itself says, read the same moment.
-  CommandResult info = Pgbackrest(conf_, {"--output=json", "info"});
+  CommandResult info = repo_->Run({"--output=json", "info"});
   ASSERT_EQ(info.exit_status, 0) << info.output;
   nlohmann::json doc = nlohmann::json::parse(info.output);
   ASSERT_EQ(doc[0]["backup"].size(), 1u) << info.output;
@@ -159,8 +136,7 @@ TEST_F(PgbackrestTest, ReportsTheBackupAsPgbackrestInfoSeesIt) {
 }
 
 TEST_F(PgbackrestTest, TtlKeepsTheCommandFromRunningOnEveryScrape) {
-  std::string text = "targets:\n" + Config("main", "      command: " + std::string(kPgbackrest) +
-                                                      "\n      stanza: main\n      config: " + conf_ + "\n      ttl: 1h\n");
+  std::string text = "targets:\n" + Config("main", repo_->PgpulseConfig("      ") + "      ttl: 1h\n");
   std::string cfg = WriteTempFile("pgbackrest-ttl.yml", text);
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string first = Scrape(*agent);
