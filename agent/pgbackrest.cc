@@ -177,23 +177,28 @@ BackrestReport ParseBackrestInfo(const std::string& text, const std::string& sta
         .Add(base_suffix, ok ? 1 : 0);
     fam.Get("pgbackrest_stanza_status_code",
             "Stanza status code from pgbackrest info: 0 ok, 1 missing stanza path, 2 no valid backups, "
-            "3 missing stanza data, 4 different cipher, 5 database mismatch, 6 backup or expire running (with a lock), 99 other.")
+            "3 missing stanza data, 4 different across repositories, 5 database mismatch across repositories, "
+            "6 requested backup not found, 99 other.")
         .Add(base_suffix, code);
     fam.Get("pgbackrest_stanza_status_info", "Always 1; labels give the stanza status code and message.")
         .Add(collectors::RenderLabels(With(With(base, "code", std::to_string(code)), "message", message)), 1);
     fam.Get("pgbackrest_backup_in_progress", "1 while a backup of the stanza holds its lock, 0 if not.")
         .Add(base_suffix, locked ? 1 : 0);
-    for (const char* type : kTypes) {
-      fam.Get("pgbackrest_backups", "Backups of the stanza in the repository, by type (full, diff, incr).")
-          .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(count[type]));
+    // A stanza pgBackRest cannot read (status 1, 3, 4, 5, 6, 99) has no backups to count: serve
+    // nothing rather than zeros that read as "no backup at all".
+    if (ok) {
+      for (const char* type : kTypes) {
+        fam.Get("pgbackrest_backups", "Backups of the stanza in the repository, by type (full, diff, incr).")
+            .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(count[type]));
+      }
+      fam.Get("pgbackrest_backups_with_errors",
+              "Backups in the repository that pgBackRest marked with errors (e.g. page checksum errors).")
+          .Add(base_suffix, static_cast<double>(with_errors));
+      fam.Get("pgbackrest_repository_backups_size_bytes",
+              "Space the stanza's backups take in the repository (sum of each backup's repository delta), "
+              "WAL archive not included, in bytes.")
+          .Add(base_suffix, repo_total);
     }
-    fam.Get("pgbackrest_backups_with_errors",
-            "Backups in the repository that pgBackRest marked with errors (e.g. page checksum errors).")
-        .Add(base_suffix, static_cast<double>(with_errors));
-    fam.Get("pgbackrest_repository_backups_size_bytes",
-            "Space the stanza's backups take in the repository (sum of each backup's repository delta), "
-            "WAL archive not included, in bytes.")
-        .Add(base_suffix, repo_total);
     for (const char* type : kTypes) {
       auto it = last.find(type);
       if (it == last.end()) continue;

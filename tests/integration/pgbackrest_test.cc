@@ -286,6 +286,7 @@ TEST_F(PgbackrestTest, BrokenRepositoryShowsTheErrorWhileTheServerIsFine) {
   EXPECT_EQ(Value(after, "pgbackrest_up{stanza=\"main\"}"), 0);
   EXPECT_EQ(Value(after, "pgbackrest_stanza_status_code{stanza=\"main\"}"), 3);
   EXPECT_EQ(CountSamples(after, "pgbackrest_backup_last_completion_timestamp_seconds"), 0) << "stale backup data served";
+  EXPECT_EQ(CountSamples(after, "pgbackrest_backups"), 0) << "zero backups reported for a repository that cannot be read";
   EXPECT_EQ(Value(after, "pgpulse_collector_success{collector=\"pgbackrest\",target=\"main\"}"), 0);
   EXPECT_EQ(Value(after, "pgpulse_collector_success{collector=\"database_stats\",target=\"main\"}"), 1);
   const std::string error = "stanza main: status 3 (missing stanza data); repo1: missing stanza data";

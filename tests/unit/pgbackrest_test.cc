@@ -166,6 +166,9 @@ TEST(BackrestInfo, BrokenStanzaIsAnErrorWithTheRepositoryMessage) {
   std::string text = Text(r);
   EXPECT_NE(text.find("\npgbackrest_up{stanza=\"main\"} 0\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\npgbackrest_stanza_status_code{stanza=\"main\"} 99\n"), std::string::npos) << text;
+  // An unreadable stanza has no backups to count: no zeros that would read as "no backup at all".
+  EXPECT_EQ(text.find("pgbackrest_backups{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("pgbackrest_repository_backups_size_bytes{"), std::string::npos) << text;
 }
 
 TEST(BackrestInfo, StanzaWithoutBackupsIsNotAnError) {
