@@ -610,6 +610,9 @@ if [[ "$SOAK" -gt 0 ]]; then
     read -r seconds code < <(scrape "$PGPULSE_URL" /dev/null)
     [[ "$code" == 200 ]] || SOAK_FAILED=$((SOAK_FAILED + 1))
     if ((i % 100 == 0 || i == SOAK)); then
+      # curl returns once the body is in; pgpulse frees the body and trims right after sending it.
+      # Read RSS once that is done, not while this scrape's megabyte of text may still be held.
+      sleep 0.3
       rss=$(status_kib "$PGPULSE_PID" VmRSS)
       echo "$i,$rss,$(status_kib "$PGPULSE_PID" VmHWM),$seconds" >>"$RES/soak.csv"
       SOAK_RSS+=("$i:$rss")
