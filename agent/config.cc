@@ -174,7 +174,7 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
       std::set<std::string> names;
       for (const YAML::Node& t : targets) {
         if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest",
-                                          "filesystem"})) continue;
+                                 "filesystem", "prepared_statements"})) continue;
         TargetConfig tc;
         if (!t["name"]) r.Error(t, "target: missing required key 'name'");
         else tc.name = r.Str(t["name"], "target.name");
@@ -214,6 +214,10 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
               if (dd.max_connections < 2) r.Error(d["max_connections"], ctx + ".max_connections must be at least 2");
             }
           }
+        }
+        if (const YAML::Node ps = t["prepared_statements"]) {
+          if (ps.IsScalar() && (ps.Scalar() == "true" || ps.Scalar() == "false")) tc.prepared_statements = ps.Scalar() == "true";
+          else r.Error(ps, "target '" + tc.name + "'.prepared_statements must be true or false");
         }
         if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, "target '" + tc.name + "'.pgbackrest", tc.pgbackrest);
         if (const YAML::Node f = t["filesystem"]) {
@@ -330,7 +334,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
     result.errors.push_back(origin + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
                             ": YAML syntax error: " + e.msg);
   }
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}});
+  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
   return result;
 }
 
@@ -338,7 +342,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}});
+    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

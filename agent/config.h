@@ -66,9 +66,14 @@ struct TargetConfig {
   std::string type;
   BackrestConfig pgbackrest;
   FilesystemVisibility filesystem;
+  // Collectors' SQL as named prepared statements, planned once per connection. false for a
+  // transaction-pooling proxy (PgBouncer pool_mode=transaction, RDS Proxy), where the next
+  // transaction may reach a server connection that never saw the statement.
+  bool prepared_statements = true;
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
-           databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem;
+           databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem &&
+           prepared_statements == o.prepared_statements;
   }
 };
 

@@ -165,7 +165,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       for (const auto& old : previous->targets) {
         if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
             old->config().type == tc.type && old->config().pgbackrest == tc.pgbackrest &&
-            old->config().filesystem == tc.filesystem)
+            old->config().filesystem == tc.filesystem && old->config().prepared_statements == tc.prepared_statements)
           reuse = old;
       }
     }

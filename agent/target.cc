@@ -396,7 +396,7 @@ CollectorOutcome Target::RunOnPostgres(const std::shared_ptr<const Definitions>&
                       return run;
                     }
                   }
-                  run = collectors::RunCollector(*conn, p, timeout, extra, fs);
+                  run = collectors::RunCollector(*conn, p, timeout, extra, fs, config_.prepared_statements);
                   if (run.connection_lost) conn.reset();
                   return run;
                 },

@@ -130,7 +130,7 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
 
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
                           const std::vector<std::pair<std::string, std::string>>& extra_labels,
-                          const FilesystemAccess& filesystem) {
+                          const FilesystemAccess& filesystem, bool prepare) {
   CollectorRun run;
   auto start = std::chrono::steady_clock::now();
   try {
@@ -138,7 +138,8 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     std::optional<int64_t> limit;
     if (def.LimitsItself())
       limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
-    pqxx::result r = RunReadOnly(conn, planned.variant->sql, timeout, limit, PreparedName(planned.variant->sql));
+    pqxx::result r =
+        RunReadOnly(conn, planned.variant->sql, timeout, limit, prepare ? PreparedName(planned.variant->sql) : "");
     TableView table = ViewOf(r);
     std::vector<std::string> storage;
     AddFilesystemColumns(def, filesystem, table, storage, run.notes);
@@ -153,6 +154,10 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     if (e.sqlstate() == "57014") run.error = "timed out after " + FormatDuration(timeout) + " (cancelled on the server): ";
     // 55P03 lock_not_available: lock_timeout fired.
     if (e.sqlstate() == "55P03") run.error = "waited too long for a lock (lock_timeout): ";
+    // 26000 invalid_sql_statement_name: prepared on another server connection than this one.
+    if (e.sqlstate() == "26000" && prepare)
+      run.error = "the server connection does not have this collector's prepared statement (a transaction-pooling "
+                  "proxy between the agent and PostgreSQL? then set prepared_statements: false on the target): ";
     run.error += e.what();
   } catch (const std::exception& e) {
     run.error = e.what();

@@ -32,10 +32,11 @@ struct CollectorRun {
 // Runs `sql` in `BEGIN READ ONLY` with statement_timeout set to `timeout`
 // and lock_timeout to three quarters of it, then maps the rows. Never throws
 // for database errors. `filesystem` says whether a definition with a
-// `filesystem:` key may look at the local filesystem.
+// `filesystem:` key may look at the local filesystem. `prepare`: as a named
+// prepared statement (see PreparedName), or planned each time.
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
                           const std::vector<std::pair<std::string, std::string>>& extra_labels,
-                          const FilesystemAccess& filesystem = {});
+                          const FilesystemAccess& filesystem = {}, bool prepare = true);
 
 // Appends to `table` the fs_* columns `def` describes, statting the path in
 // its filesystem column on each row; `storage` keeps the added cells' text.

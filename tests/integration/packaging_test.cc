@@ -154,7 +154,8 @@ TEST(PackagingTest, DebDefaultConfigDocumentsEveryKey) {
                           "exclude", "refresh", "max_connections", "auth_modules", "user", "options",
                           "max_probe_targets", "collectors", "directories", "disable", "enable", "overrides", "ttl",
                           "timeout", "max_series", "max_rows", "scrape", "timeout_offset", "collect_on_metrics_path",
-                          "connect_timeout"}) {
+                          "connect_timeout", "type", "filesystem", "visible", "path_prefix", "prepared_statements",
+                          "pgbackrest", "command", "stanza", "config", "args"}) {
     std::regex mentioned("(^|[\\s{,#])" + std::string(key) + ":");
     EXPECT_TRUE(std::regex_search(text, mentioned)) << "packaging/deb/pgpulse.yml does not mention '" << key << "'";
   }

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <pqxx/pqxx>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -210,6 +213,49 @@ TEST_F(PgBouncerTest, BadTypeAndBadDefinitionAreRejectedWithPosition) {
             std::string::npos)
       << r.output;
   std::filesystem::remove_all(dir);
+}
+
+// Through a transaction-pooling PgBouncer one client's consecutive transactions may reach
+// different server connections, so a statement prepared on one is missing on the other.
+// A pool of 2: hold one server connection while the agent prepares on the other, then swap.
+TEST_F(PgBouncerTest, TransactionPoolingNeedsPreparedStatementsOff) {
+  auto bouncer = PgBouncerServer::Start(*pg_, {2, "transaction", 100});
+  auto hold = [&]() {
+    auto c = std::make_unique<pqxx::connection>(bouncer->pooled_dsn());
+    auto w = std::make_unique<pqxx::work>(*c);
+    w->exec("SELECT 1");  // the transaction now owns a server connection
+    return std::make_pair(std::move(c), std::move(w));
+  };
+  for (bool prepared : {true, false}) {
+    SCOPED_TRACE(prepared ? "prepared_statements: true" : "prepared_statements: false");
+    std::string cfg = WriteTempFile("pooled-" + std::to_string(prepared) + ".yml",
+                                    "targets:\n  - name: main\n    dsn: \"" + bouncer->pooled_dsn() +
+                                        "\"\n    prepared_statements: " + (prepared ? "true" : "false") + "\n");
+    auto agent = AgentProcess::Start({"--config.file=" + cfg});
+    auto first_holder = hold();
+    std::string first = Scrape(*agent);  // on the other server connection
+    auto second_holder = hold();          // takes that one
+    first_holder.second.reset();          // and frees the first
+    first_holder.first.reset();
+    std::string second = Scrape(*agent);
+    const std::string ok = "pgpulse_collector_success{collector=\"connections\",target=\"main\"}";
+    EXPECT_EQ(SampleValue(first, "pg_up"), 1.0) << first;
+    EXPECT_EQ(SampleValue(first, ok), 1.0) << agent->Log();
+    EXPECT_EQ(SampleValue(second, "pg_up"), 1.0) << second;
+    if (prepared) {
+      EXPECT_EQ(SampleValue(second, ok), 0.0) << agent->Log();
+      EXPECT_NE(agent->Log().find("then set prepared_statements: false on the target"), std::string::npos)
+          << agent->Log();
+    } else {
+      EXPECT_EQ(SampleValue(second, ok), 1.0) << agent->Log();
+      std::istringstream lines(second);
+      for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("pgpulse_collector_success{", 0) == 0) {
+          EXPECT_EQ(line.substr(line.size() - 2), " 1") << "every collector works through the pool: " << line;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -91,6 +91,22 @@ TEST(Config, ErrorsNameFileLineAndProblem) {
   std::remove(p.c_str());
 }
 
+TEST(Config, PreparedStatementsCanBeTurnedOffPerTarget) {
+  std::string p = Write("targets:\n  - name: a\n  - name: b\n    prepared_statements: false\n"
+                        "  - name: c\n    prepared_statements: sometimes\n");
+  ConfigResult r = LoadConfig(p, "", "");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(Joined(r.errors).find(p + ":6:26: target 'c'.prepared_statements must be true or false"), std::string::npos)
+      << Joined(r.errors);
+  std::string good = Write("targets:\n  - name: a\n  - name: b\n    prepared_statements: false\n");
+  ConfigResult ok = LoadConfig(good, "", "");
+  ASSERT_TRUE(ok.ok()) << Joined(ok.errors);
+  EXPECT_TRUE(ok.config.targets[0].prepared_statements);
+  EXPECT_FALSE(ok.config.targets[1].prepared_statements);
+  std::remove(p.c_str());
+  std::remove(good.c_str());
+}
+
 TEST(Config, DuplicateTargetNamesAreRejected) {
   std::string p = Write("targets:\n  - name: a\n  - name: a\n");
   ConfigResult r = LoadConfig(p, "", "");
