@@ -96,34 +96,17 @@ bool PollUntil(const std::function<bool()>& pred, double timeout_seconds, double
 
 double Number(const std::string& text) { return text.empty() ? 0 : std::stod(text); }
 
-std::string Format(const Labels& labels) {
-  std::string out = "{";
-  for (const auto& [key, value] : labels) {
-    if (out.size() > 1) out += ", ";
-    out += key + "=\"" + value + "\"";
-  }
-  return out + "}";
-}
-
-bool Includes(const Labels& labels, const Labels& want) {
-  for (const auto& [key, value] : want) {
-    auto it = labels.find(key);
-    if (it == labels.end() || it->second != value) return false;
-  }
-  return true;
-}
-
 std::string Describe(const std::vector<PrometheusServer::Alert>& alerts) {
   if (alerts.empty()) return "none";
   std::string out;
-  for (const auto& alert : alerts) out += "\n  " + alert.state + " " + Format(alert.labels);
+  for (const auto& alert : alerts) out += "\n  " + alert.state + " " + FormatLabels(alert.labels);
   return out;
 }
 
 std::string Describe(const std::vector<WebhookReceiver::Alert>& alerts) {
   if (alerts.empty()) return "none";
   std::string out;
-  for (const auto& alert : alerts) out += "\n  " + alert.status + " " + Format(alert.labels);
+  for (const auto& alert : alerts) out += "\n  " + alert.status + " " + FormatLabels(alert.labels);
   return out;
 }
 
@@ -133,7 +116,7 @@ std::string Show(const PrometheusServer& prometheus, const std::string& promql) 
   try {
     const auto samples = prometheus.Query(promql);
     if (samples.empty()) out += " (empty)";
-    for (const auto& sample : samples) out += "\n  " + Format(sample.labels) + " " + std::to_string(sample.value);
+    for (const auto& sample : samples) out += "\n  " + FormatLabels(sample.labels) + " " + std::to_string(sample.value);
   } catch (const std::exception& e) {
     out += std::string(" error: ") + e.what();
   }
@@ -148,7 +131,7 @@ std::string Show(const PrometheusServer& prometheus, const std::string& promql) 
   const bool arrived = PollUntil(
       [&] {
         for (const auto& alert : webhook.Received()) {
-          if (alert.alertname == alertname && alert.status == "firing" && Includes(alert.labels, want)) return true;
+          if (alert.alertname == alertname && alert.status == "firing" && LabelsInclude(alert.labels, want)) return true;
         }
         return false;
       },
@@ -160,7 +143,7 @@ std::string Show(const PrometheusServer& prometheus, const std::string& promql) 
   } catch (const std::exception& e) {
     in_prometheus = e.what();
   }
-  return ::testing::AssertionFailure() << alertname << " " << Format(want)
+  return ::testing::AssertionFailure() << alertname << " " << FormatLabels(want)
                                        << " did not reach the webhook firing within " << timeout_seconds
                                        << " s.\nWebhook received: " << Describe(webhook.Received())
                                        << "\nPrometheus alerts: " << in_prometheus << "\n"
@@ -337,13 +320,13 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
     while (Seconds(window) < 10) {
       for (const auto& alert : prometheus->Alerts()) {
         const std::string severity = alert.labels.count("severity") ? alert.labels.at("severity") : "";
-        const std::string seen = alert.state + " " + Format(alert.labels);
+        const std::string seen = alert.state + " " + FormatLabels(alert.labels);
         if (kInduced.count(alert.alertname)) {
           induced_seen.insert(seen);
         } else if (alert.state == "firing" && (severity == "warning" || severity == "critical")) {
           severe_firing.insert(seen);
         } else if (alert.state == "firing") {
-          info_firing.insert(alert.alertname + " " + Format(alert.labels));
+          info_firing.insert(alert.alertname + " " + FormatLabels(alert.labels));
         } else {
           other_pending.insert(seen);
         }
@@ -356,9 +339,9 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
     for (const auto& s : severe_firing) ADD_FAILURE() << "warning/critical alert firing on a healthy setup: " << s;
     for (const auto& alert : webhook->Received()) {
       const std::string severity = alert.labels.count("severity") ? alert.labels.at("severity") : "";
-      EXPECT_FALSE(kInduced.count(alert.alertname)) << "notified on a healthy setup: " << Format(alert.labels);
+      EXPECT_FALSE(kInduced.count(alert.alertname)) << "notified on a healthy setup: " << FormatLabels(alert.labels);
       EXPECT_TRUE(severity != "warning" && severity != "critical")
-          << "notified on a healthy setup: " << alert.status << " " << Format(alert.labels);
+          << "notified on a healthy setup: " << alert.status << " " << FormatLabels(alert.labels);
     }
     for (const auto& s : info_firing) Note("firing while healthy (info): " + s);
     for (const auto& s : other_pending) Note("pending while healthy: " + s);
@@ -454,14 +437,14 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   Note("PostgreSQLDown reached the webhook " + std::to_string(Seconds(stopped_at)) + " s after the stop");
   for (const auto& alert : webhook->Received()) {
     EXPECT_FALSE(alert.alertname == "PostgreSQLDown" && alert.labels.at("instance") != on_busy.instance)
-        << Format(alert.labels);
-    EXPECT_NE(alert.alertname, "PgpulseExporterDown") << "the agent kept serving: " << Format(alert.labels);
+        << FormatLabels(alert.labels);
+    EXPECT_NE(alert.alertname, "PgpulseExporterDown") << "the agent kept serving: " << FormatLabels(alert.labels);
   }
 
   std::set<std::string> also;
   for (const auto& alert : webhook->Received()) {
     if (!kInduced.count(alert.alertname))
-      also.insert(alert.status + " " + alert.alertname + " " + Format(alert.labels));
+      also.insert(alert.status + " " + alert.alertname + " " + FormatLabels(alert.labels));
   }
   for (const auto& s : also) Note("also notified: " + s);
   Note("total " + std::to_string(Seconds(test_start)) + " s before teardown");

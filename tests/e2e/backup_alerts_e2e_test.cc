@@ -61,42 +61,28 @@ std::string GenerateRules(const std::string& name, const std::string& thresholds
   return out + "/pgpulse-rules.yml";
 }
 
-std::string Format(const Labels& labels) {
-  std::string out = "{";
-  for (const auto& [key, value] : labels) out += (out.size() > 1 ? ", " : "") + key + "=\"" + value + "\"";
-  return out + "}";
-}
-
 // Pending and firing backup and agent alerts in Prometheus, one a line; "" when there are none.
 std::string ActiveAlerts(const PrometheusServer& prometheus) {
   std::string out;
   for (const auto& a : prometheus.Alerts()) {
     if (kBackupAlerts.count(a.alertname) || kAgentAlerts.count(a.alertname))
-      out += "\n  " + a.state + " " + Format(a.labels);
+      out += "\n  " + a.state + " " + FormatLabels(a.labels);
   }
   return out;
-}
-
-bool Includes(const Labels& labels, const Labels& want) {
-  for (const auto& [key, value] : want) {
-    auto it = labels.find(key);
-    if (it == labels.end() || it->second != value) return false;
-  }
-  return true;
 }
 
 // The first notification of alertname with status whose labels include want; nullptr if none arrived.
 const WebhookReceiver::Alert* Find(const std::vector<WebhookReceiver::Alert>& received, const std::string& alertname,
                                    const std::string& status, const Labels& want) {
   for (const auto& a : received) {
-    if (a.alertname == alertname && a.status == status && Includes(a.labels, want)) return &a;
+    if (a.alertname == alertname && a.status == status && LabelsInclude(a.labels, want)) return &a;
   }
   return nullptr;
 }
 
 std::string Describe(const std::vector<WebhookReceiver::Alert>& received) {
   std::string out;
-  for (const auto& a : received) out += "\n  " + a.status + " " + Format(a.labels);
+  for (const auto& a : received) out += "\n  " + a.status + " " + FormatLabels(a.labels);
   return out.empty() ? " none" : out;
 }
 
@@ -158,7 +144,7 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   // A server just started is PostgreSQLRestarted's (info), not a backup problem.
   for (const auto& a : webhook->Received()) {
     EXPECT_FALSE(kBackupAlerts.count(a.alertname) || kAgentAlerts.count(a.alertname))
-        << "notified while healthy: " << a.status << " " << Format(a.labels);
+        << "notified while healthy: " << a.status << " " << FormatLabels(a.labels);
   }
 
   // The full-backup age threshold below the backup's age: firing on the next evaluation (the rule has no `for`).

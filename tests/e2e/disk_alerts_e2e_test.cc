@@ -91,23 +91,6 @@ bool PollUntil(const std::function<bool()>& pred, double timeout_seconds, double
 
 void Note(const std::string& what) { std::cout << "[ disk     ] " << what << std::endl; }
 
-std::string Format(const Labels& labels) {
-  std::string out = "{";
-  for (const auto& [key, value] : labels) {
-    if (out.size() > 1) out += ", ";
-    out += key + "=\"" + value + "\"";
-  }
-  return out + "}";
-}
-
-bool Includes(const Labels& labels, const Labels& want) {
-  for (const auto& [key, value] : want) {
-    auto it = labels.find(key);
-    if (it == labels.end() || it->second != value) return false;
-  }
-  return true;
-}
-
 // A tmpfs of `bytes` on a fresh /tmp/pgpulse-disk-XXXXXX whose root belongs to the OS user postgres (0700, as
 // PostgreSQL wants a tablespace directory). The destructor unmounts it (detaching it lazily if a process still
 // holds files in it) and removes the mount point. A detached watchdog does the same if this process dies first
@@ -280,14 +263,14 @@ void ExpectAgentSeesWhatDfSees(const AgentProcess& agent, const std::string& pat
 std::string Describe(const std::vector<PrometheusServer::Alert>& alerts) {
   std::string out;
   for (const auto& a : alerts) {
-    if (kDiskAlerts.count(a.alertname)) out += "\n  " + a.state + " " + Format(a.labels);
+    if (kDiskAlerts.count(a.alertname)) out += "\n  " + a.state + " " + FormatLabels(a.labels);
   }
   return out.empty() ? "none" : out;
 }
 
 std::string Describe(const std::vector<WebhookReceiver::Alert>& alerts) {
   std::string out;
-  for (const auto& a : alerts) out += "\n  " + a.status + " " + Format(a.labels);
+  for (const auto& a : alerts) out += "\n  " + a.status + " " + FormatLabels(a.labels);
   return out.empty() ? "none" : out;
 }
 
@@ -296,7 +279,7 @@ std::string Show(const PrometheusServer& prometheus, const std::string& promql) 
   try {
     const auto samples = prometheus.Query(promql);
     if (samples.empty()) out += " (empty)";
-    for (const auto& s : samples) out += "\n  " + Format(s.labels) + " " + std::to_string(s.value);
+    for (const auto& s : samples) out += "\n  " + FormatLabels(s.labels) + " " + std::to_string(s.value);
   } catch (const std::exception& e) {
     out += std::string(" error: ") + e.what();
   }
@@ -305,7 +288,7 @@ std::string Show(const PrometheusServer& prometheus, const std::string& promql) 
 
 bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const Labels& want) {
   for (const auto& a : webhook.Received()) {
-    if (a.alertname == alertname && a.status == "firing" && Includes(a.labels, want)) return true;
+    if (a.alertname == alertname && a.status == "firing" && LabelsInclude(a.labels, want)) return true;
   }
   return false;
 }
@@ -327,7 +310,7 @@ bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const L
         in_prometheus = e.what();
       }
       return ::testing::AssertionFailure()
-             << alertname << " " << Format(want) << " did not reach the webhook firing within " << timeout_seconds
+             << alertname << " " << FormatLabels(want) << " did not reach the webhook firing within " << timeout_seconds
              << " s.\nWebhook received: " << Describe(webhook.Received())
              << "\nPrometheus disk alerts: " << in_prometheus << "\n"
              << Show(prometheus, evidence_promql);
@@ -408,10 +391,10 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
   const bool host_roomy = host.avail / host.size > 0.25;
   if (!host_roomy) Note("the host's disk has " + std::to_string(host.avail / host.size) + " left: data/wal not judged");
   const auto ours = [&](const Labels& labels) {
-    if (!Includes(labels, target)) return false;
+    if (!LabelsInclude(labels, target)) return false;
     if (host_roomy) return true;
     auto kind = labels.find("kind");
-    return kind == labels.end() || Includes(labels, tablespace);
+    return kind == labels.end() || LabelsInclude(labels, tablespace);
   };
   Note("setup took " + std::to_string(Seconds(test_start)) + " s");
 
@@ -428,14 +411,14 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     const auto window = Clock::now();
     while (Seconds(window) < 5) {
       for (const auto& a : prometheus->Alerts()) {
-        if (kDiskAlerts.count(a.alertname) && ours(a.labels)) seen.insert(a.state + " " + Format(a.labels));
+        if (kDiskAlerts.count(a.alertname) && ours(a.labels)) seen.insert(a.state + " " + FormatLabels(a.labels));
       }
       SleepSeconds(0.25);
     }
     SleepSeconds(1.5);  // group_wait
     for (const auto& s : seen) ADD_FAILURE() << "disk alert raised while healthy: " << s;
     for (const auto& a : webhook->Received()) {
-      EXPECT_FALSE(kDiskAlerts.count(a.alertname) && ours(a.labels)) << "notified while healthy: " << Format(a.labels);
+      EXPECT_FALSE(kDiskAlerts.count(a.alertname) && ours(a.labels)) << "notified while healthy: " << FormatLabels(a.labels);
     }
   }
   ASSERT_FALSE(::testing::Test::HasFailure()) << "no point filling a disk that already alerts";
@@ -466,7 +449,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
   }
   for (const auto& a : prometheus->Alerts()) {
     EXPECT_FALSE(a.alertname == "PostgreSQLFilesystemSpaceCritical" && ours(a.labels))
-        << "critical at " << 1 - low << " used: " << a.state << " " << Format(a.labels);
+        << "critical at " << 1 - low << " used: " << a.state << " " << FormatLabels(a.labels);
   }
   EXPECT_FALSE(Fired(*webhook, "PostgreSQLFilesystemSpaceCritical", target)) << Describe(webhook->Received());
   {
@@ -505,7 +488,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
   // The data directory and pg_wal are on the host's roomy disk: no space alert for them.
   for (const auto& a : webhook->Received()) {
     if (a.alertname.rfind("PostgreSQLFilesystem", 0) != 0 || !ours(a.labels)) continue;
-    EXPECT_TRUE(Includes(a.labels, tablespace)) << a.alertname << " for another path: " << Format(a.labels);
+    EXPECT_TRUE(LabelsInclude(a.labels, tablespace)) << a.alertname << " for another path: " << FormatLabels(a.labels);
   }
   // Rendered annotations: no template error, and the runbook anchor of the alert.
   for (const auto& a : webhook->Received()) {

@@ -153,4 +153,18 @@ std::vector<std::string> WebhookReceiver::Payloads() const {
                                        << (seen.empty() ? std::string(", no alerts") : ", alerts:" + seen);
 }
 
+std::string FormatLabels(const std::map<std::string, std::string>& labels) {
+  std::string out = "{";
+  for (const auto& [key, value] : labels) out += (out.size() > 1 ? ", " : "") + key + "=\"" + value + "\"";
+  return out + "}";
+}
+
+bool LabelsInclude(const std::map<std::string, std::string>& labels, const std::map<std::string, std::string>& want) {
+  for (const auto& [key, value] : want) {
+    auto it = labels.find(key);
+    if (it == labels.end() || it->second != value) return false;
+  }
+  return true;
+}
+
 }  // namespace pgpulse::testing

@@ -63,4 +63,9 @@ class WebhookReceiver {
   std::vector<std::string> payloads_;  // guarded by mutex_
 };
 
+// "{a="1", b="2"}": alert labels for test messages.
+std::string FormatLabels(const std::map<std::string, std::string>& labels);
+// True when every label of `want` has that value in `labels`.
+bool LabelsInclude(const std::map<std::string, std::string>& labels, const std::map<std::string, std::string>& want);
+
 }  // namespace pgpulse::testing
