@@ -92,7 +92,18 @@ TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
       PQfinish(c);
     });
   }
-  std::string first = ScrapeUntil(*agent, "pgbouncer_pool_client_waiting_connections" + kPool, 4, 2.5);
+  // Until the pool is settled: two clients served, four waiting (while PgBouncer still logs in
+  // its two server connections, all clients can show as waiting and maxwait as 0).
+  std::string first;
+  const auto settling = Clock::now();
+  do {
+    first = Scrape(*agent);
+    if (SampleValue(first, "pgbouncer_pool_client_waiting_connections" + kPool) == 4 &&
+        SampleValue(first, "pgbouncer_pool_client_active_connections" + kPool) == 2 &&
+        SampleValue(first, "pgbouncer_pool_max_wait_seconds" + kPool).value_or(0) > 0)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (Seconds(settling) < 2.5);
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << first;
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_active_connections" + kPool), 2);
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_server_active_connections" + kPool), 2);
