@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgpulse needs on Debian 12; does nothing when all of it is present.
 # Tests never use the system PostgreSQL: each starts its own server (tests/harness/pgserver.sh).
+# Then the PostgreSQL majors other than Debian's 15 for the version matrix, from npm (tests/pg-majors.sh).
 set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libdeflate-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
-  openssl curl wrk clang-14 libclang-rt-14-dev dpkg-dev systemd
+  openssl curl wrk clang clang-14 libclang-rt-14-dev dpkg-dev file systemd
   postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
   mount util-linux
 )
+# Debian's npm (with its nodejs) only when no npm is on PATH: a machine with NodeSource's nodejs has npm
+# bundled, and Debian's npm package would conflict with it.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -19,8 +23,12 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
+install_majors() {
+  bash "$(dirname "$0")/pg-majors.sh" install
+}
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "deps: all ${#packages[@]} packages installed"
+  install_majors
   exit 0
 fi
 
@@ -44,3 +52,4 @@ echo "deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+install_majors

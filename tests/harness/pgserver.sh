@@ -13,7 +13,10 @@
 # Layout: DIR/data is PGDATA, DIR/postgres.log the server log, the Unix socket sits in DIR.
 # As root the server runs as OS user postgres (PostgreSQL refuses root).
 # PGPULSE_OWNER_PID=N in the environment of `start` destroys the server once process N is gone,
-# so a crashed test leaves nothing running. PGPULSE_PG_BINDIR overrides where initdb/pg_ctl are found.
+# so a crashed test leaves nothing running. PGPULSE_PG_BINDIR overrides where initdb/pg_ctl are found;
+# PGPULSE_PG_MAJOR=N (12 to 18) takes them from tests/pg-majors.sh's cache (15: Debian's postgresql).
+# Where the server's bin dir has no psql or pg_basebackup (npm's builds), Debian's psql is used and a
+# standby is made from a cold copy of the primary (stopped for the copy, started again).
 set -euo pipefail
 
 # Inherited PGHOST, PGOPTIONS, PGSERVICE, ... would redirect or alter our own connections.
@@ -31,6 +34,12 @@ usage() {
 
 find_bindir() {
   local dir
+  if [[ -n "${PGPULSE_PG_MAJOR:-}" ]]; then
+    dir=$(bash "$(dirname "$SELF")/../pg-majors.sh" bindir "$PGPULSE_PG_MAJOR") ||
+      die "PostgreSQL $PGPULSE_PG_MAJOR (PGPULSE_PG_MAJOR) is not installed: run bash tests/pg-majors.sh install"
+    echo "$dir"
+    return
+  fi
   if [[ -n "${PGPULSE_PG_BINDIR:-}" ]]; then
     [[ -x "$PGPULSE_PG_BINDIR/initdb" ]] || die "PGPULSE_PG_BINDIR=$PGPULSE_PG_BINDIR has no initdb"
     echo "$PGPULSE_PG_BINDIR"
@@ -53,8 +62,23 @@ find_bindir() {
   die "cannot find initdb: install postgresql or set PGPULSE_PG_BINDIR"
 }
 
-BINDIR=$(find_bindir)
 SELF=$(realpath -- "$0")
+BINDIR=$(find_bindir)
+
+# psql of the server's version when it has one, else the newest installed (psql talks to older and newer servers).
+find_psql() {
+  if [[ -x "$BINDIR/psql" ]]; then
+    echo "$BINDIR/psql"
+    return
+  fi
+  local dir
+  dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5,5 -V | tail -n 1)
+  if [[ -n "$dir" && -x "$dir/psql" ]]; then
+    echo "$dir/psql"
+    return
+  fi
+  command -v psql 2>/dev/null || die "no psql in $BINDIR nor installed: apt-get install postgresql-client"
+}
 
 # Runs a command as the OS user that owns the server, from a directory that user can read.
 as_owner() {
@@ -98,7 +122,7 @@ run_psql() (
   shift
   port=$(conf_port "$dir")
   [[ -x "$PWD" ]] || cd /tmp
-  "$BINDIR/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
+  "$(find_psql)" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres "$@"
 )
 
 start_server() {
@@ -238,10 +262,14 @@ cmd_standby() {
   running "$primary" || die "the primary in $primary is not running"
   prepare_dir "$dir"
 
-  if ! as_owner "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
-      -R -X stream --checkpoint=fast --no-sync >"$dir/basebackup.log" 2>&1; then
-    cat "$dir/basebackup.log" >&2
-    die "pg_basebackup from $primary failed"
+  if [[ -x "$BINDIR/pg_basebackup" ]]; then
+    if ! as_owner "$BINDIR/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" \
+        -R -X stream --checkpoint=fast --no-sync >"$dir/basebackup.log" 2>&1; then
+      cat "$dir/basebackup.log" >&2
+      die "pg_basebackup from $primary failed"
+    fi
+  else
+    cold_copy "$primary" "$dir" "$primary_port"
   fi
 
   local conf="$dir/data/postgresql.conf"
@@ -261,6 +289,21 @@ cmd_standby() {
   fi
   start_server "$dir"
   echo "pgserver: started standby dir=$dir port=$port primary=$primary pid=$(head -n 1 "$dir/data/postmaster.pid")" >&2
+}
+
+# Without pg_basebackup: a clean shutdown leaves a consistent data dir whose copy starts as a standby at the
+# primary's shutdown checkpoint and streams from there (standby.signal and primary_conninfo, as -R writes).
+cold_copy() {
+  local primary=$1 dir=$2 primary_port=$3
+  stop_server "$primary"
+  local copied=0
+  as_owner cp -a "$primary/data" "$dir/data" || copied=1
+  start_server "$primary"
+  [[ $copied -eq 0 ]] || die "cannot copy $primary/data"
+  rm -f "$dir/data/postmaster.pid" "$dir/data/postmaster.opts"
+  as_owner touch "$dir/data/standby.signal"
+  echo "primary_conninfo = 'host=127.0.0.1 port=$primary_port user=postgres'" |
+    as_owner tee -a "$dir/data/postgresql.auto.conf" >/dev/null
 }
 
 cmd_stop() {

@@ -1,0 +1,261 @@
+// The version matrix: one PostgreSQL major (PGPULSE_PG_MAJOR, 12 to 18; CTest runs one process per major,
+// label `matrix`) with a primary, a streaming standby and a subscription, under a little load. Every collector,
+// the opt-in ones included, must be ok or skipped with a reason on both servers, never failed; both scrapes
+// must pass `promtool check metrics`; and the values whose source changed shape across majors are checked.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "tests/harness/agent_process.h"
+#include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
+#include "tests/harness/postgres_server.h"
+
+namespace pgpulse::testing {
+namespace {
+
+const char* kConfig = R"(collectors:
+  enable: [table_bloat_pgstattuple, sequences, statements_query]
+)";
+
+int Major() {
+  const char* major = std::getenv("PGPULSE_PG_MAJOR");
+  return major ? std::atoi(major) : 0;
+}
+
+// The first sample of `name` whose label block contains `labels` ("" for any), or nullopt.
+std::optional<double> FindSample(const std::string& body, const std::string& name, const std::string& labels = "") {
+  std::istringstream in(body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#' || line.compare(0, name.size(), name) != 0) continue;
+    if (line.size() <= name.size() || (line[name.size()] != ' ' && line[name.size()] != '{')) continue;
+    size_t space = line.rfind(' ');
+    if (line.find(labels) >= space) continue;
+    return std::stod(line.substr(space + 1));
+  }
+  return std::nullopt;
+}
+
+std::string Scrape(const AgentProcess& agent) {
+  HttpResponse r = HttpGet(agent.url("/metrics"));
+  EXPECT_EQ(r.status, 200);
+  return r.body;
+}
+
+// Polls until done() or timeout; returns done()'s last answer.
+bool WaitFor(const std::function<bool()>& done, double timeout_seconds = 30) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return true;
+}
+
+struct CheckRow {
+  std::string collector, status, detail;
+};
+
+// `pgpulse check --connect` against dsn: the table's rows.
+std::vector<CheckRow> CheckConnect(const std::string& config, const std::string& dsn, std::string* output) {
+  CommandResult r = AgentProcess::Run({"--config.file=" + config, "check", "--connect"}, {{"DATA_SOURCE_NAME", dsn}});
+  *output = r.output;
+  std::vector<CheckRow> rows;
+  std::istringstream in(r.output);
+  bool table = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("COLLECTOR", 0) == 0) {
+      table = true;
+      continue;
+    }
+    if (!table || line.empty() || line.rfind("ts=", 0) == 0) continue;
+    std::istringstream fields(line);
+    CheckRow row;
+    std::string duration, series;
+    fields >> row.collector >> row.status;
+    if (row.status.rfind("(", 0) == 0) {  // a database-scoped collector: "name (datname)"
+      row.collector += " " + row.status;
+      fields >> row.status;
+    }
+    fields >> duration >> series;
+    std::getline(fields, row.detail);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+void ExpectEveryCollectorOkOrSkipped(const std::string& server, const std::string& config, const std::string& dsn) {
+  std::string output;
+  std::vector<CheckRow> rows = CheckConnect(config, dsn, &output);
+  EXPECT_GT(rows.size(), 40u) << server << ": no collector table in:\n" << output;
+  for (const CheckRow& row : rows) {
+    EXPECT_TRUE(row.status == "ok" || (row.status == "skipped" && row.detail.find_first_not_of(' ') != std::string::npos))
+        << server << ": collector " << row.collector << " " << row.status << ":" << row.detail;
+  }
+}
+
+void ExpectPromtoolClean(const std::string& name, const std::string& body) {
+  std::string path = WriteTempFile(name, body);
+  CommandResult lint = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(lint.exit_status, 0) << name << ": " << lint.output;
+  EXPECT_EQ(lint.output, "") << name;
+}
+
+TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
+  const int major = Major();
+  ASSERT_GE(major, 12) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
+  ASSERT_LE(major, 18) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
+  CommandResult installed =
+      RunCommand({"bash", std::string(PGPULSE_SOURCE_DIR) + "/tests/pg-majors.sh", "bindir", std::to_string(major)});
+  if (installed.exit_status != 0) {
+    const char* ci = std::getenv("CI");
+    ASSERT_FALSE(ci && std::string(ci) == "true")
+        << "PostgreSQL " << major << " is not installed, and CI=true needs the whole matrix: "
+        << "bash tests/pg-majors.sh install";
+    GTEST_SKIP() << "PostgreSQL " << major << " is not installed: run bash tests/pg-majors.sh install "
+                 << "(needs npm: apt-get install npm)";
+  }
+
+  auto primary = PostgresServer::Start({"wal_level = logical", "track_io_timing = on", "max_wal_senders = 10"});
+  ASSERT_EQ(primary->Query("SHOW server_version_num").substr(0, 2), std::to_string(major));
+  primary->Exec("CREATE EXTENSION pgstattuple");
+  primary->Exec("CREATE EXTENSION pg_buffercache");
+  primary->Exec("CREATE SEQUENCE matrix_seq");
+  primary->Exec("CREATE TABLE matrix_load (id int PRIMARY KEY, n bigint NOT NULL)");
+  // Over the 1 MiB floor of table_bloat_pgstattuple once analyzed.
+  primary->Exec("INSERT INTO matrix_load SELECT g, 0 FROM generate_series(1, 40000) AS g");
+  primary->Exec("ANALYZE matrix_load");
+  primary->Exec("CREATE PUBLICATION matrix_pub FOR TABLE matrix_load");
+  // A subscription to the same server: its slot is made beforehand, as CREATE SUBSCRIPTION would wait on itself.
+  primary->Exec("SELECT pg_create_logical_replication_slot('matrix_sub', 'pgoutput')");
+  primary->Exec("CREATE DATABASE matrix_subscriber");
+  const std::string subscriber_dsn =
+      "host=127.0.0.1 port=" + std::to_string(primary->port()) + " user=postgres dbname=matrix_subscriber";
+  {
+    pqxx::connection c(subscriber_dsn);
+    pqxx::nontransaction tx(c);
+    tx.exec("CREATE TABLE matrix_load (id int PRIMARY KEY, n bigint NOT NULL)");
+    tx.exec("CREATE SUBSCRIPTION matrix_sub CONNECTION 'host=127.0.0.1 port=" + std::to_string(primary->port()) +
+            " user=postgres dbname=postgres' PUBLICATION matrix_pub WITH (create_slot = false, slot_name = 'matrix_sub')");
+  }
+  auto standby = PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'standby1'"});
+  ASSERT_TRUE(WaitFor([&] {
+    return primary->Query("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' "
+                          "AND state = 'streaming'") == "1";
+  })) << "the standby never streamed";
+
+  // A little load while the collectors run: bounded updates and reads, paced, stopped at the end.
+  std::atomic<bool> stop{false};
+  std::thread load([&] {
+    try {
+      pqxx::connection c(primary->dsn());
+      for (int i = 0; i < 3000 && !stop; ++i) {
+        pqxx::nontransaction tx(c);
+        tx.exec("UPDATE matrix_load SET n = n + 1 WHERE id = " + std::to_string(1 + i % 5000));
+        tx.exec("SELECT sum(n) FROM matrix_load WHERE id < " + std::to_string(100 + i % 1000));
+        tx.exec("SELECT nextval('matrix_seq')");
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "load: " << e.what();
+    }
+  });
+  struct StopLoad {
+    std::atomic<bool>& stop;
+    std::thread& load;
+    ~StopLoad() {
+      stop = true;
+      load.join();
+    }
+  } stop_load{stop, load};
+
+  const std::string config = WriteTempFile("matrix.yml", kConfig);
+  ExpectEveryCollectorOkOrSkipped("primary", config, primary->dsn());
+  ExpectEveryCollectorOkOrSkipped("standby", config, standby->dsn());
+
+  auto primary_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", primary->dsn()}});
+  auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->dsn()}});
+
+  // The subscription's apply worker (12 has no max(pg_lsn): its variant takes the maximum of the offset).
+  std::string body;
+  EXPECT_TRUE(WaitFor([&] {
+    body = Scrape(*primary_agent);
+    return FindSample(body, "pg_subscription_apply_worker_running", "subname=\"matrix_sub\"") == 1.0 &&
+           FindSample(body, "pg_subscription_received_lsn_bytes", "subname=\"matrix_sub\"").value_or(0) > 0;
+  })) << "the subscription's apply worker never reported:\n" << body;
+
+  // Checkpointer: pg_stat_bgwriter before 17, pg_stat_checkpointer from 17, num_done from 18.
+  body = Scrape(*primary_agent);
+  std::optional<double> requested = FindSample(body, "pg_checkpointer_checkpoints_requested_total");
+  ASSERT_TRUE(requested.has_value()) << body;
+  primary->Exec("CHECKPOINT");
+  // Counters reach the statistics a little after the checkpoint (through the stats collector before 15).
+  EXPECT_TRUE(WaitFor([&] {
+    body = Scrape(*primary_agent);
+    return FindSample(body, "pg_checkpointer_checkpoints_requested_total").value_or(0) >= *requested + 1;
+  })) << "CHECKPOINT not counted: " << *requested << " before";
+  EXPECT_TRUE(FindSample(body, "pg_checkpointer_buffers_written_total").has_value());
+  EXPECT_EQ(FindSample(body, "pg_checkpointer_checkpoints_done_total").has_value(), major >= 18);
+  EXPECT_EQ(FindSample(body, "pg_bgwriter_backend_buffers_written_total").has_value(), major < 17);
+  EXPECT_TRUE(FindSample(body, "pg_bgwriter_buffers_allocated_total").has_value());
+
+  // pg_stat_io from 16; byte columns and the wal object from 18.
+  EXPECT_EQ(CountSamples(body, "pg_io_reads_total") > 0, major >= 16);
+  EXPECT_EQ(CountSamples(body, "pg_io_read_bytes_total") > 0, major >= 16);
+  EXPECT_EQ(FindSample(body, "pg_io_writes_total", "object=\"wal\"").has_value(), major >= 18);
+
+  // pg_stat_wal from 14; its write and sync counters moved to pg_stat_io in 18.
+  EXPECT_EQ(FindSample(body, "pg_wal_records_total").value_or(0) > 0, major >= 14);
+  EXPECT_EQ(FindSample(body, "pg_wal_writes_total").has_value(), major >= 14 && major < 18);
+
+  // pg_stat_statements: planning and WAL columns from 13 (extension 1.8), JIT from 15 (1.10), _info from 14 (1.9).
+  EXPECT_GT(CountSamples(body, "pg_stat_statements_calls_total"), 0);
+  EXPECT_GT(CountSamples(body, "pg_stat_statements_query_info"), 0);
+  EXPECT_EQ(CountSamples(body, "pg_stat_statements_plans_total") > 0, major >= 13);
+  EXPECT_EQ(CountSamples(body, "pg_stat_statements_wal_bytes_total") > 0, major >= 13);
+  EXPECT_EQ(CountSamples(body, "pg_stat_statements_jit_time_seconds_total") > 0, major >= 15);
+  EXPECT_EQ(FindSample(body, "pg_stat_statements_deallocations_total").has_value(), major >= 14);
+  // The opt-in collectors produced rows: pgstattuple's exact bloat, sequences.
+  EXPECT_GT(CountSamples(body, "pg_table_bloat_measured_size_bytes"), 0);
+  EXPECT_TRUE(FindSample(body, "pg_sequence_used_ratio", "matrix_seq").has_value());
+
+  // Replication lag on a paused standby, seen from both sides.
+  standby->Exec("SELECT pg_wal_replay_pause()");
+  primary->Exec("INSERT INTO matrix_load SELECT g, 0 FROM generate_series(40001, 41000) AS g");
+  std::string standby_body;
+  EXPECT_TRUE(WaitFor([&] {
+    body = Scrape(*primary_agent);
+    standby_body = Scrape(*standby_agent);
+    return FindSample(body, "pg_replication_standby_replay_lag_bytes", "application_name=\"standby1\"")
+                   .value_or(0) > 0 &&
+           FindSample(standby_body, "pg_replication_replica_replay_lag_bytes").value_or(0) > 0 &&
+           FindSample(standby_body, "pg_replication_replica_replay_pause_requested") == 1.0;
+  })) << "no replay lag on the paused standby:\n" << standby_body;
+  if (major >= 14) {
+    EXPECT_TRUE(WaitFor([&] {
+      return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_paused") == 1.0;
+    })) << "14+ tells a finished pause (pg_get_wal_replay_pause_state)";
+  }
+  EXPECT_EQ(FindSample(standby_body, "pg_replication_is_replica"), 1.0);
+  EXPECT_EQ(FindSample(standby_body, "pg_replication_wal_receiver_connected"), 1.0);
+  standby->Exec("SELECT pg_wal_replay_resume()");
+  EXPECT_TRUE(WaitFor([&] {
+    return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_lag_bytes") == 0.0;
+  })) << "the standby never caught up after the pause";
+
+  ExpectPromtoolClean("primary.prom", Scrape(*primary_agent));
+  ExpectPromtoolClean("standby.prom", Scrape(*standby_agent));
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
