@@ -242,7 +242,7 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
           *conn_,
           "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
           "pg_is_in_recovery(), current_database(), "
-          "coalesce((SELECT string_agg(extname, ',') FROM pg_extension), ''), current_user, "
+          "coalesce((SELECT string_agg(extname || '=' || extversion, ',') FROM pg_extension), ''), current_user, "
           // pg_has_role(..., 'USAGE'): has the role's privileges (inherited), true for superusers.
           "coalesce((SELECT string_agg(rolname, ',') FROM pg_roles "
           "          WHERE rolname LIKE 'pg\\_%' AND pg_has_role(current_user, oid, 'USAGE')), '')",
@@ -252,8 +252,13 @@ bool Target::ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadlin
       facts.in_recovery = r[0][2].as<bool>();
       current_database_ = r[0][3].c_str();
       facts.extensions.clear();
+      facts.extension_versions.clear();
       std::stringstream exts(r[0][4].c_str());
-      for (std::string e; std::getline(exts, e, ',');) facts.extensions.insert(e);
+      for (std::string e; std::getline(exts, e, ',');) {
+        const size_t eq = e.find('=');
+        facts.extensions.insert(e.substr(0, eq));
+        if (eq != std::string::npos) facts.extension_versions[e.substr(0, eq)] = e.substr(eq + 1);
+      }
       facts.user = r[0][5].c_str();
       facts.privileges.clear();
       std::stringstream privs(r[0][6].c_str());

@@ -224,7 +224,7 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
   }
   r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
                           "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns",
-                          "filesystem"});
+                          "filesystem", "extension_versions"});
   if (node["target"]) {
     if (auto s = r.String(node["target"], ctx + ".target")) {
       if (*s == "postgres") def.target = TargetKind::Postgres;
@@ -334,6 +334,29 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
           else r.Error(req["role"], ctx + ".requires.role: must be primary, replica or any, got '" + *s + "'");
         }
       }
+    }
+  }
+  if (const YAML::Node ev = node["extension_versions"]) {
+    const std::string what = ctx + ".extension_versions";
+    if (!def.required_extension) {
+      r.Error(ev, what + ": needs requires.extension (whose installed version it maps)");
+    } else if (def.scope != Scope::Server) {
+      r.Error(ev, what + ": only for scope server (the extension's version is read in the target's database)");
+    } else if (!ev.IsMap() || ev.size() == 0) {
+      r.Error(ev, what + ": must be a non-empty map of extension version (\"1.8\") to server_version_num");
+    } else {
+      for (auto it = ev.begin(); it != ev.end(); ++it) {
+        const std::string version = it->first.IsScalar() ? it->first.Scalar() : "";
+        const int parsed = ExtensionVersionNum(version);
+        if (parsed < 0) {
+          r.Error(it->first, what + ": '" + version + "' is not an extension version like 1.8");
+          continue;
+        }
+        if (auto v = r.Integer(it->second, what + " " + version)) {
+          def.extension_versions.emplace_back(parsed, static_cast<int>(*v));
+        }
+      }
+      std::sort(def.extension_versions.begin(), def.extension_versions.end());
     }
   }
   if (node["sql"] && node["variants"]) {
@@ -498,6 +521,21 @@ bool ValidLabelName(const std::string& name) {
 
 const char* TargetKindName(TargetKind kind) {
   return kind == TargetKind::PgBouncer ? "pgbouncer" : "postgres";
+}
+
+int ExtensionVersionNum(const std::string& version) {
+  static const std::regex kVersion(R"(([0-9]{1,4})\.([0-9]{1,2}))");
+  std::smatch m;
+  if (!std::regex_match(version, m, kVersion)) return -1;
+  return std::stoi(m[1]) * 100 + std::stoi(m[2]);
+}
+
+std::optional<int> Definition::ServerVersionForExtension(int extension_version) const {
+  std::optional<int> server;
+  for (const auto& [extension, server_version] : extension_versions) {
+    if (extension <= extension_version) server = server_version;
+  }
+  return server;
 }
 
 const Variant* Definition::VariantFor(int server_version_num) const {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collectors/duration.h"
@@ -72,6 +73,12 @@ struct Definition {
   // pg_read_all_settings); without them the collector is skipped, saying so.
   std::optional<std::string> required_privilege;
   std::vector<Variant> variants;
+  // `extension_versions`: the installed version of required_extension (its pg_extension.extversion) chooses the
+  // variant, not only the server: each entry maps an extension version (major*100 + minor, 1.10 is 110) to the
+  // server_version_num whose variant reads it, and the variant used is the one for the older of that and the
+  // server. Sorted by extension version. For extensions whose objects change across versions (pg_stat_statements'
+  // view): a server upgraded without ALTER EXTENSION ... UPDATE keeps the old version's columns.
+  std::vector<std::pair<int, int>> extension_versions;
   std::vector<Column> columns;
   size_t max_series = 10'000;
   // Rows kept, in the query's order; the rest are dropped and counted. With
@@ -91,10 +98,17 @@ struct Definition {
 
   // The variant for a server version, or nullptr when none covers it.
   const Variant* VariantFor(int server_version_num) const;
+  // The server_version_num whose variant reads extension version `extension_version` (major*100 + minor), from
+  // extension_versions: the entry with the highest version not above it; nullopt when older than every entry.
+  std::optional<int> ServerVersionForExtension(int extension_version) const;
   const Column* FindColumn(const std::string& name) const;
   // True when the SQL takes max_rows as $1 (a rows_before_limit column is declared).
   bool LimitsItself() const;
 };
+
+// An extension version "major.minor" (pg_extension.extversion, e.g. "1.10") as major*100 + minor (110);
+// -1 when it is not of that form.
+int ExtensionVersionNum(const std::string& version);
 
 struct LoadResult {
   std::vector<Definition> definitions;

