@@ -284,10 +284,16 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   auto standby =
       PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'", "primary_slot_name = 'e2e_standby'"});
   Workload workload(primary->dsn());
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // some calls before the first statements_query run
-  const std::string queryid = primary->Query(
+  // Some calls before the first statements_query run: polled until the workload's UPDATE is counted.
+  const std::string workload_update =
       "SELECT queryid FROM pg_stat_statements WHERE query LIKE 'UPDATE pgbench_accounts SET abalance%' "
-      "ORDER BY calls DESC LIMIT 1");
+      "ORDER BY calls DESC LIMIT 1";
+  std::string queryid = primary->Query(workload_update);
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+       queryid.empty() && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    queryid = primary->Query(workload_update);
+  }
   ASSERT_FALSE(queryid.empty()) << "the workload's UPDATE is not in pg_stat_statements";
   const double setup_seconds = Seconds(start);
 
