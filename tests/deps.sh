@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing pgpulse needs on Debian 12; does nothing when all of it is present.
 # Tests never use the system PostgreSQL: each starts its own server (tests/harness/pgserver.sh).
-# Then the PostgreSQL majors other than Debian's 15 for the version matrix, from npm (tests/pg-majors.sh).
+# Then the PostgreSQL majors other than Debian's 15 for the version matrix, from npm (tests/pg-majors.sh),
+# unless called with --no-majors (the demo needs only 15).
 set -euo pipefail
+majors=1
+[[ ${1:-} == --no-majors ]] && majors=0
 
 packages=(
   build-essential cmake pkg-config git
@@ -24,6 +27,7 @@ for package in "${packages[@]}"; do
   fi
 done
 install_majors() {
+  [[ $majors -eq 1 ]] || return 0
   bash "$(dirname "$0")/pg-majors.sh" install
 }
 if [[ ${#missing[@]} -eq 0 ]]; then
