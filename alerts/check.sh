@@ -10,9 +10,12 @@ problem() { echo "alerts: $*" >&2; fail=1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-bash generate.sh --out "$tmp"
+bash generate.sh --out "$tmp" --dashboards "$tmp/dashboards"
 for f in pgpulse-rules.yml pgpulse-prometheusrule.yaml; do
   cmp -s "$tmp/$f" "$f" || problem "$f is stale: run alerts/generate.sh"
+done
+for f in ../dashboards/*.json; do
+  cmp -s "$tmp/dashboards/${f##*/}" "$f" || problem "dashboards/${f##*/} is stale: run alerts/generate.sh"
 done
 
 promtool check rules pgpulse-rules.yml >/dev/null || problem "promtool check rules failed"

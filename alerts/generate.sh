@@ -2,17 +2,21 @@
 # Builds the shipped rule files from one template and one thresholds file:
 #   pgpulse-rules.yml            Prometheus rule file (rule_files:)
 #   pgpulse-prometheusrule.yaml  the same rules as a Prometheus Operator PrometheusRule
-# Usage: alerts/generate.sh [--thresholds FILE]... [--out DIR]
+# and, through dashboards/generate.py, the Grafana dashboards with the same thresholds (in place without --out,
+# else only with --dashboards DIR), so that panels colour where the alerts fire.
+# Usage: alerts/generate.sh [--thresholds FILE]... [--out DIR] [--dashboards DIR]
 # Later --thresholds files override earlier ones key by key, so a site file
 # only lists what it changes. Placeholders are @@key@@ in the template.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$here
+dashboards=$here/../dashboards
 files=("$here/thresholds.yaml")
 while [[ $# -gt 0 ]]; do
   case $1 in
     --thresholds) files+=("$2"); shift 2 ;;
-    --out) out=$2; shift 2 ;;
+    --out) out=$2; [[ $dashboards == "$here/../dashboards" ]] && dashboards=""; shift 2 ;;
+    --dashboards) dashboards=$2; shift 2 ;;
     *) echo "generate.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -60,3 +64,9 @@ printf '%s\n%s\n' "$header" "$rules" > "$out/pgpulse-rules.yml"
   echo "spec:"
   sed -e '/^[[:space:]]*#/d' -e 's/^/  /' <<<"$rules"
 } > "$out/pgpulse-prometheusrule.yaml"
+
+if [[ -n $dashboards ]]; then
+  site=()
+  for f in "${files[@]:1}"; do site+=(--thresholds "$f"); done
+  python3 "$here/../dashboards/generate.py" "${site[@]}" --out "$dashboards"
+fi

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/harness/agent_process.h"
 #include "tests/harness/prometheus_server.h"
 
 namespace pgpulse::testing {
@@ -165,7 +168,7 @@ Scan ScanPromQL(const std::string& expr) {
       "quantile"};
   static const std::set<std::string> kLabelLists = {"by", "without", "on", "ignoring", "group_left",
                                                     "group_right"};
-  static const std::set<std::string> kKeywords = {"and", "or", "unless", "bool", "offset", "atan2"};
+  static const std::set<std::string> kKeywords = {"and", "or", "unless", "bool", "offset", "atan2", "NaN", "Inf"};
   static const std::set<std::string> kRateLike = {"rate", "irate", "increase"};
   Scan scan;
   struct Call {
@@ -248,9 +251,10 @@ struct Dashboard {
   Json json;
 };
 
-std::vector<Dashboard> LoadDashboards(std::vector<std::string>* parse_errors = nullptr) {
+std::vector<Dashboard> LoadDashboards(std::vector<std::string>* parse_errors = nullptr,
+                                      const std::string& dir = kSourceDir + "/dashboards") {
   std::vector<std::string> paths;
-  for (const auto& entry : std::filesystem::directory_iterator(kSourceDir + "/dashboards")) {
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     if (entry.path().extension() == ".json") paths.push_back(entry.path().string());
   }
   std::sort(paths.begin(), paths.end());
@@ -532,6 +536,121 @@ std::vector<std::string> QueryProblems(const Dashboard& d, const Reference& ref)
   return problems;
 }
 
+// ---- Thresholds: a panel linking to an alert's runbook section colours where that alert fires. ----
+
+// alerts/thresholds.yaml (or a site file): key -> value as written.
+std::map<std::string, std::string> ReadThresholds(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(ReadFile(path));
+  const std::regex entry(R"(^([a-z0-9_]+):\s*([^#\s]+))");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_search(line, m, entry)) out[m[1]] = m[2];
+  }
+  return out;
+}
+
+// Alert name -> the threshold keys its rule compares against: the @@key@@ placeholders of its block in
+// pgpulse-rules.yml.in, without durations, windows, floors below which it stays silent ("min") and non-numbers.
+std::map<std::string, std::set<std::string>> AlertThresholdKeys() {
+  std::map<std::string, std::set<std::string>> out;
+  std::istringstream in(ReadFile(kSourceDir + "/alerts/pgpulse-rules.yml.in"));
+  const std::regex alert(R"(^\s*- alert:\s*([A-Za-z0-9]+))");
+  const std::regex key(R"(@@([a-z0-9_]+)@@)");
+  const std::regex ignored(R"((_for|_window)$|(^|_)min(_|$)|horizon|runbook_url|regex)");
+  std::string line, current;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_search(line, m, alert)) {
+      current = m[1];
+      out[current];
+      continue;
+    }
+    if (current.empty() || line.find("runbook_url") != std::string::npos) continue;
+    for (auto it = std::sregex_iterator(line.begin(), line.end(), key); it != std::sregex_iterator(); ++it) {
+      if (!std::regex_search((*it)[1].str(), ignored)) out[current].insert((*it)[1]);
+    }
+  }
+  return out;
+}
+
+bool SameNumber(double a, double b) { return std::abs(a - b) <= 1e-9 * std::max(1.0, std::abs(b)); }
+
+std::string FormatNumber(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// Every alert a panel links to (runbooks.md#<alert in lower case>) must have each of its thresholds drawn as a step
+// (or written into the panel's query), and every step must be one of those thresholds.
+std::vector<std::string> ThresholdProblems(const Dashboard& d, const std::map<std::string, std::string>& thresholds,
+                                           const std::map<std::string, std::set<std::string>>& alerts) {
+  std::vector<std::string> problems;
+  std::map<std::string, std::string> by_anchor;
+  for (const auto& [name, keys] : alerts) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    by_anchor[lower] = name;
+  }
+  const std::regex number(R"((^|[^A-Za-z0-9_.$])([0-9]+(\.[0-9]+)?([eE][0-9]+)?)\b)");
+  for (const Json* panel : Panels(d.json)) {
+    const std::string where = PanelName(d, *panel);
+    std::vector<std::string> linked;
+    for (const Json& l : (*panel)["links"].items()) {
+      const std::string url = l["url"].str();
+      const size_t hash = url.find("runbooks.md#");
+      if (hash == std::string::npos) continue;
+      auto it = by_anchor.find(url.substr(hash + std::string("runbooks.md#").size()));
+      if (it == by_anchor.end()) {
+        problems.push_back(where + ": links to " + url + ", a runbook section of no alert");
+      } else {
+        linked.push_back(it->second);
+      }
+    }
+    std::vector<double> steps;
+    for (const Json& s : (*panel)["fieldConfig"]["defaults"]["thresholds"]["steps"].items()) {
+      if (s["value"].type() == Json::Type::kNumber) steps.push_back(s["value"].number());
+    }
+    std::vector<double> in_queries;
+    for (const Json& t : (*panel)["targets"].items()) {
+      const std::string expr = t["expr"].str();
+      for (auto it = std::sregex_iterator(expr.begin(), expr.end(), number); it != std::sregex_iterator(); ++it) {
+        in_queries.push_back(std::stod((*it)[2].str()));
+      }
+    }
+    std::vector<double> wanted;
+    std::string wanted_text;
+    for (const std::string& alert : linked) {
+      for (const std::string& key : alerts.at(alert)) {
+        auto value = thresholds.find(key);
+        if (value == thresholds.end()) {
+          problems.push_back(where + ": " + alert + " uses " + key + ", which the thresholds do not set");
+          continue;
+        }
+        const double v = std::stod(value->second);
+        wanted.push_back(v);
+        wanted_text += " " + alert + " " + key + "=" + value->second;
+        const auto same = [v](double x) { return SameNumber(x, v); };
+        if (std::none_of(steps.begin(), steps.end(), same) &&
+            std::none_of(in_queries.begin(), in_queries.end(), same)) {
+          problems.push_back(where + ": " + alert + " fires at " + key + "=" + value->second +
+                             ", which no threshold step of the panel (nor its query) has");
+        }
+      }
+    }
+    if (wanted.empty()) continue;
+    for (double step : steps) {
+      if (std::none_of(wanted.begin(), wanted.end(), [step](double v) { return SameNumber(step, v); })) {
+        problems.push_back(where + ": threshold step " + FormatNumber(step) + " is none of its alerts' thresholds (" +
+                           wanted_text.substr(1) + ")");
+      }
+    }
+  }
+  return problems;
+}
+
 std::string Join(const std::vector<std::string>& lines) {
   std::string out;
   for (const auto& l : lines) out += "  " + l + "\n";
@@ -649,6 +768,132 @@ TEST_F(DashboardsTest, ChecksCatchABrokenDashboard) {
            "pg_wal_bytes_total has no datname label"}) {
     EXPECT_NE(text.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << text;
   }
+}
+
+TEST_F(DashboardsTest, EveryStatTileQueriesTheValueNowAndNeverShowsNothing) {
+  int tiles = 0;
+  ExpectNoProblems([&tiles](const Dashboard& d) {
+    std::vector<std::string> problems;
+    for (const Json* panel : Panels(d.json)) {
+      const std::string type = (*panel)["type"].str();
+      if (type != "stat" && type != "gauge") continue;
+      ++tiles;
+      // A range query reduced to its last value keeps a dead server's last "up" for the whole range.
+      for (const Json& t : (*panel)["targets"].items()) {
+        if (!t["instant"].boolean() || t["range"].boolean()) {
+          problems.push_back(PanelName(d, *panel) + " query " + t["refId"].str() +
+                             ": a tile must query instantly (instant: true, range: false)");
+        }
+      }
+      if ((*panel)["fieldConfig"]["defaults"]["noValue"].str().empty()) {
+        problems.push_back(PanelName(d, *panel) + ": no noValue text, so an empty tile is ambiguous");
+      }
+    }
+    return problems;
+  });
+  EXPECT_GT(tiles, 30);
+}
+
+TEST_F(DashboardsTest, OverviewHealthStripMirrorsTheAlerts) {
+  const Dashboard* overview = nullptr;
+  for (const Dashboard& d : *dashboards_) {
+    if (d.file == "pgpulse-overview.json") overview = &d;
+  }
+  ASSERT_NE(overview, nullptr);
+  std::map<std::string, const Json*> by_title;
+  for (const Json* panel : Panels(overview->json)) by_title[(*panel)["title"].str()] = panel;
+  for (const char* title : {"Up", "Firing alerts", "Connections used", "Worst replay lag", "WAL receiver",
+                            "Longest transaction", "Longest lock wait", "Wraparound", "Filesystem free", "Archiving",
+                            "Failing collectors", "Blocked sessions"}) {
+    auto it = by_title.find(title);
+    if (it == by_title.end()) {
+      ADD_FAILURE() << "the overview has no tile \"" << title << "\"";
+      continue;
+    }
+    const Json& panel = *it->second;
+    EXPECT_TRUE(panel["type"].str() == "stat" || panel["type"].str() == "gauge") << title;
+    EXPECT_LT(panel["gridPos"]["y"].number(), 13) << title << " is not in the strip at the top";
+    ASSERT_FALSE(panel["targets"].items().empty()) << title;
+    const std::string expr = panel["targets"].items().front()["expr"].str();
+    if (std::string(title) == "Firing alerts") {
+      EXPECT_NE(expr.find("ALERTS{alertstate=\"firing\""), std::string::npos) << expr;
+      EXPECT_NE(expr.find("or on (instance) (0 * up{"), std::string::npos) << "0 must be a value, not no data";
+    } else if (std::string(title) != "Blocked sessions") {
+      bool runbook = false;
+      for (const Json& l : panel["links"].items()) runbook |= l["url"].str().find("runbooks.md#") != std::string::npos;
+      EXPECT_TRUE(runbook) << title << " links to no alert's runbook section";
+    }
+  }
+}
+
+TEST_F(DashboardsTest, PanelThresholdsAreTheThresholdsOfTheAlertsTheyLinkTo) {
+  const auto thresholds = ReadThresholds(kSourceDir + "/alerts/thresholds.yaml");
+  const auto alerts = AlertThresholdKeys();
+  ASSERT_EQ(alerts.at("PostgreSQLConnectionsNearLimit"), std::set<std::string>{"connections_warning_ratio"});
+  ASSERT_EQ(alerts.at("PostgreSQLLowCacheHitRatio"), std::set<std::string>{"cache_hit_ratio"});
+  int linked = 0;
+  for (const Dashboard& d : *dashboards_) {
+    for (const Json* panel : Panels(d.json)) {
+      for (const Json& l : (*panel)["links"].items()) {
+        linked += l["url"].str().find("runbooks.md#") != std::string::npos;
+      }
+    }
+  }
+  EXPECT_GE(linked, 30) << "panels link to alerts' runbook sections; the check below needs those links";
+  ExpectNoProblems([&](const Dashboard& d) { return ThresholdProblems(d, thresholds, alerts); });
+}
+
+// A panel coloured at its own numbers (the old 0.75/0.9 connections gauge) or linking to an alert that does not
+// exist is caught by name.
+TEST_F(DashboardsTest, ThresholdCheckCatchesAPanelThatDisagreesWithItsAlert) {
+  const Dashboard broken{"pgpulse-broken.json", Json::Parse(R"json({"panels": [
+      {"id": 6, "type": "gauge", "title": "Connections used",
+       "links": [{"url": "https://x/alerts/runbooks.md#postgresqlconnectionsnearlimit"},
+                 {"url": "https://x/alerts/runbooks.md#postgresqlconnectionsexhausted"},
+                 {"url": "https://x/alerts/runbooks.md#postgresqlnosuchalert"}],
+       "fieldConfig": {"defaults": {"thresholds": {"steps": [
+           {"color": "green", "value": null}, {"color": "orange", "value": 0.75}, {"color": "red", "value": 0.95}]}}},
+       "targets": [{"refId": "A", "expr": "pg_connections / pg_connections_max"}]}]})json")};
+  const std::string text =
+      Join(ThresholdProblems(broken, ReadThresholds(kSourceDir + "/alerts/thresholds.yaml"), AlertThresholdKeys()));
+  for (const char* want : {"PostgreSQLConnectionsNearLimit fires at connections_warning_ratio=0.8",
+                           "threshold step 0.75 is none of its alerts' thresholds",
+                           "links to https://x/alerts/runbooks.md#postgresqlnosuchalert, a runbook section of no"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << text;
+  }
+  EXPECT_EQ(text.find("fires at connections_critical_ratio"), std::string::npos) << "0.95 is drawn:\n" << text;
+}
+
+// A site that regenerates its rules with other thresholds gets dashboards coloured at those.
+TEST_F(DashboardsTest, GeneratorGivesDashboardsTheThresholdsOfASiteFile) {
+  const std::string site = WriteTempFile("dashboards_site_thresholds.yaml",
+                                         "connections_warning_ratio: 0.7\narchive_stale_seconds: 7200\n");
+  const std::string out = std::filesystem::path(site).parent_path().string() + "/site";
+  const CommandResult r = RunCommand(
+      {"bash", kSourceDir + "/alerts/generate.sh", "--thresholds", site, "--out", out, "--dashboards", out + "/d"});
+  ASSERT_EQ(r.exit_status, 0) << r.output;
+  auto thresholds = ReadThresholds(kSourceDir + "/alerts/thresholds.yaml");
+  const auto stock = thresholds;
+  thresholds["connections_warning_ratio"] = "0.7";
+  thresholds["archive_stale_seconds"] = "7200";
+  std::vector<std::string> errors;
+  const std::vector<Dashboard> generated = LoadDashboards(&errors, out + "/d");
+  ASSERT_TRUE(errors.empty()) << Join(errors);
+  ASSERT_EQ(generated.size(), dashboards_->size());
+  std::vector<std::string> against_site, against_stock;
+  for (const Dashboard& d : generated) {
+    for (const auto& p : ThresholdProblems(d, thresholds, AlertThresholdKeys())) against_site.push_back(p);
+    for (const auto& p : ThresholdProblems(d, stock, AlertThresholdKeys())) against_stock.push_back(p);
+  }
+  EXPECT_TRUE(against_site.empty()) << Join(against_site);
+  const std::string stale = Join(against_stock);
+  EXPECT_NE(stale.find("\"Connections used\": threshold step 0.7 is none"), std::string::npos) << stale;
+  EXPECT_NE(stale.find("\"Archiving\": PostgreSQLArchivingStale fires at archive_stale_seconds=3600"),
+            std::string::npos)
+      << stale;
+  const std::string rules = ReadFile(out + "/pgpulse-rules.yml");
+  EXPECT_NE(rules.find("> 7200"), std::string::npos) << "the rules and the dashboards come from one run";
+  std::filesystem::remove_all(out);
 }
 
 TEST_F(DashboardsTest, ProvisioningPointsGrafanaAtTheDashboardsAndAPrometheusDatasource) {
