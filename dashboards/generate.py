@@ -132,9 +132,13 @@ PANELS = {
     "pgpulse-overview": {
         "Up": {"expr": {"A": 'pg_up{' + JI + '}\nor on (instance) (0 * up{' + JI + '})'},
                "steps": steps(("red", None), ("green", 1)), "alerts": ["PostgreSQLDown", "PgpulseExporterDown"]},
-        "Uptime": {"steps": steps(("orange", None), ("green", "restarted_within_seconds")),
+        "Role": {"expr": {"A": 'pg_replication_is_replica{' + JI + '}' + UNKNOWN_IF_DOWN}},
+        "Version": {"expr": {"A": 'max by (instance, target, server_version) (pg_info{' + JI + '})'
+                                  + UNKNOWN_IF_DOWN}},
+        "Uptime": {"expr": {"A": 'time() - pg_postmaster_start_time_seconds{' + JI + '}' + UNKNOWN_IF_DOWN},
+                   "steps": steps(("orange", None), ("green", "restarted_within_seconds")),
                    "alerts": ["PostgreSQLRestarted"]},
-        "Connections used": {"expr": {"A": CONNECTIONS},
+        "Connections used": {"expr": {"A": CONNECTIONS + UNKNOWN_IF_DOWN},
                              "steps": steps(("green", None), ("orange", "connections_warning_ratio"),
                                             ("red", "connections_critical_ratio")),
                              "alerts": ["PostgreSQLConnectionsNearLimit", "PostgreSQLConnectionsExhausted"]},

@@ -12,7 +12,9 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -167,6 +169,8 @@ std::string VariableQuery(const Json& variable) {
 struct Evaluation {
   int queries = 0;
   std::vector<std::string> problems;  // each names the dashboard, the panel or variable, and the query
+  // What each stat or gauge tile shows: "file: title" -> its samples (one per instance and target).
+  std::map<std::string, std::vector<PrometheusServer::Sample>> tiles;
 };
 
 // Resolves the dashboard's variables against Prometheus as Grafana would (every value of a multi-value variable,
@@ -202,7 +206,8 @@ void Evaluate(const PrometheusServer& prometheus, const std::string& file, const
     const std::string selector = query.substr(open + 1, comma - open - 1);
     std::set<std::string> found;
     try {
-      for (const auto& sample : prometheus.Query("group by (" + label + ") (" + selector + ")")) {
+      // Grafana lists the values seen over the dashboard's time range, so a server that just died stays selectable.
+      for (const auto& sample : prometheus.Query("group by (" + label + ") (last_over_time(" + selector + "[1h]))")) {
         auto it = sample.labels.find(label);
         if (it != sample.labels.end() && !it->second.empty()) found.insert(it->second);
       }
@@ -243,12 +248,67 @@ void Evaluate(const PrometheusServer& prometheus, const std::string& file, const
       for (const auto& name : unknown) result.problems.push_back(where.str() + ": unknown variable $" + name);
       ++result.queries;
       try {
-        if (prometheus.Query(expr).empty()) result.problems.push_back(where.str() + ": no series from\n" + expr);
+        const auto samples = prometheus.Query(expr);
+        if (samples.empty()) result.problems.push_back(where.str() + ": no series from\n" + expr);
+        if (panel["type"].str() == "stat" || panel["type"].str() == "gauge") {
+          auto& tile = result.tiles[file + ": " + panel["title"].str()];
+          tile.insert(tile.end(), samples.begin(), samples.end());
+        }
       } catch (const std::exception& e) {
         result.problems.push_back(where.str() + ": " + e.what());
       }
     }
   }
+}
+
+std::string Join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += "  " + l + "\n";
+  return out;
+}
+
+// The overview's tiles as an on-call engineer reads them: each must show every server of the selection (a value,
+// "unknown" (NaN) only where allowed), never drop one silently.
+std::vector<std::string> TileProblems(const Evaluation& overview, const std::set<std::string>& instances,
+                                      bool unknown_allowed_for_standby, const std::string& standby) {
+  std::vector<std::string> problems;
+  for (const auto& [tile, samples] : overview.tiles) {
+    for (const std::string& instance : instances) {
+      auto it = std::find_if(samples.begin(), samples.end(), [&](const PrometheusServer::Sample& s) {
+        auto label = s.labels.find("instance");
+        return label != s.labels.end() && label->second == instance;
+      });
+      if (it == samples.end()) {
+        problems.push_back(tile + ": nothing for " + instance + " (Grafana would show that server as missing)");
+      } else if (std::isnan(it->value) && !(unknown_allowed_for_standby && instance == standby)) {
+        problems.push_back(tile + ": unknown (NaN) for " + instance + ", a healthy server");
+      }
+    }
+  }
+  return problems;
+}
+
+// The value a tile shows for one instance; NaN if none.
+double TileValue(const Evaluation& e, const std::string& tile, const std::string& instance) {
+  auto t = e.tiles.find(tile);
+  if (t == e.tiles.end()) return std::nan("");
+  for (const auto& s : t->second) {
+    auto label = s.labels.find("instance");
+    if (label != s.labels.end() && label->second == instance) return s.value;
+  }
+  return std::nan("");
+}
+
+int FiringFor(const PrometheusServer& prometheus, const std::string& instance, std::string& names) {
+  int n = 0;
+  for (const auto& a : prometheus.Alerts()) {
+    auto label = a.labels.find("instance");
+    if (a.state == "firing" && label != a.labels.end() && label->second == instance) {
+      ++n;
+      names += " " + a.alertname;
+    }
+  }
+  return n;
 }
 
 TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
@@ -309,7 +369,16 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.
   auto bouncer = PgBouncerServer::Start(*primary, {});
   auto bouncer_agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
+  // The shipped rules, with PostgreSQLDown firing at once and PostgreSQLRestarted silent for these fresh servers,
+  // so that the firing-alerts tile has 0 to show on the healthy pair and something during the incident.
+  const std::string site =
+      WriteTempFile("dashboards_e2e_thresholds.yaml", "postgres_down_for: 0s\nrestarted_within_seconds: 1\n");
+  const std::string rules_dir = std::filesystem::path(site).parent_path().string() + "/dashboards_e2e_rules";
+  const CommandResult generated = RunCommand(
+      {"bash", std::string(PGPULSE_SOURCE_DIR) + "/alerts/generate.sh", "--thresholds", site, "--out", rules_dir});
+  ASSERT_EQ(generated.exit_status, 0) << generated.output;
   PrometheusServer::Options options;
+  options.rule_files.push_back(rules_dir + "/pgpulse-rules.yml");
   options.targets.push_back({"pgpulse-primary", "127.0.0.1:" + std::to_string(primary_agent->port())});
   options.targets.push_back({"pgpulse-standby", "127.0.0.1:" + std::to_string(standby_agent->port())});
   options.targets.push_back({"pgpulse-pgbouncer", "127.0.0.1:" + std::to_string(bouncer_agent->port())});
@@ -333,7 +402,95 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
                                      << " queries or variables without data after " << Seconds(scraping)
                                      << " s of scraping:\n"
                                      << report;
-  if (last.problems.empty()) {
+  const std::string primary_instance = "127.0.0.1:" + std::to_string(primary_agent->port());
+  const std::string standby_instance = "127.0.0.1:" + std::to_string(standby_agent->port());
+  const std::set<std::string> instances = {primary_instance, standby_instance};
+  const Json* overview = nullptr;
+  for (const auto& [file, json] : dashboards) {
+    if (file == "pgpulse-overview.json") overview = &json;
+  }
+  ASSERT_NE(overview, nullptr);
+  const std::string firing_tile = "pgpulse-overview.json: Firing alerts";
+  const std::string up_tile = "pgpulse-overview.json: Up";
+  // Evaluates the overview until done(e) or timeout; returns the last evaluation.
+  const auto overview_until = [&](const std::function<bool(const Evaluation&)>& done, double timeout) {
+    const auto since = Clock::now();
+    Evaluation e;
+    do {
+      e = Evaluation{};
+      Evaluate(*prometheus, "pgpulse-overview.json", *overview, {}, e);
+      if (done(e)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    } while (Seconds(since) < timeout);
+    return e;
+  };
+  const auto firing_matches = [&](const Evaluation& e, const std::string& instance, int at_least) {
+    std::string names;
+    const int firing = FiringFor(*prometheus, instance, names);
+    return firing >= at_least && TileValue(e, firing_tile, instance) == firing;
+  };
+
+  // Healthy: every tile shows both servers, nothing unknown, and no alert fires (the tile says 0).
+  Evaluation healthy = overview_until(
+      [&](const Evaluation& e) {
+        return TileProblems(e, instances, false, "").empty() && TileValue(e, firing_tile, primary_instance) == 0 &&
+               TileValue(e, firing_tile, standby_instance) == 0;
+      },
+      20);
+  std::string names;
+  EXPECT_TRUE(TileProblems(healthy, instances, false, "").empty())
+      << Join(TileProblems(healthy, instances, false, ""));
+  FiringFor(*prometheus, primary_instance, names);
+  FiringFor(*prometheus, standby_instance, names);
+  EXPECT_EQ(TileValue(healthy, firing_tile, primary_instance), 0) << "firing:" << names;
+  EXPECT_EQ(TileValue(healthy, firing_tile, standby_instance), 0) << "firing:" << names;
+  EXPECT_EQ(TileValue(healthy, up_tile, standby_instance), 1);
+  EXPECT_GE(healthy.tiles.size(), 15u);
+
+  // Incident 1: the standby's server stops, its agent stays. Up turns 0 (down), the firing-alerts tile counts
+  // PostgreSQLDown (and whatever else fires for it), and no tile loses the standby.
+  const auto down_since = Clock::now();
+  standby->Stop();
+  Evaluation server_down = overview_until(
+      [&](const Evaluation& e) {
+        return TileValue(e, up_tile, standby_instance) == 0 && firing_matches(e, standby_instance, 1) &&
+               TileProblems(e, instances, true, standby_instance).empty();
+      },
+      30);
+  names.clear();
+  const int firing = FiringFor(*prometheus, standby_instance, names);
+  EXPECT_EQ(TileValue(server_down, up_tile, standby_instance), 0);
+  EXPECT_GE(firing, 1) << "PostgreSQLDown (for: 0s) should fire for the stopped standby";
+  EXPECT_EQ(TileValue(server_down, firing_tile, standby_instance), firing) << "firing:" << names;
+  EXPECT_NE(names.find("PostgreSQLDown"), std::string::npos) << names;
+  EXPECT_TRUE(TileProblems(server_down, instances, true, standby_instance).empty())
+      << Join(TileProblems(server_down, instances, true, standby_instance));
+  const double server_down_seconds = Seconds(down_since);
+
+  // Incident 2: the standby's agent dies too: its series go stale, Prometheus's own `up` keeps the server on
+  // every tile (Up says down, the rest unknown) instead of letting it vanish.
+  standby_agent->Stop();
+  Evaluation agent_down = overview_until(
+      [&](const Evaluation& e) {
+        // Only once Prometheus has marked the dead agent's series stale (its next scrape failed).
+        return prometheus->Query("pg_up{instance=\"" + standby_instance + "\"}").empty() &&
+               TileValue(e, up_tile, standby_instance) == 0 &&
+               TileProblems(e, instances, true, standby_instance).empty() &&
+               std::isnan(TileValue(e, "pgpulse-overview.json: Role", standby_instance));
+      },
+      30);
+  EXPECT_TRUE(prometheus->Query("pg_up{instance=\"" + standby_instance + "\"}").empty()) << "pg_up never went stale";
+  EXPECT_EQ(TileValue(agent_down, up_tile, standby_instance), 0);
+  EXPECT_TRUE(std::isnan(TileValue(agent_down, "pgpulse-overview.json: Role", standby_instance)))
+      << "the dead agent's last role is shown as if current";
+  EXPECT_TRUE(TileProblems(agent_down, instances, true, standby_instance).empty())
+      << Join(TileProblems(agent_down, instances, true, standby_instance));
+  EXPECT_EQ(TileValue(agent_down, up_tile, primary_instance), 1);
+
+  if (!::testing::Test::HasFailure()) {
+    std::cout << "dashboards_e2e: " << healthy.tiles.size() << " overview tiles show both servers healthy, "
+              << "while the standby's server is down (" << firing << " firing, seen after " << server_down_seconds
+              << " s) and while its agent is gone" << std::endl;
     std::cout << "dashboards_e2e: " << last.queries << " panel queries in " << dashboards.size()
               << " dashboards; setup " << setup_seconds << " s (stanza and full backup " << backup_seconds
               << " s); every query had data in round " << rounds << ", "
