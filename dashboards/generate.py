@@ -144,6 +144,20 @@ PANELS = {
                              "alerts": ["PostgreSQLConnectionsNearLimit", "PostgreSQLConnectionsExhausted"]},
         "Blocked sessions": {"expr": {"A": 'sum by (instance, target) (pg_locks_blocked_sessions{' + JI
                                            + ',datname=~"$datname"})' + ZERO_IF_UP + UNKNOWN_IF_DOWN}},
+        "Temporary files written": {"steps": steps(("green", None), ("red", "temp_bytes_per_second")),
+                                    "alerts": ["PostgreSQLTempFileSpill"]},
+        "Checkpoints per hour": {"alerts": ["PostgreSQLCheckpointsRequested"]},
+        "Checksum failures": {"expr": {"A": 'sum by (instance, target) (pg_database_checksum_failures_total{' + JI
+                                            + ',datname=~"$datname"})' + ZERO_IF_UP + UNKNOWN_IF_DOWN},
+                              "steps": steps(("green", None), ("red", 1)), "alerts": ["PostgreSQLChecksumFailures"]},
+        "Settings pending restart": {"expr": {"A": 'max by (instance, target) (pg_settings_pending_restart{' + JI
+                                                   + '})' + ZERO_IF_UP + UNKNOWN_IF_DOWN},
+                                     "steps": steps(("green", None), ("orange", 1)),
+                                     "alerts": ["PostgreSQLSettingsPendingRestart"]},
+        "Sequence nearest exhaustion": {"expr": {"A": 'max by (instance, target) (pg_sequence_used_ratio{' + JI
+                                                      + ',datname=~"$datname"})' + ZERO_IF_UP + UNKNOWN_IF_DOWN},
+                                        "steps": steps(("green", None), ("red", "sequence_used_ratio")),
+                                        "alerts": ["PostgreSQLSequenceNearExhaustion"]},
         "Cache hit ratio": {"steps": steps(("red", None), ("green", "cache_hit_ratio")),
                             "alerts": ["PostgreSQLLowCacheHitRatio"]},
         "Oldest transaction": {"steps": steps(("green", None), ("red", "long_transaction_seconds")),
@@ -186,6 +200,7 @@ PANELS = {
     "pgpulse-backups": {
         "Since last full backup": {"steps": steps(("green", None), ("red", "backup_full_max_age_seconds")),
                                    "alerts": ["PostgreSQLBackupFullTooOld"]},
+        "Backups with errors": {"alerts": ["PostgreSQLBackupErrors"]},
         "Since last backup": {"steps": steps(("green", None), ("red", "backup_full_max_age_seconds")),
                               "alerts": ["PostgreSQLBackupFullTooOld"]},
     },

@@ -896,6 +896,59 @@ TEST_F(DashboardsTest, GeneratorGivesDashboardsTheThresholdsOfASiteFile) {
   std::filesystem::remove_all(out);
 }
 
+// The rules' expressions, from the generated rule file: "expr: X" or "expr: |" and the lines indented below it.
+std::map<std::string, std::string> AlertExpressions() {
+  std::map<std::string, std::string> out;
+  std::istringstream in(ReadFile(kSourceDir + "/alerts/pgpulse-rules.yml"));
+  const std::regex alert(R"(^\s*- alert:\s*([A-Za-z0-9]+))");
+  const std::regex expr(R"(^(\s*)expr:\s*(.*)$)");
+  std::string line, current;
+  size_t block_indent = std::string::npos;  // inside "expr: |": lines indented deeper than the key
+  while (std::getline(in, line)) {
+    std::smatch m;
+    const size_t indent = line.find_first_not_of(' ');
+    if (block_indent != std::string::npos) {
+      if (indent != std::string::npos && indent > block_indent) {
+        out[current] += line + "\n";
+        continue;
+      }
+      block_indent = std::string::npos;
+    }
+    if (std::regex_search(line, m, alert)) {
+      current = m[1];
+    } else if (!current.empty() && std::regex_search(line, m, expr)) {
+      if (m[2] == "|") {
+        block_indent = m[1].length();
+      } else {
+        out[current] = m[2];
+      }
+    }
+  }
+  return out;
+}
+
+// What is alerted is plotted: the on-call engineer paged by an alert finds its metric on a dashboard.
+TEST_F(DashboardsTest, EveryMetricAnAlertUsesIsOnADashboard) {
+  std::set<std::string> plotted;
+  for (const Dashboard& d : *dashboards_) {
+    for (const Json* panel : Panels(d.json)) {
+      for (const Json& t : (*panel)["targets"].items()) {
+        for (const Selector& sel : ScanPromQL(t["expr"].str()).selectors) plotted.insert(sel.metric);
+      }
+    }
+  }
+  const auto alerts = AlertExpressions();
+  ASSERT_GE(alerts.size(), 40u);
+  ASSERT_NE(alerts.at("PostgreSQLConnectionsNearLimit").find("pg_connections_reserved_superuser"), std::string::npos);
+  std::set<std::string> missing;
+  for (const auto& [alert, expr] : alerts) {
+    for (const Selector& sel : ScanPromQL(expr).selectors) {
+      if (!plotted.count(sel.metric)) missing.insert(alert + " uses " + sel.metric + ", on no dashboard");
+    }
+  }
+  EXPECT_TRUE(missing.empty()) << Join({missing.begin(), missing.end()});
+}
+
 TEST_F(DashboardsTest, ProvisioningPointsGrafanaAtTheDashboardsAndAPrometheusDatasource) {
   const std::string provider = ReadFile(kSourceDir + "/packaging/grafana/provisioning/dashboards/pgpulse.yaml");
   EXPECT_NE(provider.find("apiVersion: 1"), std::string::npos) << provider;
