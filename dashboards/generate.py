@@ -6,6 +6,7 @@ key); standalone: dashboards/generate.py [--thresholds FILE]... [--out DIR]. Rea
 to DIR (default: in place). What it maintains, and nothing else:
   - the overview's health strip (HEALTH_TILES below): query, thresholds, mappings, links, no-data text;
   - threshold steps, @@key@@ values in queries and runbook links of the panels in PANELS;
+  - restart and failover annotations on the dashboards of PostgreSQL servers;
   - every stat and gauge panel queries instantly (the value now, not the last one of the range) and has a
     "no data" text, so that an empty tile never passes for a healthy one.
 Standard library only (python3 is in every Debian).
@@ -214,6 +215,29 @@ PANELS = {
 }
 
 
+# Marks on every PostgreSQL dashboard's graphs where a server restarted or changed role (failover, promotion).
+ANNOTATIONS = [
+    {"name": "Restarts", "iconColor": "orange",
+     "expr": 'changes(pg_postmaster_start_time_seconds{' + JI + '}[$__interval]) > 0',
+     "titleFormat": "PostgreSQL restarted", "textFormat": "{{instance}} {{target}}"},
+    {"name": "Failovers", "iconColor": "red",
+     "expr": 'changes(pg_replication_is_replica{' + JI + '}[$__interval]) > 0',
+     "titleFormat": "Role changed (failover or promotion)", "textFormat": "{{instance}} {{target}}"},
+]
+
+
+def annotations(dashboard):
+    """Replaces this script's annotations, keeps any other; only on dashboards whose servers come from pg_up."""
+    ours = {a["name"] for a in ANNOTATIONS}
+    kept = [a for a in dashboard.get("annotations", {}).get("list", []) if a.get("name") not in ours]
+    instance = next((v for v in dashboard["templating"]["list"] if v["name"] == "instance"), None)
+    query = instance and (instance["query"]["query"] if isinstance(instance["query"], dict) else instance["query"])
+    if not query or "pg_up" not in query:
+        return {"list": kept}
+    return {"list": kept + [dict(a, datasource=DS, enable=True, hide=False, step="60s", useValueForTime=False)
+                            for a in ANNOTATIONS]}
+
+
 def read_thresholds(paths):
     """key -> value text, as alerts/generate.sh reads them: later files override, unknown keys are errors."""
     values = {}
@@ -307,6 +331,7 @@ def apply(dashboard, values):
         if spec.get("alerts"):
             p["links"] = [l for l in p.get("links", []) if not l.get("title", "").startswith("Runbook: ")]
             p["links"] += runbook_links(spec["alerts"], values)
+    dashboard["annotations"] = annotations(dashboard)
     if uid == "pgpulse-overview":
         owned = {t["id"] for t in HEALTH_TILES}
         tiles = [health_tile(t, values) for t in HEALTH_TILES]

@@ -232,6 +232,18 @@ void Evaluate(const PrometheusServer& prometheus, const std::string& file, const
     }
   }
 
+  // Annotations (restarts, failovers) are empty on a healthy pair; they must still be valid PromQL.
+  for (const Json& a : dashboard["annotations"]["list"].items()) {
+    if (a["expr"].str().empty()) continue;
+    std::set<std::string> unknown;
+    const std::string expr = Substitute(a["expr"].str(), values, unknown);
+    for (const auto& u : unknown) result.problems.push_back(file + " annotation " + a["name"].str() + ": $" + u);
+    try {
+      prometheus.Query(expr);
+    } catch (const std::exception& e) {
+      result.problems.push_back(file + " annotation " + a["name"].str() + ": " + e.what());
+    }
+  }
   std::vector<const Json*> panels;  // collapsed rows hold their panels
   for (const Json& panel : dashboard["panels"].items()) {
     panels.push_back(&panel);

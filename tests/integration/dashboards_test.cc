@@ -533,6 +533,11 @@ std::vector<std::string> QueryProblems(const Dashboard& d, const Reference& ref)
       CheckSelectors(PanelName(d, *panel) + " query " + t["refId"].str(), t["expr"].str(), filters, ref, problems);
     }
   }
+  for (const Json& a : d.json["annotations"]["list"].items()) {
+    if (!a["expr"].str().empty()) {
+      CheckSelectors(d.file + " annotation " + a["name"].str(), a["expr"].str(), filters, ref, problems);
+    }
+  }
   return problems;
 }
 
@@ -792,6 +797,18 @@ TEST_F(DashboardsTest, EveryStatTileQueriesTheValueNowAndNeverShowsNothing) {
     return problems;
   });
   EXPECT_GT(tiles, 30);
+}
+
+TEST_F(DashboardsTest, PostgreSQLDashboardsMarkRestartsAndFailovers) {
+  int marked = 0;
+  for (const Dashboard& d : *dashboards_) {
+    std::set<std::string> names;
+    for (const Json& a : d.json["annotations"]["list"].items()) names.insert(a["name"].str());
+    const bool of_servers = VariableQuery(*Variable(d.json, "instance")).find("pg_up") != std::string::npos;
+    EXPECT_EQ(of_servers, names.count("Restarts") == 1 && names.count("Failovers") == 1) << d.file;
+    marked += of_servers;
+  }
+  EXPECT_GE(marked, 6);
 }
 
 TEST_F(DashboardsTest, OverviewHealthStripMirrorsTheAlerts) {
