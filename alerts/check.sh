@@ -37,6 +37,9 @@ for a in "${alerts[@]}"; do
   grep -q 'description:.*{{ *\$labels\.instance *}}' <<<"$block" || problem "$a: description must name the instance"
   grep -q "runbook_url: .*#${a,,}\$" <<<"$block" || problem "$a: runbook_url must point at #${a,,}"
   grep -q "^## $a\$" runbooks.md || problem "$a: no '## $a' section in runbooks.md"
+  uid=$(sed -n 's|^ *dashboard_url: .*/d/\([a-z-]*\)?.*instance={{ *\$labels\.instance *}}.*|\1|p' <<<"$block")
+  [[ -n $uid && -f ../dashboards/$uid.json ]] ||
+    problem "$a: dashboard_url must open one of dashboards/*.json (/d/<uid>?...) at the alert's instance"
   # promtool tests: one case expecting it to fire, one expecting silence.
   grep -A1 -h "alertname: $a\$" tests/*.test.yml | grep -q 'exp_alerts: \[\]' || problem "$a: no test where it must stay silent"
   grep -A2 -h "alertname: $a\$" tests/*.test.yml | grep -q 'exp_labels' || problem "$a: no test where it fires"

@@ -572,7 +572,7 @@ std::map<std::string, std::set<std::string>> AlertThresholdKeys() {
       out[current];
       continue;
     }
-    if (current.empty() || line.find("runbook_url") != std::string::npos) continue;
+    if (current.empty() || line.find("_url:") != std::string::npos) continue;  // runbook_url, dashboard_url
     for (auto it = std::sregex_iterator(line.begin(), line.end(), key); it != std::sregex_iterator(); ++it) {
       if (!std::regex_search((*it)[1].str(), ignored)) out[current].insert((*it)[1]);
     }
