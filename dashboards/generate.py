@@ -64,7 +64,7 @@ HEALTH_TILES = [
                     "(pg_replication_wal_receiver_connected); a primary shows primary.",
      "expr": 'max by (instance, target) (pg_replication_wal_receiver_connected{' + JI + '})\n'
              'and on (instance, target) (pg_replication_is_replica{' + JI + '} == 1)\n'
-             'or on (instance, target) (2 * (pg_replication_is_replica{' + JI + '} == 0))' + UNKNOWN_IF_DOWN,
+             'or on (instance, target) (2 + 0 * (pg_replication_is_replica{' + JI + '} == 0))' + UNKNOWN_IF_DOWN,
      "steps": steps(("red", None), ("green", 1)),
      "mappings": [value_map({0: ("not streaming", "red"), 1: ("streaming", "green"), 2: ("primary", "blue")})],
      "alerts": ["PostgreSQLStandbyNotStreaming"], "links": [link("Replication", "pgpulse-replication")]},

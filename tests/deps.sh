@@ -15,6 +15,7 @@ packages=(
   postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
   mount util-linux
+  python3-matplotlib
 )
 # Debian's npm (with its nodejs) only when no npm is on PATH: a machine with NodeSource's nodejs has npm
 # bundled, and Debian's npm package would conflict with it.

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -323,6 +324,20 @@ int FiringFor(const PrometheusServer& prometheus, const std::string& instance, s
   return n;
 }
 
+// With PGPULSE_RENDER_DASHBOARDS=DIR (dashboards/render.sh), draws dashboards as PNGs into DIR from the same
+// queries against this Prometheus (dashboards/render.py, python3-matplotlib).
+void Render(const PrometheusServer& prometheus, const std::vector<std::string>& files, const std::string& suffix) {
+  const char* out = std::getenv("PGPULSE_RENDER_DASHBOARDS");
+  if (!out || !*out) return;
+  std::vector<std::string> argv = {"/usr/bin/python3", std::string(PGPULSE_SOURCE_DIR) + "/dashboards/render.py",
+                                   "--prometheus", prometheus.url(""), "--out", out, "--minutes", "2",
+                                   "--suffix=" + suffix};
+  for (const auto& f : files) argv.push_back(std::string(PGPULSE_SOURCE_DIR) + "/dashboards/" + f);
+  const CommandResult r = RunCommand(argv, {}, 300);
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  std::cout << r.output;
+}
+
 TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const auto start = Clock::now();
   std::vector<std::pair<std::string, Json>> dashboards;
@@ -456,8 +471,23 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   FiringFor(*prometheus, standby_instance, names);
   EXPECT_EQ(TileValue(healthy, firing_tile, primary_instance), 0) << "firing:" << names;
   EXPECT_EQ(TileValue(healthy, firing_tile, standby_instance), 0) << "firing:" << names;
+  // What the healthy pair's tiles say, read as their value mappings do.
+  EXPECT_EQ(TileValue(healthy, up_tile, primary_instance), 1);
   EXPECT_EQ(TileValue(healthy, up_tile, standby_instance), 1);
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Role", primary_instance), 0);
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Role", standby_instance), 1);
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: WAL receiver", primary_instance), 2) << "primary";
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: WAL receiver", standby_instance), 1) << "streaming";
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Archiving", primary_instance), 0) << "ok";
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Failing collectors", primary_instance), 0);
   EXPECT_GE(healthy.tiles.size(), 15u);
+
+  if (std::getenv("PGPULSE_RENDER_DASHBOARDS")) {
+    std::this_thread::sleep_for(std::chrono::seconds(90));  // pictures with a couple of minutes of lines
+    std::vector<std::string> files;
+    for (const auto& [file, json] : dashboards) files.push_back(file);
+    Render(*prometheus, files, "");
+  }
 
   // Incident 1: the standby's server stops, its agent stays. Up turns 0 (down), the firing-alerts tile counts
   // PostgreSQLDown (and whatever else fires for it), and no tile loses the standby.
@@ -478,6 +508,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   EXPECT_TRUE(TileProblems(server_down, instances, true, standby_instance).empty())
       << Join(TileProblems(server_down, instances, true, standby_instance));
   const double server_down_seconds = Seconds(down_since);
+  Render(*prometheus, {"pgpulse-overview.json"}, "-standby-down");
 
   // Incident 2: the standby's agent dies too: its series go stale, Prometheus's own `up` keeps the server on
   // every tile (Up says down, the rest unknown) instead of letting it vanish.
