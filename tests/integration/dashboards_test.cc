@@ -799,6 +799,28 @@ TEST_F(DashboardsTest, EveryStatTileQueriesTheValueNowAndNeverShowsNothing) {
   EXPECT_GT(tiles, 30);
 }
 
+// topk() alone picks a new top set at every step, so an hour of "top 5" draws dozens of series; ranking once, on
+// the average over the whole range (@ end()), keeps the same N lines across the graph.
+TEST_F(DashboardsTest, TopNPanelsRankOnceOverTheRange) {
+  int top_n = 0;
+  ExpectNoProblems([&top_n](const Dashboard& d) {
+    std::vector<std::string> problems;
+    for (const Json* panel : Panels(d.json)) {
+      if ((*panel)["title"].str().rfind("Top $topn", 0) != 0) continue;
+      ++top_n;
+      for (const Json& t : (*panel)["targets"].items()) {
+        const std::string expr = t["expr"].str();
+        if (expr.find("and topk($topn, avg_over_time(") == std::string::npos ||
+            expr.find("[$__range:$__interval] @ end()))") == std::string::npos) {
+          problems.push_back(PanelName(d, *panel) + ": picks its top set per step, not once over the range");
+        }
+      }
+    }
+    return problems;
+  });
+  EXPECT_GE(top_n, 14);
+}
+
 TEST_F(DashboardsTest, PostgreSQLDashboardsMarkRestartsAndFailovers) {
   int marked = 0;
   for (const Dashboard& d : *dashboards_) {
