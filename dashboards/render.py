@@ -6,7 +6,8 @@ position with its title; time series as lines (and the alert threshold where the
 their value coloured and named as Grafana would (thresholds, value mappings, "no data"), tables as their first
 rows. Run by tests/e2e/dashboards_e2e_test.cc when PGPULSE_RENDER_DASHBOARDS names an output directory
 (dashboards/render.sh does that). Needs python3-matplotlib (tests/deps.sh).
-Usage: render.py --prometheus http://127.0.0.1:PORT --out DIR [--minutes N] [--suffix S] dashboard.json...
+Usage: render.py --prometheus http://127.0.0.1:PORT --out DIR [--minutes N] [--suffix S] [--var NAME=VALUE]...
+                 dashboard.json...
 """
 
 import argparse
@@ -48,7 +49,7 @@ def regex_escape(v):
     return "".join("\\\\" + c if c in "\\^$.|?*+()[]{}" else c for c in v)
 
 
-def resolve(base, dashboard, step):
+def resolve(base, dashboard, step, preferred):
     values = {"__rate_interval": "10s", "__interval": "%ds" % step, "__range": "5m", "__range_s": "300"}
     for v in dashboard["templating"]["list"]:
         name, kind = v["name"], v["type"]
@@ -67,11 +68,12 @@ def resolve(base, dashboard, step):
             joined = "|".join(regex_escape(f) for f in found)
             values[name] = joined if len(found) == 1 else "(" + joined + ")"
         else:
-            values[name] = regex_escape(found[0])
+            values[name] = regex_escape(preferred.get(name, found[0]))
     return values
 
 
 def legend(fmt, metric):
+    fmt = "" if fmt == "__auto" else fmt
     text = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: metric.get(m.group(1), ""), fmt or "")
     return " ".join(text.split()) or ",".join("%s=%s" % kv for kv in metric.items() if kv[0] != "__name__")
 
@@ -166,13 +168,13 @@ def draw_panel(ax, base, panel, values, start, end, step):
                 family="monospace", transform=ax.transAxes)
 
 
-def render(base, path, out, minutes, suffix=""):
+def render(base, path, out, minutes, suffix="", preferred=None):
     with open(path, encoding="utf-8") as f:
         dashboard = json.load(f)
     end = time.time()
     start = end - minutes * 60
     step = max(1, int(minutes * 60 / 200))
-    values = resolve(base, dashboard, step)
+    values = resolve(base, dashboard, step, preferred or {})
     panels = []
     for p in dashboard["panels"]:
         panels.append(p)
@@ -208,11 +210,13 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--minutes", type=int, default=3)
     parser.add_argument("--suffix", default="", help="added to each PNG's name, e.g. -standby-down")
+    parser.add_argument("--var", action="append", default=[], help="NAME=VALUE for a single-value variable")
     parser.add_argument("dashboards", nargs="+")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     for path in args.dashboards:
-        print("render.py: wrote", render(args.prometheus.rstrip("/"), path, args.out, args.minutes, args.suffix))
+        print("render.py: wrote", render(args.prometheus.rstrip("/"), path, args.out, args.minutes, args.suffix,
+                                           dict(v.split("=", 1) for v in args.var)))
 
 
 if __name__ == "__main__":

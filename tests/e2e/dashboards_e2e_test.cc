@@ -326,12 +326,13 @@ int FiringFor(const PrometheusServer& prometheus, const std::string& instance, s
 
 // With PGPULSE_RENDER_DASHBOARDS=DIR (dashboards/render.sh), draws dashboards as PNGs into DIR from the same
 // queries against this Prometheus (dashboards/render.py, python3-matplotlib).
-void Render(const PrometheusServer& prometheus, const std::vector<std::string>& files, const std::string& suffix) {
+void Render(const PrometheusServer& prometheus, const std::vector<std::string>& files, const std::string& suffix,
+            const std::string& queryid) {
   const char* out = std::getenv("PGPULSE_RENDER_DASHBOARDS");
   if (!out || !*out) return;
   std::vector<std::string> argv = {"/usr/bin/python3", std::string(PGPULSE_SOURCE_DIR) + "/dashboards/render.py",
                                    "--prometheus", prometheus.url(""), "--out", out, "--minutes", "2",
-                                   "--suffix=" + suffix};
+                                   "--suffix=" + suffix, "--var", "queryid=" + queryid};
   for (const auto& f : files) argv.push_back(std::string(PGPULSE_SOURCE_DIR) + "/dashboards/" + f);
   const CommandResult r = RunCommand(argv, {}, 300);
   EXPECT_EQ(r.exit_status, 0) << r.output;
@@ -486,7 +487,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
     std::this_thread::sleep_for(std::chrono::seconds(90));  // pictures with a couple of minutes of lines
     std::vector<std::string> files;
     for (const auto& [file, json] : dashboards) files.push_back(file);
-    Render(*prometheus, files, "");
+    Render(*prometheus, files, "", queryid);
   }
 
   // Incident 1: the standby's server stops, its agent stays. Up turns 0 (down), the firing-alerts tile counts
@@ -508,7 +509,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   EXPECT_TRUE(TileProblems(server_down, instances, true, standby_instance).empty())
       << Join(TileProblems(server_down, instances, true, standby_instance));
   const double server_down_seconds = Seconds(down_since);
-  Render(*prometheus, {"pgpulse-overview.json"}, "-standby-down");
+  Render(*prometheus, {"pgpulse-overview.json"}, "-standby-down", queryid);
 
   // Incident 2: the standby's agent dies too: its series go stale, Prometheus's own `up` keeps the server on
   // every tile (Up says down, the rest unknown) instead of letting it vanish.
