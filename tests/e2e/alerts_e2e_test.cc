@@ -67,6 +67,10 @@ checkpoints_for: 3s
 archiving_failing_for: 2s
 pending_restart_for: 3s
 statement_slowdown_for: 3s
+xmin_horizon_age_xids: 50
+xmin_horizon_for: 2s
+autovacuum_behind_for: 3s
+subscription_tables_not_ready_for: 3s
 )";
 
 // The alerts this test causes; none of them may be pending or firing while everything is healthy.
@@ -79,6 +83,8 @@ const std::set<std::string> kInduced = {
     "PostgreSQLArchivingFailing",
     "PostgreSQLReplicationLagBytes",
     "PostgreSQLReplicationLagSeconds",
+    "PostgreSQLXminHorizonHeldBack",
+    "PostgreSQLAutovacuumBehind",
 };
 
 double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
@@ -229,8 +235,8 @@ struct Scraped {
   std::string instance;
 };
 
-Scraped StartAgent(const PostgresServer& server, const std::string& job) {
-  Scraped s{AgentProcess::Start({}, {{"DATA_SOURCE_NAME", server.uri()}}), job, ""};
+Scraped StartAgent(const PostgresServer& server, const std::string& job, std::vector<std::string> args = {}) {
+  Scraped s{AgentProcess::Start(std::move(args), {{"DATA_SOURCE_NAME", server.uri()}}), job, ""};
   s.instance = "127.0.0.1:" + std::to_string(s.agent->port());
   return s;
 }
@@ -279,7 +285,9 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   auto alertmanager = AlertmanagerServer::Start(webhook->url());
 
   // primary: archiving (healthy at first), a replication slot, lock waits, and the writes its standby lags on.
-  auto primary = PostgresServer::Start({"archive_mode = on", "archive_command = '/bin/true'"});
+  // A prepared transaction (held to hold back the xmin horizon) needs max_prepared_transactions.
+  auto primary = PostgresServer::Start(
+      {"archive_mode = on", "archive_command = '/bin/true'", "max_prepared_transactions = 5"});
   // matrix.alerts.pg12 and .pg18 run this test with PGPULSE_PG_MAJOR set.
   Note("PostgreSQL " + primary->Query("SHOW server_version"));
   if (const char* major = std::getenv("PGPULSE_PG_MAJOR")) {
@@ -290,6 +298,9 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   // would otherwise queue behind the lock too.
   ExecIn(*primary, "app", "CREATE TABLE locked (id int)");
   primary->Exec("CREATE TABLE filler (id int, payload text)");
+  // Autovacuum is off for this table and its own threshold is 10 dead tuples: deleting rows puts it over for good.
+  primary->Exec("CREATE TABLE e2e_behind (id int) WITH (autovacuum_enabled = false, autovacuum_vacuum_threshold = 10,"
+                " autovacuum_vacuum_scale_factor = 0)");
   auto standby = PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'"});
   // busy: a small connection limit to fill, then stopped for PostgreSQLDown.
   auto busy = PostgresServer::Start({"max_connections = 20", "superuser_reserved_connections = 3"});
@@ -305,7 +316,11 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
       30))
       << "the standby does not stream";
 
-  const Scraped on_primary = StartAgent(*primary, "pgpulse-primary");
+  // autovacuum_thresholds every scrape (its ttl is 30 s) so that the alert follows within the test's time.
+  const Scraped on_primary = StartAgent(
+      *primary, "pgpulse-primary",
+      {"--config.file=" + WriteTempFile("alerts_e2e_primary.yml",
+                                        "collectors:\n  overrides:\n    autovacuum_thresholds: {ttl: 0s}\n")});
   const Scraped on_standby = StartAgent(*standby, "pgpulse-standby");
   const Scraped on_busy = StartAgent(*busy, "pgpulse-busy");
 
@@ -383,6 +398,15 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   ASSERT_TRUE(PollUntil([&] { return primary->Query("SELECT count(*) FROM pg_locks WHERE NOT granted") == "1"; }, 10))
       << "the SELECT does not wait for the lock";
 
+  // A prepared transaction nobody finishes, then transactions enough to age it past the horizon threshold.
+  primary->Exec("BEGIN; INSERT INTO e2e_behind VALUES (0); PREPARE TRANSACTION 'e2e_forgotten'");
+  {
+    pqxx::connection c(primary->dsn());
+    for (int i = 0; i < 100; ++i) pqxx::nontransaction(c).exec("SELECT txid_current()");
+  }
+  primary->Exec("INSERT INTO e2e_behind SELECT generate_series(1, 100)");
+  primary->Exec("DELETE FROM e2e_behind");
+
   // 17 client backends (the agent's included) of the 20 - 3 non-superusers may use: over 0.8 and 0.95.
   auto idle = std::make_unique<IdleSessions>(*busy, 17, 19);
   EXPECT_EQ(Number(busy->Query("SELECT count(*) - 1 FROM pg_stat_activity WHERE backend_type = 'client backend'")), 17);
@@ -410,6 +434,12 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
        "pg_replication_replica_replay_lag_bytes"},
       {"PostgreSQLReplicationLagSeconds", Target(on_standby, {{"severity", "warning"}}),
        "pg_replication_replica_replay_lag_seconds"},
+      {"PostgreSQLXminHorizonHeldBack",
+       Target(on_primary, {{"kind", "prepared_transaction"}, {"severity", "warning"}}), "pg_xmin_horizon_age_xids"},
+      {"PostgreSQLAutovacuumBehind",
+       Target(on_primary, {{"datname", "postgres"}, {"schemaname", "public"}, {"relname", "e2e_behind"},
+                           {"severity", "warning"}}),
+       "pg_table_autovacuum_vacuum_ratio"},
   };
   for (const auto& e : expected) {
     const double remaining = std::max(1.0, 40 - Seconds(induced_at));
@@ -431,6 +461,20 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
     for (char& c : anchor) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const std::string runbook = alert.annotations.count("runbook_url") ? alert.annotations.at("runbook_url") : "";
     EXPECT_NE(runbook.find("#" + anchor), std::string::npos) << alert.alertname << " runbook_url: " << runbook;
+  }
+
+  // The horizon alert names the holder, the autovacuum one says autovacuum is off for the table: both from queries
+  // Prometheus runs while rendering the description.
+  for (const auto& alert : webhook->Received()) {
+    const std::string description = alert.annotations.count("description") ? alert.annotations.at("description") : "";
+    if (alert.alertname == "PostgreSQLXminHorizonHeldBack" && alert.labels.count("kind") &&
+        alert.labels.at("kind") == "prepared_transaction") {
+      EXPECT_NE(description.find("(oldest: e2e_forgotten in database postgres)"), std::string::npos) << description;
+    }
+    if (alert.alertname == "PostgreSQLAutovacuumBehind" && alert.labels.count("relname") &&
+        alert.labels.at("relname") == "e2e_behind") {
+      EXPECT_NE(description.find("autovacuum is off for it"), std::string::npos) << description;
+    }
   }
 
   // Release the lock and the sessions, then take busy down.
