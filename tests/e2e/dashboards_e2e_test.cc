@@ -354,6 +354,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   ASSERT_TRUE(PgbackrestRepo::Installed()) << PgbackrestRepo::kCommand << " is not installed (tests/deps.sh)";
   std::vector<std::string> primary_conf = PgbackrestRepo::ServerConf();
   primary_conf.push_back("max_slot_wal_keep_size = '1GB'");
+  primary_conf.push_back("wal_level = logical");  // the subscription below
   auto primary = PostgresServer::Start(primary_conf);
   const CommandResult init =
       RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", std::to_string(primary->port()),
@@ -369,6 +370,18 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   primary->Exec("CREATE INDEX e2e_locked_v_never_used ON e2e_locked (v)");
   primary->Exec("SELECT pg_create_physical_replication_slot('e2e_standby', true)");
   primary->Exec("SELECT pg_switch_wal()");
+  // A logical replication subscription in a database of its own (the publisher is this server's postgres), for
+  // the subscription panels; the slot first, while no transaction runs (CREATE SUBSCRIPTION would wait for itself).
+  primary->Exec("CREATE TABLE e2e_published (id int PRIMARY KEY); CREATE PUBLICATION e2e_pub FOR TABLE e2e_published");
+  primary->Exec("SELECT pg_create_logical_replication_slot('e2e_sub', 'pgoutput')");
+  primary->Exec("CREATE DATABASE e2e_subscriber");
+  {
+    pqxx::connection subscriber(primary->dsn() + " dbname=e2e_subscriber");
+    pqxx::nontransaction(subscriber).exec("CREATE TABLE e2e_published (id int PRIMARY KEY)");
+    pqxx::nontransaction(subscriber).exec(
+        "CREATE SUBSCRIPTION e2e_sub CONNECTION 'host=127.0.0.1 port=" + std::to_string(primary->port()) +
+        " user=postgres dbname=postgres' PUBLICATION e2e_pub WITH (create_slot = false, copy_data = false)");
+  }
   auto standby =
       PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'", "primary_slot_name = 'e2e_standby'"});
   Workload workload(primary->dsn());
@@ -390,7 +403,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
   const std::string primary_config = WriteTempFile(
       "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
-                                    "    dsn: \"" + primary->uri() + "\"\n    pgbackrest:\n" +
+                                    "    dsn: \"" + primary->uri() + "\"\n    databases: {discover: true}\n    pgbackrest:\n" +
                                         repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
