@@ -403,7 +403,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
   const std::string primary_config = WriteTempFile(
       "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
-                                    "    dsn: \"" + primary->uri() + "\"\n    databases: {discover: true}\n    pgbackrest:\n" +
+                                    "    dsn: \"" + primary->uri() + "\"\n" +
+                                        "    databases: {discover: true}\n    pgbackrest:\n" +
                                         repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});

@@ -157,7 +157,8 @@ TEST_F(SignalsTest, PreparedTransactionHoldsTheHorizonAndIsNamed) {
   EXPECT_GE(kind_age, before) << body;
   EXPECT_LE(kind_age, after);
   const std::string holder =
-      R"({kind="prepared_transaction",holder="pgpulse_forgotten",datname="postgres",usename="postgres",state="prepared"})";
+      R"({kind="prepared_transaction",holder="pgpulse_forgotten",datname="postgres",usename="postgres",)"
+      R"(state="prepared"})";
   EXPECT_EQ(Value(body, "pg_xmin_horizon_holder_age_xids" + holder), kind_age);
   const double seconds = Value(body, "pg_xmin_horizon_age_seconds{kind=\"prepared_transaction\"}");
   EXPECT_GT(seconds, 0);
@@ -320,7 +321,8 @@ TEST_F(SignalsTest, WaitEventsAreNamedNotOnlyTyped) {
 TEST(StandbyFeedbackTest, StandbyQueryHoldsThePrimarysHorizon) {
   auto primary = PostgresServer::Start();
   auto standby = PostgresServer::StartStandbyOf(
-      *primary, {"cluster_name = 'feedback_standby'", "hot_standby_feedback = on", "wal_receiver_status_interval = 1s"});
+      *primary,
+      {"cluster_name = 'feedback_standby'", "hot_standby_feedback = on", "wal_receiver_status_interval = 1s"});
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", primary->uri()}});
   ASSERT_TRUE(PollUntil(
       [&] {
