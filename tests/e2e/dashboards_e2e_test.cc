@@ -399,7 +399,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const double setup_seconds = Seconds(start);
 
   // The Queries dashboard's statement text needs statements_query, which is off by default; the primary's agent also
-  // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production).
+  // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production) and looks in
+  // every database, the subscriber's included (subscription_tables is database-scoped).
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
   const std::string primary_config = WriteTempFile(
       "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
