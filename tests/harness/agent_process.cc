@@ -145,10 +145,23 @@ std::unique_ptr<AgentProcess> AgentProcess::Start(std::vector<std::string> args,
                                                   std::map<std::string, std::string> env) {
   bool has_listen_address = false;
   int port = ListenPortFromArgs(args, &has_listen_address);
-  if (!has_listen_address) {
+  if (has_listen_address) return StartOn(args, env, port);
+  // The port was free a moment ago, but another test's outgoing connection may take it before the agent binds
+  // (both come from the ephemeral range): then pick another, as PostgresServer does.
+  for (int attempt = 1;; ++attempt) {
     port = FreeLoopbackPort();
-    args.push_back("--web.listen-address=127.0.0.1:" + std::to_string(port));
+    std::vector<std::string> with_port = args;
+    with_port.push_back("--web.listen-address=127.0.0.1:" + std::to_string(port));
+    try {
+      return StartOn(with_port, env, port);
+    } catch (const std::runtime_error& e) {
+      if (attempt == 5 || std::string(e.what()).find("Address already in use") == std::string::npos) throw;
+    }
   }
+}
+
+std::unique_ptr<AgentProcess> AgentProcess::StartOn(std::vector<std::string> args,
+                                                    const std::map<std::string, std::string>& env, int port) {
   const std::string dir = MakeTempDir("pgpulse-agent");
   const std::string log = dir + "/agent.log";
   const int log_fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);

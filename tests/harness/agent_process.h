@@ -55,6 +55,9 @@ class AgentProcess {
   std::string Log() const;
 
  private:
+  // Start with `args` already naming 127.0.0.1:port.
+  static std::unique_ptr<AgentProcess> StartOn(std::vector<std::string> args,
+                                               const std::map<std::string, std::string>& env, int port);
   AgentProcess(std::string dir, int port, pid_t pid);
   void WaitHealthy();
 
