@@ -333,7 +333,8 @@ int HttpServer::Dispatch(mg_connection* conn) {
       if (mg_get_var(qs, std::strlen(qs), "auth_module", module, sizeof module) < 0) module[0] = 0;
       Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
       if (probe.status != 200) {
-        Send(conn, probe.status, probe.status == 404 ? "Not Found" : "Bad Request", text,
+        const char* reason = probe.status == 404 ? "Not Found" : probe.status == 403 ? "Forbidden" : "Bad Request";
+        Send(conn, probe.status, reason, text,
              std::to_string(probe.status) + " " + probe.body, "", head);
         return probe.status;
       }

@@ -104,7 +104,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
 
   std::map<std::string, ResolvedAuthModule> modules;
   for (const auto& [name, mod] : cfg.auth_modules) {
-    ResolvedAuthModule resolved{mod.user, "", mod.options};
+    ResolvedAuthModule resolved{mod.user, "", mod.options, mod.allowed_targets};
     std::string error;
     if (!mod.password_file.empty()) {
       auto p = ReadPasswordFile(mod.password_file, error);
@@ -259,7 +259,7 @@ bool ParseAddress(const std::string& text, std::string& host, std::string& port,
 }  // namespace
 
 std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
-                                           std::string& error) {
+                                           std::string& error, bool& forbidden) {
   auto mod = rt.auth_modules.find(module);
   if (mod == rt.auth_modules.end()) {
     error = "no auth module named '" + module + "' in the config";
@@ -268,6 +268,12 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
   std::string host, port, dbname;
   if (!ParseAddress(address, host, port, dbname)) {
     error = "target '" + address + "' is not host[:port][/dbname]";
+    return nullptr;
+  }
+  if (!TargetAllowed(mod->second.allowed_targets, host, port.empty() ? 0 : std::stoi(port))) {
+    error = "target '" + address + "' is not in the allowed_targets of auth module '" + module + "'";
+    forbidden = true;
+    LogWarn("probe target refused", {{"target", address}, {"auth_module", module}, {"reason", "not in allowed_targets"}});
     return nullptr;
   }
   const std::string key = module + '\x1f' + address;
@@ -311,8 +317,9 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
     return {404, "no target named '" + target + "' in the config (a server address needs &auth_module=NAME)\n"};
   }
   std::string error;
-  auto t = AdhocTarget(*rt, target, auth_module, error);
-  if (!t) return {400, error + "\n"};
+  bool forbidden = false;
+  auto t = AdhocTarget(*rt, target, auth_module, error, forbidden);
+  if (!t) return {forbidden ? 403 : 400, error + "\n"};
   return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
 }
 

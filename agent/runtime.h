@@ -29,6 +29,7 @@ struct ResolvedAuthModule {
   std::string user;
   std::string password;  // from password_file; never logged
   std::vector<std::pair<std::string, std::string>> options;
+  std::vector<AllowedTarget> allowed_targets;
 };
 
 struct Runtime {
@@ -60,7 +61,7 @@ class Agent {
   // /probe: a configured target by name, or, with an auth module, a server
   // address "host[:port][/dbname]" whose credentials come from the module.
   struct ProbeResult {
-    int status;  // 200, or 400/404 with `body` saying why
+    int status;  // 200, or 400/403/404 with `body` saying why
     std::string body;
   };
   ProbeResult RenderProbe(const std::string& target, const std::string& auth_module,
@@ -74,8 +75,10 @@ class Agent {
   std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
                      Clock::time_point deadline, bool include_self);
 
+  // nullptr with `error` when the module or address is bad, and `forbidden` when the
+  // address is outside the module's allowed_targets.
   std::shared_ptr<Target> AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
-                                      std::string& error);
+                                      std::string& error, bool& forbidden);
 
   AgentOptions options_;
   SelfMetrics& metrics_;

@@ -2,13 +2,16 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -421,6 +424,8 @@ TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
   std::string cfg = WriteTempFile("modules.yml", "auth_modules:\n  local:\n    user: postgres\n"
                                                  "    password_file: \"" + pw + "\"\n"
                                                  "    options: {sslmode: disable, application_name: ignored}\n"
+                                                 "    allowed_targets: [127.0.0.1]\n"
+                                                 "    allow_unverified_server: true\n"
                                                  "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--log.level=debug"});
   std::string address = "127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
@@ -439,6 +444,146 @@ TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
   EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
   EXPECT_EQ(agent->Log().find(secret), std::string::npos);
   EXPECT_EQ(HttpGet(agent->url("/")).body.find(secret), std::string::npos);
+}
+
+// A server on loopback that speaks just enough of the PostgreSQL protocol to ask every client
+// for its password in the clear (AuthenticationCleartextPassword), as a hostile server named
+// in a /probe request would, and records what each client sends.
+class PasswordTrap {
+ public:
+  PasswordTrap() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("PasswordTrap: cannot listen on loopback");
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~PasswordTrap() {
+    stop_ = true;
+    thread_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+  int connections() const { return connections_; }
+  std::string received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+
+ private:
+  // Reads what arrives within `ms`; "" on timeout or close.
+  static std::string ReadSome(int fd, int ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0) return "";
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+  void Serve() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) continue;
+      ++connections_;
+      std::string all, first = ReadSome(fd, 2000);
+      all += first;
+      // SSLRequest (length 8, code 80877103): say no, then read the startup message.
+      if (first.size() == 8 && first.substr(4) == std::string("\x04\xd2\x16\x2f", 4)) {
+        send(fd, "N", 1, MSG_NOSIGNAL);
+        all += ReadSome(fd, 2000);
+      }
+      const char cleartext[] = {'R', 0, 0, 0, 8, 0, 0, 0, 3};
+      send(fd, cleartext, sizeof cleartext, MSG_NOSIGNAL);
+      all += ReadSome(fd, 2000);  // a PasswordMessage ('p') would arrive here
+      close(fd);
+      std::lock_guard<std::mutex> lock(mu_);
+      received_ += all;
+    }
+  }
+  int listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::mutex mu_;
+  std::string received_;
+  std::thread thread_;
+};
+
+// Issue #18: an unauthenticated /probe named any host:port and the agent sent the auth module's
+// password there, in the clear when asked. Now: addresses outside allowed_targets (DNS names
+// included, never resolved) are a 403 without a connection; a module must insist on a verified
+// server (or say explicitly that it need not), and then a server that cannot prove itself never
+// gets to ask for the password.
+TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
+  const std::string secret = "Trap-Secret-4471";
+  std::string pw = WriteTempFile("trap.pw", secret + "\n");
+  PasswordTrap trap;
+  const std::string trap_port = std::to_string(trap.port());
+  std::string cfg = WriteTempFile(
+      "trap.yml", "auth_modules:\n"
+                  "  mon:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                  "    allowed_targets: [\"127.0.0.1:" + std::to_string(pg_->port()) + "\", 10.0.0.0/8]\n"
+                  "  verified:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: verify-full, sslrootcert: /nonexistent/ca.pem}\n"
+                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
+                  "  careless:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
+                  "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+
+  // Outside the allow-list: refused before any connection, by address, by port, by name.
+  for (const std::string& target : {"127.0.0.1:" + trap_port + "/postgres", "localhost:" + trap_port,
+                                    "127.0.0.2:" + std::to_string(pg_->port())}) {
+    HttpResponse r = HttpGet(agent->url("/probe?target=" + target + "&auth_module=mon"));
+    EXPECT_EQ(r.status, 403) << target << ": " << r.body;
+    EXPECT_NE(r.body.find("not in the allowed_targets of auth module 'mon'"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(trap.connections(), 0) << "the agent connected to an address outside allowed_targets";
+  // Inside it, the real server still works.
+  HttpResponse ok = HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) + "&auth_module=mon"));
+  EXPECT_EQ(SampleValue(ok.body, "pg_up"), 1.0) << ok.body;
+
+  // Allowed, but the module wants a verified server: the trap cannot do TLS, so it never gets to ask.
+  HttpResponse trapped = HttpGet(agent->url("/probe?target=127.0.0.1:" + trap_port + "&auth_module=verified"));
+  EXPECT_EQ(SampleValue(trapped.body, "pg_up"), 0.0) << trapped.body;
+  EXPECT_GE(trap.connections(), 1) << "the verified module should have tried the allowed trap";
+  std::string got = trap.received();
+  EXPECT_EQ(got.find(secret), std::string::npos) << "the password reached the trap";
+  EXPECT_EQ(got.find("\np"), std::string::npos);
+  EXPECT_EQ(agent->Log().find(secret), std::string::npos);
+  // What allow_unverified_server gives up, and proof that the trap catches a password when one comes.
+  HttpGet(agent->url("/probe?target=127.0.0.1:" + trap_port + "&auth_module=careless"));
+  EXPECT_NE(trap.received().find(secret), std::string::npos) << "the trap should have caught the careless module";
+
+  // A module that would send the password unverified is refused at load, unless it says so.
+  for (const char* sslmode : {"disable", "require", "prefer"}) {
+    std::string bad = WriteTempFile("unverified.yml", std::string("auth_modules:\n  m:\n    user: x\n"
+                                                                  "    options: {sslmode: ") + sslmode +
+                                                          "}\n    allowed_targets: [db7.example]\n");
+    CommandResult r = AgentProcess::Run({"check", "--config.file=" + bad});
+    EXPECT_EQ(r.exit_status, 1) << sslmode;
+    EXPECT_NE(r.output.find("unverified.yml:3:5: auth_modules.m: options.sslmode is '" + std::string(sslmode) + "'"),
+              std::string::npos)
+        << r.output;
+  }
+  std::string missing = WriteTempFile("noallow.yml", "auth_modules:\n  m:\n    user: x\n"
+                                                     "    options: {sslmode: verify-full}\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + missing});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("auth_modules.m: missing required key 'allowed_targets'"), std::string::npos) << r.output;
+  std::string malformed = WriteTempFile("badallow.yml", "auth_modules:\n  m:\n    user: x\n"
+                                                        "    options: {sslmode: verify-full}\n"
+                                                        "    allowed_targets: [\"10.0.0.0/33\", \"db:99999\"]\n");
+  r = AgentProcess::Run({"check", "--config.file=" + malformed});
+  EXPECT_NE(r.output.find("'10.0.0.0/33': prefix length must be 0 to 32"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'db:99999': expected a port from 1 to 65535"), std::string::npos) << r.output;
 }
 
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
