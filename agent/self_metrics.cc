@@ -161,6 +161,9 @@ std::vector<collectors::Family> SelfMetrics::Collect() const {
   }
   rlimit lim{};
   getrlimit(RLIMIT_NOFILE, &lim);
+  AddProcessGauge(out, "pgpulse_invalid_utf8_replacements_total",
+                  "Bytes of label values from the database that were not valid UTF-8 and were replaced by U+FFFD.",
+                  MetricKind::Counter, static_cast<double>(collectors::InvalidUtf8Replacements()));
   AddProcessGauge(out, "process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
                   MetricKind::Counter, cpu);
   AddProcessGauge(out, "process_resident_memory_bytes", "Resident memory size, in bytes.", MetricKind::Gauge, rss);

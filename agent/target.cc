@@ -18,6 +18,15 @@ namespace pgpulse::agent {
 
 namespace {
 
+// Label values must be UTF-8: the server converts names and texts from the database's
+// encoding. Not from SQL_ASCII (where it would refuse every byte >= 0x80 and fail the
+// query): those come as they are, and collectors::AppendLabel replaces what is invalid.
+std::unique_ptr<pqxx::connection> ConnectAskingForUtf8(const std::string& conninfo) {
+  auto conn = std::make_unique<pqxx::connection>(conninfo);
+  if (conn->get_client_encoding() != "SQL_ASCII") conn->set_client_encoding("UTF8");
+  return conn;
+}
+
 constexpr std::chrono::milliseconds kMinBackoff{500};
 constexpr std::chrono::milliseconds kMaxBackoff{10'000};
 constexpr std::chrono::milliseconds kFactsTimeout{2'000};
@@ -191,7 +200,7 @@ bool Target::EnsureConnected(std::string& error) {
       console_ = collectors::ConsoleConnection::Open(spec_.conninfo, why);
       if (!console_) throw std::runtime_error(why);
     } else {
-      conn_ = std::make_unique<pqxx::connection>(spec_.conninfo);
+      conn_ = ConnectAskingForUtf8(spec_.conninfo);
     }
     backoff_ = std::chrono::milliseconds(0);
     last_connect_error_.clear();
@@ -363,7 +372,7 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
   DatabaseConnection& d = databases_[db];
   d.last_used = now;
   try {
-    d.conn = std::make_unique<pqxx::connection>(spec_.ConninfoFor(db));
+    d.conn = ConnectAskingForUtf8(spec_.ConninfoFor(db));
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
                                              std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));

@@ -359,6 +359,32 @@ TEST_F(AgentTest, PromtoolFindsNoProblemInARealScrape) {
   EXPECT_EQ(r.output, "") << r.output;
 }
 
+// Issue #18: a table named café in a LATIN1 database, or any byte >= 0x80 in a SQL_ASCII one,
+// went out as raw bytes; promtool (and Prometheus, which then dropped the target) rejected
+// the scrape. Names are converted to UTF-8 by the server, and what cannot be is replaced.
+TEST(AgentEncoding, NamesFromLatin1AndSqlAsciiDatabasesAreValidUtf8) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+  pg->Exec("CREATE DATABASE ascii TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'");
+  {
+    pqxx::connection latin(pg->dsn() + " dbname=latin client_encoding=UTF8");
+    pqxx::nontransaction(latin).exec("CREATE TABLE \"caf\xc3\xa9\" (i int)");
+    pqxx::connection ascii(pg->dsn() + " dbname=ascii client_encoding=SQL_ASCII");
+    pqxx::nontransaction(ascii).exec("CREATE TABLE \"bad\xe9\xff\" (i int)");
+  }
+  std::string cfg = WriteTempFile("encodings.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                     "\"\n    databases: {discover: true}\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_NE(body.find("\"caf\xc3\xa9\""), std::string::npos) << "LATIN1 converted to UTF-8";
+  EXPECT_NE(body.find("\"bad\xef\xbf\xbd\xef\xbf\xbd\""), std::string::npos) << "invalid bytes replaced";
+  EXPECT_GE(SampleValue(body, "pgpulse_invalid_utf8_replacements_total"), 2.0);
+  std::string path = WriteTempFile("encodings.prom", body);
+  CommandResult r = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_EQ(r.output, "") << r.output;
+}
+
 TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
   std::string cfg = WriteTempFile("reload.yml", ConfigFor(*pg_, ""));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});

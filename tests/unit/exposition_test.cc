@@ -559,3 +559,27 @@ TEST(FromPrometheus, KeepsNameHelpKindAndSampleCount) {
 
 }  // namespace
 }  // namespace pgpulse::collectors
+
+namespace pgpulse::collectors {
+namespace {
+
+TEST(LabelUtf8Test, InvalidBytesBecomeReplacementCharactersAndValidTextIsKept) {
+  size_t replaced = 0;
+  EXPECT_EQ(ToValidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", replaced), "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+  EXPECT_EQ(replaced, 0u);
+  // LATIN1 é, a lone continuation byte, an overlong '/', a surrogate, a truncated sequence.
+  EXPECT_EQ(ToValidUtf8("caf\xe9", replaced), "caf\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\x80", replaced), "\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\xc0\xaf", replaced), "\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\xed\xa0\x80", replaced), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("x\xe2\x82", replaced), "x\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(replaced, 9u);
+  uint64_t before = InvalidUtf8Replacements();
+  std::string out;
+  AppendLabel(out, "relname", "bad\xff\"", true);
+  EXPECT_EQ(out, "relname=\"bad\xef\xbf\xbd\\\"\"");
+  EXPECT_EQ(InvalidUtf8Replacements(), before + 1);
+}
+
+}  // namespace
+}  // namespace pgpulse::collectors
