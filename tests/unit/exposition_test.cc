@@ -187,7 +187,13 @@ TEST(AppendLabel, EscapesEveryByteLikeTextSerializer) {
   std::string all_bytes;
   for (int c = 1; c < 256; ++c) all_bytes.push_back(static_cast<char>(c));
   MetricFamily family{"g", "", MetricType::Gauge, {GaugeMetric({{"a", all_bytes}, {"b", "\\\\\"\n\n"}}, 1)}};
-  EXPECT_EQ(Write(FromPrometheus({family})), Reference({family}));
+  // Unlike TextSerializer, bytes that are not valid UTF-8 (here every one from 0x80, each
+  // alone) become U+FFFD: Prometheus rejects a scrape with invalid UTF-8 in a label value.
+  size_t replaced = 0;
+  MetricFamily valid{"g", "", MetricType::Gauge,
+                     {GaugeMetric({{"a", ToValidUtf8(all_bytes, replaced)}, {"b", "\\\\\"\n\n"}}, 1)}};
+  EXPECT_EQ(replaced, 128u);
+  EXPECT_EQ(Write(FromPrometheus({family})), Reference({valid}));
 }
 
 TEST(AppendLabel, FindsEscapesAtEveryPosition) {
