@@ -6,11 +6,13 @@
 // thread, on SIGHUP) builds a new one and swaps it in atomically. In-flight
 // scrapes keep the snapshot they started with alive.
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/config.h"
@@ -48,6 +50,9 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
 class Agent {
  public:
   Agent(AgentOptions options, SelfMetrics& metrics);
+  ~Agent();  // stops the retirer, which waits for the evicted targets' workers
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
 
   // Loads config and definitions; installs them only if there is no error.
   // Returns the errors (empty on success).
@@ -88,6 +93,14 @@ class Agent {
   };
   std::mutex adhoc_mu_;
   std::map<std::string, Adhoc> adhoc_;  // guarded by adhoc_mu_; emptied by a successful reload
+  // Evicted ad-hoc targets: destroying one waits for its worker, which may be stuck on a hung
+  // server, so the retirer thread does it, never a request, and then drops their self series.
+  void Retire(std::shared_ptr<Target> target);  // caller holds adhoc_mu_
+  void RetireLoop();
+  std::vector<std::shared_ptr<Target>> retired_;  // guarded by adhoc_mu_
+  std::condition_variable retire_cv_;
+  bool stopping_ = false;  // guarded by adhoc_mu_
+  std::thread retirer_;
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
 };
 

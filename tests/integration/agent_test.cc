@@ -612,6 +612,73 @@ TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
   EXPECT_NE(r.output.find("'db:99999': expected a port from 1 to 65535"), std::string::npos) << r.output;
 }
 
+// Issue #18: every distinct ad-hoc target left its pgpulse_* series in /metrics forever (28,350
+// series after 1,575 targets). An evicted target takes its series with it.
+TEST_F(AgentTest, EvictedProbeTargetsTakeTheirSeriesWithThem) {
+  const std::string port = std::to_string(pg_->port());
+  std::string cfg = WriteTempFile("evict.yml", "auth_modules:\n  local:\n    user: postgres\n"
+                                               "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                               "    allowed_targets: [127.0.0.1]\n"
+                                               "max_probe_targets: 1\n"
+                                               "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  const std::vector<std::string> targets = {"127.0.0.1:" + port + "/postgres", "127.0.0.1:" + port + "/template1",
+                                            "127.0.0.1:" + port};
+  for (const std::string& t : targets) {
+    HttpResponse r = HttpGet(agent->url("/probe?target=" + t + "&auth_module=local"));
+    ASSERT_EQ(SampleValue(r.body, "pg_up"), 1.0) << t << ": " << r.body;
+  }
+  auto series_of = [](const std::string& body, const std::string& target) {
+    size_t n = 0;
+    for (size_t at = body.find("target=\"" + target + "\""); at != std::string::npos;
+         at = body.find("target=\"" + target + "\"", at + 1))
+      ++n;
+    return n;
+  };
+  std::string body;
+  for (int i = 0; i < 50; ++i) {  // the retirer drops them within ~100 ms
+    body = HttpGet(agent->url("/metrics")).body;
+    if (series_of(body, targets[0]) == 0 && series_of(body, targets[1]) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(series_of(body, targets[0]), 0u) << "evicted target's series are still there";
+  EXPECT_EQ(series_of(body, targets[1]), 0u);
+  EXPECT_GT(series_of(body, targets[2]), 5u) << "the target still kept has its series";
+  EXPECT_GT(series_of(body, "main"), 5u);
+}
+
+// Issue #18: evicting an ad-hoc target whose server hangs blocked every other probe while its
+// worker waited (14 to 20 s against a 5 s timeout). No request waits for an evicted target.
+TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
+  // Accepts connections (the kernel's backlog) and never answers: a connect waits for connect_timeout.
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string hung = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::string cfg = WriteTempFile("hung.yml", "auth_modules:\n  local:\n    user: postgres\n"
+                                              "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                              "    allowed_targets: [127.0.0.1]\n"
+                                              "max_probe_targets: 1\nconnect_timeout: 10s\n"
+                                              "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  // The hung probe answers pg_up 0 at its deadline (1 s here); its worker keeps waiting on the connect.
+  HttpResponse down = HttpGet(agent->url("/probe?target=" + hung + "&auth_module=local"),
+                              {"X-Prometheus-Scrape-Timeout-Seconds: 1.5"});
+  EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
+  auto start = std::chrono::steady_clock::now();
+  HttpResponse other = HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) +
+                                          "&auth_module=local"));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(SampleValue(other.body, "pg_up"), 1.0) << other.body;
+  EXPECT_LT(seconds, 3.0) << "the probe that evicted the hung target waited for it";
+  close(silent);
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
