@@ -6,7 +6,9 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "agent/check.h"
 #include "agent/http_server.h"
@@ -115,6 +117,13 @@ int main(int argc, char** argv) {
         continue;
       }
       LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      // Stopping waits for each target's worker, which may be stuck in a connect or query to a
+      // hung server for as long as connect_timeout or a collector's timeout: bound it.
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::seconds(5));
+        LogWarn("not stopped within 5s (a server is not answering); exiting without waiting for it");
+        std::_Exit(0);
+      }).detach();
       server.Stop();
       break;
     }

@@ -679,6 +679,31 @@ TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
   close(silent);
 }
 
+// Issue #18: SIGTERM waited for a hung backend indefinitely (here: the 30 s connect_timeout).
+TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string cfg = WriteTempFile("hungstop.yml", "connect_timeout: 30s\ntargets:\n  - name: hung\n"
+                                                  "    dsn: \"host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) +
+                                                  " user=x sslmode=disable\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 1"});
+  EXPECT_EQ(SampleValue(r.body, "pg_up"), 0.0) << r.body;  // its worker is now stuck connecting
+  auto start = std::chrono::steady_clock::now();
+  int status = agent->Stop();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(status, 0) << agent->Log();
+  EXPECT_LT(seconds, 7.0);
+  EXPECT_NE(agent->Log().find("not stopped within 5s"), std::string::npos) << agent->Log();
+  close(silent);
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
