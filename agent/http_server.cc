@@ -32,6 +32,32 @@ constexpr const char* kWorkers = "128";
 constexpr const char* kRequestTimeoutMs = "5000";
 constexpr const char* kKeepAliveTimeoutMs = "5000";
 
+// A query parameter, decoded; "" when absent. False with `error` when it is longer than
+// `max` bytes, given twice or contains a NUL byte (%00), each of which would otherwise
+// silently change what the request names.
+bool QueryParam(const char* qs, const char* name, size_t max, std::string& value, std::string& error) {
+  std::vector<char> buf(max + 2);
+  const size_t len = std::strlen(qs);
+  int n = mg_get_var2(qs, len, name, buf.data(), buf.size(), 0);
+  if (n == -1) return true;
+  std::string what = std::string("/probe parameter '") + name + "'";
+  if (n < 0 || static_cast<size_t>(n) > max) {
+    error = what + " is longer than " + std::to_string(max) + " bytes";
+    return false;
+  }
+  if (std::strlen(buf.data()) != static_cast<size_t>(n)) {
+    error = what + " contains a NUL byte (%00)";
+    return false;
+  }
+  std::vector<char> again(max + 2);
+  if (mg_get_var2(qs, len, name, again.data(), again.size(), 1) != -1) {
+    error = what + " is given more than once";
+    return false;
+  }
+  value.assign(buf.data(), static_cast<size_t>(n));
+  return true;
+}
+
 void Send(mg_connection* conn, int status, const char* reason, const std::string& content_type,
           const std::string& body, const std::string& extra_headers, bool head) {
   mg_printf(conn,
@@ -322,15 +348,16 @@ int HttpServer::Dispatch(mg_connection* conn) {
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
     std::string body;
     if (path == "/probe") {
-      char target[256];
       const char* qs = ri->query_string ? ri->query_string : "";
-      int n = mg_get_var(qs, std::strlen(qs), "target", target, sizeof target);
-      if (n <= 0) {
+      std::string target, module, error;
+      if (!QueryParam(qs, "target", 255, target, error) || !QueryParam(qs, "auth_module", 127, module, error)) {
+        Send(conn, 400, "Bad Request", text, "400 " + error + "\n", "", head);
+        return 400;
+      }
+      if (target.empty()) {
         Send(conn, 400, "Bad Request", text, "400 /probe needs ?target=NAME (a target from the config)\n", "", head);
         return 400;
       }
-      char module[128] = "";
-      if (mg_get_var(qs, std::strlen(qs), "auth_module", module, sizeof module) < 0) module[0] = 0;
       Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
       if (probe.status != 200) {
         const char* reason = probe.status == 404 ? "Not Found" : probe.status == 403 ? "Forbidden" : "Bad Request";

@@ -704,6 +704,26 @@ TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
   close(silent);
 }
 
+// Issue #18: an over-long auth_module was ignored (the probe went on without it), %00 cut a
+// target name short and an over-long target was told it had no target. Each is a 400 saying so.
+TEST_F(AgentTest, ProbeParametersThatWouldBeMisreadAreRejected) {
+  std::string cfg = WriteTempFile("params.yml", "targets:\n  - name: first\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  EXPECT_EQ(HttpGet(agent->url("/probe?target=first")).status, 200);
+  struct Case {
+    std::string query, says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"target=first&auth_module=" + std::string(200, 'm'), "'auth_module' is longer than 127 bytes"},
+           {"target=first%00ignored", "'target' contains a NUL byte (%00)"},
+           {"target=" + std::string(300, 'x'), "'target' is longer than 255 bytes"},
+           {"target=first&target=second", "'target' is given more than once"}}) {
+    HttpResponse r = HttpGet(agent->url("/probe?" + c.query));
+    EXPECT_EQ(r.status, 400) << c.query.substr(0, 40);
+    EXPECT_NE(r.body.find(c.says), std::string::npos) << r.body;
+  }
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
