@@ -4,6 +4,7 @@
 #include <pqxx/result>
 
 #include <algorithm>
+#include <system_error>
 #include <regex>
 #include <cerrno>
 #include <cstdlib>
@@ -90,7 +91,6 @@ Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetr
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
   if (config_.pgbackrest.enabled())
     backrest_ = std::make_unique<BackrestCollector>(config_.name, config_.pgbackrest, labels_);
-  worker_ = std::thread([this] { WorkerLoop(); });
 }
 
 Target::~Target() {
@@ -99,7 +99,7 @@ Target::~Target() {
     stopping_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  if (worker_.joinable()) worker_.join();
   for (auto& [name, db] : databases_) {
     try {
       if (db.conn) db.conn->disconnect();
@@ -126,6 +126,17 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
   std::shared_future<std::shared_ptr<const Collection>> fut;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Started at the first scrape, so that `pgpulse check` (no scrape) needs no thread per target.
+    if (!worker_.joinable()) {
+      try {
+        worker_ = std::thread([this] { WorkerLoop(); });
+      } catch (const std::system_error& e) {
+        auto c = std::make_shared<Collection>();
+        c->error = std::string("cannot start a worker thread: ") + e.what();
+        c->finished = std::chrono::system_clock::now();
+        return c;
+      }
+    }
     if (!inflight_active_) {
       auto req = std::make_unique<Request>();
       req->defs = std::move(defs);

@@ -176,7 +176,7 @@ class Target {
   bool inflight_active_ = false;                                 // guarded by mu_
   bool stopping_ = false;                                        // guarded by mu_
   std::shared_ptr<const Collection> last_;                       // guarded by mu_
-  std::thread worker_;
+  std::thread worker_;  // started by the first Scrape, under mu_
 };
 
 }  // namespace pgpulse::agent

@@ -724,6 +724,22 @@ TEST_F(AgentTest, ProbeParametersThatWouldBeMisreadAreRejected) {
   }
 }
 
+// Issue #18: `pgpulse check` started a worker thread per target and aborted without a message
+// (uncaught std::system_error) when it could not. Under a 1 GB address-space limit 600 threads'
+// stacks cannot exist; check needs none.
+TEST_F(AgentTest, CheckNeedsNoThreadPerTarget) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan reserves more address space than the limit this test sets";
+#endif
+  std::string cfg = "targets:\n";
+  for (int i = 0; i < 600; ++i)
+    cfg += "  - name: t" + std::to_string(i) + "\n    dsn: \"host=127.0.0.1 port=1 user=x\"\n";
+  std::string path = WriteTempFile("many.yml", cfg);
+  CommandResult r = RunCommand({"sh", "-c", std::string("ulimit -v 1000000; exec '") + PGPULSE_BINARY +
+                                                "' check --config.file='" + path + "'"});
+  EXPECT_EQ(r.exit_status, 0) << r.output.substr(0, 2000);
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
