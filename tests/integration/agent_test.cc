@@ -740,6 +740,39 @@ TEST_F(AgentTest, CheckNeedsNoThreadPerTarget) {
   EXPECT_EQ(r.exit_status, 0) << r.output.substr(0, 2000);
 }
 
+// Issue #18 item 9: definitions could terminate backends, take advisory locks or SET ROLE
+// unnoticed. `pgpulse check` names each such collector; the built-in set has none.
+TEST_F(AgentTest, CheckWarnsAboutCollectorsThatChangeTheServer) {
+  CommandResult plain = AgentProcess::Run({"check"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(plain.exit_status, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("warning:"), std::string::npos) << plain.output;
+  std::string defs = WriteTempFile("sidefx/x.yaml", R"(collectors:
+  - name: killer
+    help: Ends idle sessions.
+    sql: SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE false
+    columns:
+      n: {gauge: pg_test_killed, help: Sessions ended.}
+  - name: role_switch
+    help: Switches role.
+    sql: |
+      SELECT 1 AS n FROM (SELECT set_config('role', 'nobody', false)) s
+    columns:
+      n: {gauge: pg_test_role, help: One.}
+)");
+  std::string cfg = WriteTempFile("sidefx.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                  "\"\ncollectors:\n  directories: [\"" +
+                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: " + defs + ":2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("collector 'killer' ends or cancels other sessions (pg_terminate_backend)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("collector 'role_switch' changes settings or reaches other servers (set_config("),
+            std::string::npos)
+      << r.output;
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
