@@ -380,10 +380,21 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
     if (open + 1 < config_.databases.max_connections || !oldest) break;
     databases_[*oldest].conn.reset();
   }
+  // A connect must end by the deadline, not connect_timeout later, or the whole collection
+  // (the main database's too) is lost; libpq counts connect_timeout in whole seconds, 2 at least.
+  int64_t left_s = std::chrono::duration_cast<std::chrono::seconds>(deadline - now).count();
+  if (left_s < 2) {
+    error = "not connecting to database " + db + ": less than 2 s left before the scrape deadline";
+    return nullptr;
+  }
+  int64_t timeout_s = left_s;
+  for (const auto& [key, value] : spec_.options) {
+    if (key == "connect_timeout") timeout_s = std::min(timeout_s, std::max<int64_t>(2, std::atoll(value.c_str())));
+  }
   DatabaseConnection& d = databases_[db];
   d.last_used = now;
   try {
-    d.conn = ConnectAskingForUtf8(spec_.ConninfoFor(db));
+    d.conn = ConnectAskingForUtf8(spec_.ConninfoFor(db) + " connect_timeout=" + std::to_string(timeout_s));
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
                                              std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
