@@ -137,7 +137,11 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
         return c;
       }
     }
-    if (!inflight_active_) {
+    if (inflight_active_) {
+      // Joining a collection in flight: it runs until the latest deadline of those waiting.
+      inflight_deadline_ = std::max(inflight_deadline_, deadline);
+    } else {
+      inflight_deadline_ = deadline;
       auto req = std::make_unique<Request>();
       req->defs = std::move(defs);
       req->deadline = deadline;
@@ -592,13 +596,29 @@ CollectorOutcome Target::BackrestOutcome(Clock::time_point until) {
 
 std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const Definitions>& defs,
                                                   Clock::time_point deadline) {
+  // A request that joins later may move the deadline out; look before each step.
+  auto latest = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    deadline = std::max(deadline, inflight_deadline_);
+    return deadline;
+  };
+  // A collector cut off by the deadline it started with runs again if a later waiter moved
+  // the deadline out since (its statement timeout was fixed when it started).
+  auto run_pg = [&](const collectors::PlannedCollector& p, const std::string& db,
+                    std::unique_ptr<pqxx::connection>& conn, Tally& tally) {
+    Clock::time_point used = latest();
+    CollectorOutcome o = RunOnPostgres(defs, p, db, conn, used, tally);
+    if (o.status == CollectorStatus::Failed && latest() > used + kMinCollectorTime)
+      o = RunOnPostgres(defs, p, db, conn, deadline, tally);
+    return o;
+  };
   auto start = Clock::now();
   auto c = std::make_shared<Collection>();
   // pgbackrest info runs beside the SQL collectors; only the collection that started it waits for it.
   const bool backrest_started = backrest_ && backrest_->Refresh();
   std::string error;
   fs_access_.reset();
-  c->up = ReadFacts(c->facts, deadline, error);
+  c->up = ReadFacts(c->facts, latest(), error);
   if (!c->up) {
     c->error = error;
     LogDebug("server down", {{"target", config_.name}, {"error", error}});
@@ -614,21 +634,21 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
                                          if (run.connection_lost) console_.reset();
                                          return run;
                                        },
-                                       deadline, tallies[p.definition->name]));
+                                       latest(), tallies[p.definition->name]));
         continue;
       }
-      c->collectors.push_back(RunOnPostgres(defs, p, "", conn_, deadline, tallies[p.definition->name]));
+      c->collectors.push_back(run_pg(p, "", conn_, tallies[p.definition->name]));
     }
 
     if (config_.databases.enabled && kind_ == collectors::TargetKind::Postgres && conn_ &&
         (!discovery_done_ || Clock::now() - discovered_at_ >= config_.databases.refresh))
-      Discover(deadline);
+      Discover(latest());
     std::vector<std::string> dbs{current_database_};
     if (config_.databases.enabled && discovery_done_ && kind_ == collectors::TargetKind::Postgres) dbs = discovered_;
     for (const std::string& db : dbs) {
       const bool own = db == current_database_;
       std::string db_error;
-      DatabaseConnection* other = own ? nullptr : OpenDatabase(db, deadline, db_error);
+      DatabaseConnection* other = own ? nullptr : OpenDatabase(db, latest(), db_error);
       const std::set<std::string>& extensions = own ? c->facts.extensions : (other ? other->extensions : c->facts.extensions);
       for (const collectors::PlannedCollector& p : plan.run) {
         const collectors::Definition& def = *p.definition;
@@ -652,7 +672,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
           c->collectors.push_back(std::move(failed));
           continue;
         }
-        c->collectors.push_back(RunOnPostgres(defs, p, db, own ? conn_ : other->conn, deadline, tally));
+        c->collectors.push_back(run_pg(p, db, own ? conn_ : other->conn, tally));
       }
     }
     for (const auto& [name, t] : tallies) {
@@ -667,7 +687,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
       c->collectors.push_back(std::move(out));
     }
   }
-  if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? deadline - kBackrestMargin : Clock::now()));
+  if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? latest() - kBackrestMargin : Clock::now()));
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
   LogDebug("collected", {{"target", config_.name}, {"up", c->up ? "1" : "0"},

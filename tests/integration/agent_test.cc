@@ -773,6 +773,39 @@ TEST_F(AgentTest, CheckWarnsAboutCollectorsThatChangeTheServer) {
       << r.output;
 }
 
+// Issue #18: the request that started a shared collection set its deadline for everyone, so a
+// 1 ms scrape just before a normal one cut the normal one short. Each waiter keeps its own
+// deadline; the collection runs to the latest.
+TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
+  std::string defs = WriteTempFile("shared-defs/slow.yaml", R"(collectors:
+  - name: slow_one
+    help: Takes 400 ms.
+    sql: SELECT 1 AS v FROM pg_sleep(0.4)
+    columns:
+      v: {gauge: pg_test_slow_one, help: One.}
+  - name: after_slow
+    help: Runs after the slow one.
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_after_slow, help: One.}
+)");
+  std::string cfg = WriteTempFile("shared.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                  "\"\ncollectors:\n  directories: [\"" +
+                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);  // connected, facts cached
+  auto hurried = std::async(std::launch::async, [&] {
+    return HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 0.001"}).body;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string normal = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 10"}).body;
+  std::string short_one = hurried.get();
+  EXPECT_EQ(SampleValue(normal, "pg_up"), 1.0);
+  EXPECT_EQ(SampleValue(normal, "pg_test_slow_one"), 1.0) << "the normal scrape was cut short";
+  EXPECT_EQ(SampleValue(normal, "pg_test_after_slow"), 1.0);
+  EXPECT_EQ(SampleValue(short_one, "pg_up"), 0.0) << "the hurried scrape still ends at its own deadline";
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
