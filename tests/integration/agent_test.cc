@@ -806,6 +806,31 @@ TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
   EXPECT_EQ(SampleValue(short_one, "pg_up"), 0.0) << "the hurried scrape still ends at its own deadline";
 }
 
+// Issue #18 item 9: a collector's SET ROLE stayed on the connection for every later collector.
+TEST_F(AgentTest, ACollectorsRoleChangeDoesNotOutliveIt) {
+  std::string defs = WriteTempFile("role-defs/role.yaml", R"(collectors:
+  - name: role_switch
+    help: Switches the session's role.
+    sql: SELECT 1 AS v FROM (SELECT set_config('role', 'pg_monitor', false)) s
+    columns:
+      v: {gauge: pg_test_role_switch, help: One.}
+  - name: role_check
+    help: Whether the session still has its own role.
+    sql: SELECT (current_user = session_user)::int AS same
+    columns:
+      same: {gauge: pg_test_role_same, help: 1 while no role change is in effect.}
+)");
+  std::string cfg = WriteTempFile("role.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                "\"\ncollectors:\n  directories: [\"" +
+                                                defs.substr(0, defs.rfind('/')) + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  for (int i = 0; i < 2; ++i) {
+    std::string body = HttpGet(agent->url("/metrics")).body;
+    EXPECT_EQ(SampleValue(body, "pg_test_role_switch"), 1.0) << body.substr(0, 300);
+    EXPECT_EQ(SampleValue(body, "pg_test_role_same"), 1.0) << "SET ROLE leaked into the next collector";
+  }
+}
+
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
   std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
                                                    "  n:\n    user: y\n    options: {host: elsewhere}\n");
