@@ -320,7 +320,8 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
   if (!TargetAllowed(mod->second.allowed_targets, host, port.empty() ? 0 : std::stoi(port))) {
     error = "target '" + address + "' is not in the allowed_targets of auth module '" + module + "'";
     forbidden = true;
-    LogWarn("probe target refused", {{"target", address}, {"auth_module", module}, {"reason", "not in allowed_targets"}});
+    LogWarn("probe target refused",
+            {{"target", address}, {"auth_module", module}, {"reason", "not in allowed_targets"}});
     return nullptr;
   }
   const std::string key = module + '\x1f' + address;

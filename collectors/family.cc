@@ -70,7 +70,11 @@ std::atomic<uint64_t> invalid_utf8_replacements{0};
 // code points above U+10FFFF), or 0 if there is none.
 size_t Utf8SequenceLength(const unsigned char* p, const unsigned char* end) {
   unsigned char c = p[0];
-  size_t n = c < 0x80 ? 1 : (c >= 0xc2 && c <= 0xdf) ? 2 : (c >= 0xe0 && c <= 0xef) ? 3 : (c >= 0xf0 && c <= 0xf4) ? 4 : 0;
+  size_t n = c < 0x80                   ? 1
+             : (c >= 0xc2 && c <= 0xdf) ? 2
+             : (c >= 0xe0 && c <= 0xef) ? 3
+             : (c >= 0xf0 && c <= 0xf4) ? 4
+                                        : 0;
   if (n == 0 || static_cast<size_t>(end - p) < n) return 0;
   for (size_t i = 1; i < n; ++i) {
     if ((p[i] & 0xc0) != 0x80) return 0;

@@ -689,8 +689,8 @@ TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
   ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(listen(silent, 16), 0);
   ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  std::string cfg = WriteTempFile("hungstop.yml", "connect_timeout: 30s\ntargets:\n  - name: hung\n"
-                                                  "    dsn: \"host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) +
+  std::string cfg = WriteTempFile("hungstop.yml", "connect_timeout: 30s\ntargets:\n  - name: hung\n    dsn: \""
+                                                  "host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) +
                                                   " user=x sslmode=disable\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 1"});

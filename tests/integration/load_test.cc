@@ -170,8 +170,8 @@ TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
   double worst_healthz = 0, worst_metrics = 0;
   int rounds = 0;
   std::vector<std::string> failures;
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(12); std::chrono::steady_clock::now() < until;
-       ++rounds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(12);
+  for (; std::chrono::steady_clock::now() < until; ++rounds) {
     TimedGet h = GetFrom("127.0.0.3", port, "/healthz");
     TimedGet m = GetFrom("127.0.0.3", port, "/metrics");
     worst_healthz = std::max(worst_healthz, h.seconds);
