@@ -144,7 +144,8 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
         std::string name = r.Str(it->first, "auth module name");
         std::string ctx = "auth_modules." + name;
         const YAML::Node m = it->second;
-        if (!r.Map(m, ctx, {"user", "password_file", "options"})) continue;
+        if (!r.Map(m, ctx, {"user", "password_file", "options", "allowed_targets", "allow_unverified_server"}))
+          continue;
         AuthModule mod;
         if (!m["user"]) r.Error(m, ctx + ": missing required key 'user'");
         else mod.user = r.Str(m["user"], ctx + ".user");
@@ -162,6 +163,36 @@ void ParseConfig(const YAML::Node& root, ConfigReader& r, Config& cfg) {
             }
           }
         }
+        if (!m["allowed_targets"]) {
+          r.Error(m, ctx + ": missing required key 'allowed_targets' (the hosts, networks and ports /probe may "
+                           "send this module's credentials to, e.g. [10.0.0.0/8:5432, db7.example])");
+        } else {
+          const YAML::Node list = m["allowed_targets"];
+          if (list.IsSequence() && list.size() == 0) r.Error(list, ctx + ".allowed_targets must not be empty");
+          if (list.IsSequence()) {
+            for (const YAML::Node& item : list) {
+              std::string error;
+              auto a = ParseAllowedTarget(r.Str(item, ctx + ".allowed_targets item"), error);
+              if (!a) r.Error(item, ctx + ".allowed_targets: " + error);
+              else mod.allowed_targets.push_back(*a);
+            }
+          } else {
+            r.Error(list, ctx + ".allowed_targets must be a list of hosts, networks and ports");
+          }
+        }
+        if (const YAML::Node u = m["allow_unverified_server"]) {
+          if (!u.IsScalar() || (u.Scalar() != "true" && u.Scalar() != "false"))
+            r.Error(u, ctx + ".allow_unverified_server must be true or false");
+          else mod.allow_unverified_server = u.Scalar() == "true";
+        }
+        std::string sslmode;
+        for (const auto& [k, v] : mod.options) {
+          if (k == "sslmode") sslmode = v;
+        }
+        if (!mod.allow_unverified_server && sslmode != "verify-ca" && sslmode != "verify-full")
+          r.Error(m, ctx + ": options.sslmode is '" + (sslmode.empty() ? "prefer (the default)" : sslmode) +
+                         "': the credentials could go in the clear or to a server that has not proved who it is; "
+                         "use sslmode verify-full (or verify-ca), or set allow_unverified_server: true");
         cfg.auth_modules[name] = mod;
       }
     }

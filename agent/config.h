@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/probe_policy.h"
 #include "collectors/duration.h"
 
 namespace pgpulse::agent {
@@ -88,13 +89,18 @@ struct CollectorOverride {
 
 // Credentials for targets named in a /probe request rather than in the
 // config (`/probe?target=host:port/db&auth_module=NAME`): the URL carries an
-// address, never a secret.
+// address, never a secret. Whoever can reach /probe chooses the address, so a module
+// reaches only `allowed_targets`, and only servers that prove who they are (sslmode
+// verify-ca or verify-full) unless `allow_unverified_server` says otherwise.
 struct AuthModule {
   std::string user;
   std::string password_file;
   std::vector<std::pair<std::string, std::string>> options;  // other libpq keywords, e.g. sslmode
+  std::vector<AllowedTarget> allowed_targets;  // required, not empty
+  bool allow_unverified_server = false;
   bool operator==(const AuthModule& o) const {
-    return user == o.user && password_file == o.password_file && options == o.options;
+    return user == o.user && password_file == o.password_file && options == o.options &&
+           allowed_targets == o.allowed_targets && allow_unverified_server == o.allow_unverified_server;
   }
 };
 

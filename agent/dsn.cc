@@ -12,18 +12,12 @@ namespace pgpulse::agent {
 
 namespace {
 
-// libpq's parse errors quote pieces of the input, which may be a password.
+// libpq's parse errors quote pieces of the input, which may be a password, and a password
+// may itself contain '"': hide everything from the first quote to the last, whatever pairs.
 std::string WithoutQuotedParts(const std::string& msg) {
-  std::string out;
-  bool in_quote = false;
-  for (char c : msg) {
-    if (c == '"') {
-      if (!in_quote) out += "\"...\"";
-      in_quote = !in_quote;
-      continue;
-    }
-    if (!in_quote) out.push_back(c);
-  }
+  std::string out = msg;
+  size_t first = out.find('"'), last = out.rfind('"');
+  if (first != std::string::npos) out = out.substr(0, first) + "\"...\"" + (last > first ? out.substr(last + 1) : "");
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
 }

@@ -4,11 +4,14 @@
 #include <malloc.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <dlfcn.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cerrno>
@@ -24,6 +27,36 @@
 namespace pgpulse::agent {
 
 namespace {
+
+constexpr const char* kWorkers = "128";
+constexpr const char* kRequestTimeoutMs = "5000";
+constexpr const char* kKeepAliveTimeoutMs = "5000";
+
+// A query parameter, decoded; "" when absent. False with `error` when it is longer than
+// `max` bytes, given twice or contains a NUL byte (%00), each of which would otherwise
+// silently change what the request names.
+bool QueryParam(const char* qs, const char* name, size_t max, std::string& value, std::string& error) {
+  std::vector<char> buf(max + 2);
+  const size_t len = std::strlen(qs);
+  int n = mg_get_var2(qs, len, name, buf.data(), buf.size(), 0);
+  if (n == -1) return true;
+  std::string what = std::string("/probe parameter '") + name + "'";
+  if (n < 0 || static_cast<size_t>(n) > max) {
+    error = what + " is longer than " + std::to_string(max) + " bytes";
+    return false;
+  }
+  if (std::strlen(buf.data()) != static_cast<size_t>(n)) {
+    error = what + " contains a NUL byte (%00)";
+    return false;
+  }
+  std::vector<char> again(max + 2);
+  if (mg_get_var2(qs, len, name, again.data(), again.size(), 1) != -1) {
+    error = what + " is given more than once";
+    return false;
+  }
+  value.assign(buf.data(), static_cast<size_t>(n));
+  return true;
+}
 
 void Send(mg_connection* conn, int status, const char* reason, const std::string& content_type,
           const std::string& body, const std::string& extra_headers, bool head) {
@@ -69,10 +102,90 @@ std::string LoadOpenSslCompat() {
 
 }  // namespace
 
-HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web)
-    : agent_(agent), telemetry_path_(std::move(telemetry_path)), web_(std::move(web)), auth_(web_.users) {}
+HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web, int max_connections_per_client)
+    : agent_(agent),
+      telemetry_path_(std::move(telemetry_path)),
+      web_(std::move(web)),
+      auth_(web_.users),
+      max_per_client_(max_connections_per_client) {}
 
 HttpServer::~HttpServer() { Stop(); }
+
+int HttpServer::InitConnection(const mg_connection* conn, void** conn_data) {
+  auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)));
+  if (!self || self->max_per_client_ <= 0) return 0;
+  *conn_data = self;  // counted: ConnectionClose counts it out
+  if (++self->open_connections_ > self->max_per_client_) self->EnforcePerClientLimit();
+  return 0;
+}
+
+void HttpServer::ConnectionClose(const mg_connection* conn) {
+  auto* self = static_cast<HttpServer*>(mg_get_user_connection_data(conn));
+  if (self) --self->open_connections_;
+}
+
+// CivetWeb neither says who a new connection is from before its request is read nor lets us
+// close it there, so look at the sockets themselves: every connection to our ports, grouped by
+// client address; an address over the limit loses its newest connections (the one just
+// accepted first). Shutting a socket down makes its worker's read fail at once.
+void HttpServer::EnforcePerClientLimit() {
+  std::unique_lock<std::mutex> lock(clients_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // a scan is running; it or the next one sees this connection
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return;
+  struct Open {
+    int fd;
+    uint64_t seen;
+    const std::string* client;
+  };
+  std::map<std::string, std::vector<Open>> by_client;
+  std::map<unsigned long, Socket> still_open;
+  while (dirent* e = readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    int fd = std::atoi(e->d_name);
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
+    auto known = sockets_.find(st.st_ino);
+    Socket s;
+    if (known != sockets_.end()) {
+      s = known->second;
+    } else {
+      sockaddr_storage peer{}, local{};
+      socklen_t plen = sizeof peer, llen = sizeof local;
+      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0 ||
+          getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0)
+        continue;
+      char text[INET6_ADDRSTRLEN] = "";
+      int port = 0;
+      if (peer.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, text, sizeof text);
+        port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
+      } else if (peer.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, text, sizeof text);
+        port = ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
+      } else {
+        continue;
+      }
+      s.ours = std::find(listen_ports_.begin(), listen_ports_.end(), port) != listen_ports_.end();
+      s.client = text;
+      s.seen = ++scan_sequence_;
+    }
+    auto& kept = still_open[st.st_ino] = s;
+    if (kept.ours && !kept.shut) by_client[kept.client].push_back(Open{fd, kept.seen, &kept.client});
+  }
+  closedir(dir);
+  for (auto& [client, open] : by_client) {
+    if (open.size() <= static_cast<size_t>(max_per_client_)) continue;
+    std::sort(open.begin(), open.end(), [](const Open& a, const Open& b) { return a.seen > b.seen; });
+    for (size_t i = 0; i < open.size() - max_per_client_; ++i) {
+      shutdown(open[i].fd, SHUT_RDWR);
+      struct stat st {};
+      if (fstat(open[i].fd, &st) == 0) still_open[st.st_ino].shut = true;
+      ++refused_;
+    }
+  }
+  sockets_ = std::move(still_open);
+}
 
 std::string HttpServer::ToCivetPorts(const std::string& addr) {
   size_t colon = addr.rfind(':');
@@ -95,8 +208,14 @@ std::string HttpServer::Start(const std::string& listen_address) {
   std::string ports = ToCivetPorts(listen_address);
   if (ports.empty())
     return "--web.listen-address: cannot use '" + listen_address + "' (expected host:port, :port or [ipv6]:port)";
-  std::vector<const char*> options = {"listening_ports", nullptr, "num_threads", "32", "request_timeout_ms", "60000",
-                                      "enable_keep_alive", "yes"};
+  // A worker serves one connection at a time, from its first byte to its last: a client gets
+  // kRequestTimeoutMs to send its request (and the TLS handshake), an idle keep-alive
+  // connection is closed after kKeepAliveTimeoutMs, and the per-client cap (InitConnection)
+  // keeps any one address from holding more than its share of the kWorkers workers.
+  std::vector<const char*> options = {"listening_ports", nullptr,        "num_threads", kWorkers,
+                                      "request_timeout_ms", kRequestTimeoutMs, "keep_alive_timeout_ms",
+                                      kKeepAliveTimeoutMs, "enable_keep_alive", "yes", "connection_queue", "256",
+                                      "listen_backlog", "1024"};
   std::string pem_path, protocol;
   if (web_.tls) {
     ports += "s";
@@ -133,6 +252,8 @@ std::string HttpServer::Start(const std::string& listen_address) {
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof callbacks);
   callbacks.log_message = LogMessage;
+  callbacks.init_connection = &HttpServer::InitConnection;
+  callbacks.connection_close = &HttpServer::ConnectionClose;
   mg_init_data init{&callbacks, this, options.data()};
   char text[256] = {0};
   unsigned code = 0;
@@ -141,6 +262,8 @@ std::string HttpServer::Start(const std::string& listen_address) {
   if (!pem_path.empty()) ::unlink(pem_path.c_str());
   if (!ctx_) return "cannot listen on " + listen_address + ": " + (text[0] ? text : "unknown error");
   mg_set_request_handler(ctx_, "**", &HttpServer::Handle, this);
+  mg_server_port bound[4];
+  for (int i = 0, n = mg_get_server_ports(ctx_, 4, bound); i < n; ++i) listen_ports_.push_back(bound[i].port);
   // Where Stop() can reach the listener: the bound address, or loopback for a wildcard.
   if (ports.find(':') != std::string::npos) {
     std::string host = ports.substr(0, ports.rfind(':'));
@@ -225,18 +348,20 @@ int HttpServer::Dispatch(mg_connection* conn) {
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
     std::string body;
     if (path == "/probe") {
-      char target[256];
       const char* qs = ri->query_string ? ri->query_string : "";
-      int n = mg_get_var(qs, std::strlen(qs), "target", target, sizeof target);
-      if (n <= 0) {
+      std::string target, module, error;
+      if (!QueryParam(qs, "target", 255, target, error) || !QueryParam(qs, "auth_module", 127, module, error)) {
+        Send(conn, 400, "Bad Request", text, "400 " + error + "\n", "", head);
+        return 400;
+      }
+      if (target.empty()) {
         Send(conn, 400, "Bad Request", text, "400 /probe needs ?target=NAME (a target from the config)\n", "", head);
         return 400;
       }
-      char module[128] = "";
-      if (mg_get_var(qs, std::strlen(qs), "auth_module", module, sizeof module) < 0) module[0] = 0;
       Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
       if (probe.status != 200) {
-        Send(conn, probe.status, probe.status == 404 ? "Not Found" : "Bad Request", text,
+        const char* reason = probe.status == 404 ? "Not Found" : probe.status == 403 ? "Forbidden" : "Bad Request";
+        Send(conn, probe.status, reason, text,
              std::to_string(probe.status) + " " + probe.body, "", head);
         return probe.status;
       }

@@ -2,7 +2,11 @@
 // The HTTP endpoints (CivetWeb): telemetry path, /healthz, /readyz, landing page.
 // CivetWeb's worker threads call into Agent, which is thread-safe.
 
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "agent/runtime.h"
 #include "agent/web_config.h"
@@ -15,7 +19,9 @@ namespace pgpulse::agent {
 class HttpServer {
  public:
   // `web` (from --web.config.file) turns on TLS and/or basic auth.
-  HttpServer(Agent& agent, std::string telemetry_path, WebConfig web = {});
+  // `max_connections_per_client`: connections one client address may hold at once (0 = no limit);
+  // more are closed before their request is read, so one client cannot take every worker.
+  HttpServer(Agent& agent, std::string telemetry_path, WebConfig web = {}, int max_connections_per_client = 8);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -31,6 +37,10 @@ class HttpServer {
 
  private:
   static int Handle(::mg_connection* conn, void* self);
+  // CivetWeb callbacks (worker threads): count connections per client address.
+  static int InitConnection(const ::mg_connection* conn, void** conn_data);
+  static void ConnectionClose(const ::mg_connection* conn);
+  void EnforcePerClientLimit();
   int Dispatch(::mg_connection* conn);
 
   Agent& agent_;
@@ -39,6 +49,19 @@ class HttpServer {
   BasicAuth auth_;
   ::mg_context* ctx_ = nullptr;
   std::string wake_host_;  // address Stop() connects to; "" = loopback
+  const int max_per_client_;
+  std::vector<int> listen_ports_;          // set by Start()
+  std::atomic<int> open_connections_{0};  // connections CivetWeb has handed to a worker
+  std::mutex clients_mu_;                  // guards what follows: one scan at a time
+  struct Socket {
+    bool ours = false;  // accepted on one of listen_ports_
+    bool shut = false;  // shut down for being over the limit
+    std::string client;
+    uint64_t seen = 0;  // order of first sight, to tell newer connections from older ones
+  };
+  std::map<unsigned long, Socket> sockets_;  // by inode, as of the last scan
+  uint64_t scan_sequence_ = 0;
+  uint64_t refused_ = 0;
 };
 
 }  // namespace pgpulse::agent

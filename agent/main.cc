@@ -6,7 +6,9 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "agent/check.h"
 #include "agent/http_server.h"
@@ -39,6 +41,11 @@ int main(int argc, char** argv) {
                  "TLS and basic auth for the endpoints (exporter-toolkit web config format); optional");
   app.add_option("--web.listen-address", listen, "Address to listen on (host:port, :port)")->capture_default_str();
   app.add_option("--web.telemetry-path", telemetry, "Path under which to expose metrics")->capture_default_str();
+  int per_client = 8;
+  app.add_option("--web.max-connections-per-client", per_client,
+                 "Connections one client address may hold open at once (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100000));
   app.add_option("--log.level", level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--log.format", format, "logfmt or json")->capture_default_str();
   app.fallthrough();  // `pgpulse check --config.file=...` reads naturally
@@ -94,7 +101,7 @@ int main(int argc, char** argv) {
       for (const auto& e : errors) std::cerr << "error: " << e << "\n";
       return 1;
     }
-    HttpServer server(agent, telemetry, web);
+    HttpServer server(agent, telemetry, web, per_client);
     if (std::string e = server.Start(listen); !e.empty()) {
       LogError("cannot start", {{"error", e}});
       return 1;
@@ -110,6 +117,13 @@ int main(int argc, char** argv) {
         continue;
       }
       LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      // Stopping waits for each target's worker, which may be stuck in a connect or query to a
+      // hung server for as long as connect_timeout or a collector's timeout: bound it.
+      std::thread([] {
+        std::this_thread::sleep_for(std::chrono::seconds(5));
+        LogWarn("not stopped within 5s (a server is not answering); exiting without waiting for it");
+        std::_Exit(0);
+      }).detach();
       server.Stop();
       break;
     }

@@ -104,7 +104,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
 
   std::map<std::string, ResolvedAuthModule> modules;
   for (const auto& [name, mod] : cfg.auth_modules) {
-    ResolvedAuthModule resolved{mod.user, "", mod.options};
+    ResolvedAuthModule resolved{mod.user, "", mod.options, mod.allowed_targets};
     std::string error;
     if (!mod.password_file.empty()) {
       auto p = ReadPasswordFile(mod.password_file, error);
@@ -174,7 +174,53 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
   return rt;
 }
 
-Agent::Agent(AgentOptions options, SelfMetrics& metrics) : options_(std::move(options)), metrics_(metrics) {}
+Agent::Agent(AgentOptions options, SelfMetrics& metrics) : options_(std::move(options)), metrics_(metrics) {
+  retirer_ = std::thread([this] { RetireLoop(); });
+}
+
+Agent::~Agent() {
+  {
+    std::lock_guard<std::mutex> lock(adhoc_mu_);
+    stopping_ = true;
+    for (auto& [key, a] : adhoc_) retired_.push_back(std::move(a.target));
+    adhoc_.clear();
+  }
+  retire_cv_.notify_all();
+  retirer_.join();
+}
+
+void Agent::Retire(std::shared_ptr<Target> target) {
+  retired_.push_back(std::move(target));
+  retire_cv_.notify_all();
+}
+
+void Agent::RetireLoop() {
+  std::unique_lock<std::mutex> lock(adhoc_mu_);
+  for (;;) {
+    // A target still used by a request in flight is kept until that request lets go.
+    std::vector<std::shared_ptr<Target>> done;
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (it->use_count() == 1) {
+        done.push_back(std::move(*it));
+        it = retired_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!done.empty()) {
+      lock.unlock();
+      for (auto& t : done) {
+        std::string name = t->config().name;
+        t.reset();  // joins its worker: may take until the server answers or times out
+        metrics_.ForgetTarget(name);
+      }
+      lock.lock();
+      continue;
+    }
+    if (stopping_ && retired_.empty()) return;
+    retire_cv_.wait_for(lock, std::chrono::milliseconds(100));
+  }
+}
 
 std::shared_ptr<const Runtime> Agent::runtime() const { return std::atomic_load(&runtime_); }
 
@@ -193,6 +239,7 @@ std::vector<std::string> Agent::Reload() {
   {
     // Ad-hoc targets were made with the old auth modules.
     std::lock_guard<std::mutex> lock(adhoc_mu_);
+    for (auto& [key, a] : adhoc_) Retire(std::move(a.target));
     adhoc_.clear();
   }
   LogInfo("configuration loaded", {{"config", loaded.config.origin},
@@ -259,7 +306,7 @@ bool ParseAddress(const std::string& text, std::string& host, std::string& port,
 }  // namespace
 
 std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
-                                           std::string& error) {
+                                           std::string& error, bool& forbidden) {
   auto mod = rt.auth_modules.find(module);
   if (mod == rt.auth_modules.end()) {
     error = "no auth module named '" + module + "' in the config";
@@ -268,6 +315,13 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
   std::string host, port, dbname;
   if (!ParseAddress(address, host, port, dbname)) {
     error = "target '" + address + "' is not host[:port][/dbname]";
+    return nullptr;
+  }
+  if (!TargetAllowed(mod->second.allowed_targets, host, port.empty() ? 0 : std::stoi(port))) {
+    error = "target '" + address + "' is not in the allowed_targets of auth module '" + module + "'";
+    forbidden = true;
+    LogWarn("probe target refused",
+            {{"target", address}, {"auth_module", module}, {"reason", "not in allowed_targets"}});
     return nullptr;
   }
   const std::string key = module + '\x1f' + address;
@@ -290,6 +344,7 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
     for (auto it = adhoc_.begin(); it != adhoc_.end(); ++it) {
       if (it->second.last_used < oldest->second.last_used) oldest = it;
     }
+    Retire(std::move(oldest->second.target));
     adhoc_.erase(oldest);
   }
   TargetConfig tc;
@@ -311,8 +366,9 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
     return {404, "no target named '" + target + "' in the config (a server address needs &auth_module=NAME)\n"};
   }
   std::string error;
-  auto t = AdhocTarget(*rt, target, auth_module, error);
-  if (!t) return {400, error + "\n"};
+  bool forbidden = false;
+  auto t = AdhocTarget(*rt, target, auth_module, error, forbidden);
+  if (!t) return {forbidden ? 403 : 400, error + "\n"};
   return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
 }
 

@@ -6,11 +6,13 @@
 // thread, on SIGHUP) builds a new one and swaps it in atomically. In-flight
 // scrapes keep the snapshot they started with alive.
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/config.h"
@@ -29,6 +31,7 @@ struct ResolvedAuthModule {
   std::string user;
   std::string password;  // from password_file; never logged
   std::vector<std::pair<std::string, std::string>> options;
+  std::vector<AllowedTarget> allowed_targets;
 };
 
 struct Runtime {
@@ -47,6 +50,9 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
 class Agent {
  public:
   Agent(AgentOptions options, SelfMetrics& metrics);
+  ~Agent();  // stops the retirer, which waits for the evicted targets' workers
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
 
   // Loads config and definitions; installs them only if there is no error.
   // Returns the errors (empty on success).
@@ -60,7 +66,7 @@ class Agent {
   // /probe: a configured target by name, or, with an auth module, a server
   // address "host[:port][/dbname]" whose credentials come from the module.
   struct ProbeResult {
-    int status;  // 200, or 400/404 with `body` saying why
+    int status;  // 200, or 400/403/404 with `body` saying why
     std::string body;
   };
   ProbeResult RenderProbe(const std::string& target, const std::string& auth_module,
@@ -74,8 +80,10 @@ class Agent {
   std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
                      Clock::time_point deadline, bool include_self);
 
+  // nullptr with `error` when the module or address is bad, and `forbidden` when the
+  // address is outside the module's allowed_targets.
   std::shared_ptr<Target> AdhocTarget(const Runtime& rt, const std::string& address, const std::string& module,
-                                      std::string& error);
+                                      std::string& error, bool& forbidden);
 
   AgentOptions options_;
   SelfMetrics& metrics_;
@@ -85,6 +93,14 @@ class Agent {
   };
   std::mutex adhoc_mu_;
   std::map<std::string, Adhoc> adhoc_;  // guarded by adhoc_mu_; emptied by a successful reload
+  // Evicted ad-hoc targets: destroying one waits for its worker, which may be stuck on a hung
+  // server, so the retirer thread does it, never a request, and then drops their self series.
+  void Retire(std::shared_ptr<Target> target);  // caller holds adhoc_mu_
+  void RetireLoop();
+  std::vector<std::shared_ptr<Target>> retired_;  // guarded by adhoc_mu_
+  std::condition_variable retire_cv_;
+  bool stopping_ = false;  // guarded by adhoc_mu_
+  std::thread retirer_;
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
 };
 

@@ -100,6 +100,10 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
 void SelfMetrics::CollectorDone(const std::string& target, const std::string& collector, size_t runs,
                                 size_t failures, size_t cache_hits, double seconds, size_t series,
                                 size_t dropped_duplicates, size_t dropped_limit) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    collectors_[target].insert(collector);
+  }
   prometheus::Labels l{{"target", target}, {"collector", collector}};
   if (runs > 0) collector_duration_.Add(l).Set(seconds);
   collector_success_.Add(l).Set(failures == 0 ? 1 : 0);
@@ -121,6 +125,35 @@ void SelfMetrics::ScrapeDone(const std::string& target, double seconds, double d
   scrapes_.Add({{"target", target}}).Increment();
   auto& exceeded = deadline_exceeded_.Add({{"target", target}});
   if (deadline_exceeded) exceeded.Increment();
+}
+
+void SelfMetrics::ForgetTarget(const std::string& target) {
+  std::set<std::string> collectors;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = collectors_.find(target);
+    if (it != collectors_.end()) {
+      collectors = std::move(it->second);
+      collectors_.erase(it);
+    }
+  }
+  // prometheus-cpp removes a child by pointer; Add() with the same labels finds it.
+  auto drop = [](auto& family, const prometheus::Labels& labels) { family.Remove(&family.Add(labels)); };
+  for (const std::string& c : collectors) {
+    prometheus::Labels l{{"target", target}, {"collector", c}};
+    drop(collector_duration_, l);
+    drop(collector_success_, l);
+    drop(collector_errors_, l);
+    drop(collector_cache_hits_, l);
+    drop(collector_series_, l);
+    drop(collector_dropped_, {{"target", target}, {"collector", c}, {"reason", "duplicate"}});
+    drop(collector_dropped_, {{"target", target}, {"collector", c}, {"reason", "limit"}});
+  }
+  prometheus::Labels t{{"target", target}};
+  drop(scrape_deadline_, t);
+  scrape_duration_.Remove(&scrape_duration_.Add(t, prometheus::Histogram::BucketBoundaries{}));
+  drop(scrapes_, t);
+  drop(deadline_exceeded_, t);
 }
 
 void SelfMetrics::ReloadDone(bool success) {
@@ -161,6 +194,9 @@ std::vector<collectors::Family> SelfMetrics::Collect() const {
   }
   rlimit lim{};
   getrlimit(RLIMIT_NOFILE, &lim);
+  AddProcessGauge(out, "pgpulse_invalid_utf8_replacements_total",
+                  "Bytes of label values from the database that were not valid UTF-8 and were replaced by U+FFFD.",
+                  MetricKind::Counter, static_cast<double>(collectors::InvalidUtf8Replacements()));
   AddProcessGauge(out, "process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
                   MetricKind::Counter, cpu);
   AddProcessGauge(out, "process_resident_memory_bytes", "Resident memory size, in bytes.", MetricKind::Gauge, rss);

@@ -9,7 +9,10 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -29,6 +32,8 @@ class SelfMetrics {
                      size_t dropped_limit);
   void ScrapeDone(const std::string& target, double seconds, double deadline_seconds, bool deadline_exceeded);
   void ReloadDone(bool success);
+  // Drops every series labelled target=`target` (an ad-hoc /probe target that was evicted).
+  void ForgetTarget(const std::string& target);
 
   // The registry's families plus process metrics, ready for the writer.
   std::vector<collectors::Family> Collect() const;
@@ -49,6 +54,8 @@ class SelfMetrics {
   prometheus::Gauge& reload_time_;
   prometheus::Family<prometheus::Counter>& reloads_;
   double start_time_;
+  mutable std::mutex mu_;
+  std::map<std::string, std::set<std::string>> collectors_;  // per target, as reported; guarded by mu_
 };
 
 }  // namespace pgpulse::agent

@@ -4,6 +4,7 @@
 #include <pqxx/result>
 
 #include <algorithm>
+#include <system_error>
 #include <regex>
 #include <cerrno>
 #include <cstdlib>
@@ -17,6 +18,15 @@
 namespace pgpulse::agent {
 
 namespace {
+
+// Label values must be UTF-8: the server converts names and texts from the database's
+// encoding. Not from SQL_ASCII (where it would refuse every byte >= 0x80 and fail the
+// query): those come as they are, and collectors::AppendLabel replaces what is invalid.
+std::unique_ptr<pqxx::connection> ConnectAskingForUtf8(const std::string& conninfo) {
+  auto conn = std::make_unique<pqxx::connection>(conninfo);
+  if (conn->get_client_encoding() != "SQL_ASCII") conn->set_client_encoding("UTF8");
+  return conn;
+}
 
 constexpr std::chrono::milliseconds kMinBackoff{500};
 constexpr std::chrono::milliseconds kMaxBackoff{10'000};
@@ -81,7 +91,6 @@ Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetr
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
   if (config_.pgbackrest.enabled())
     backrest_ = std::make_unique<BackrestCollector>(config_.name, config_.pgbackrest, labels_);
-  worker_ = std::thread([this] { WorkerLoop(); });
 }
 
 Target::~Target() {
@@ -90,7 +99,7 @@ Target::~Target() {
     stopping_ = true;
   }
   cv_.notify_all();
-  worker_.join();
+  if (worker_.joinable()) worker_.join();
   for (auto& [name, db] : databases_) {
     try {
       if (db.conn) db.conn->disconnect();
@@ -117,7 +126,22 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
   std::shared_future<std::shared_ptr<const Collection>> fut;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!inflight_active_) {
+    // Started at the first scrape, so that `pgpulse check` (no scrape) needs no thread per target.
+    if (!worker_.joinable()) {
+      try {
+        worker_ = std::thread([this] { WorkerLoop(); });
+      } catch (const std::system_error& e) {
+        auto c = std::make_shared<Collection>();
+        c->error = std::string("cannot start a worker thread: ") + e.what();
+        c->finished = std::chrono::system_clock::now();
+        return c;
+      }
+    }
+    if (inflight_active_) {
+      // Joining a collection in flight: it runs until the latest deadline of those waiting.
+      inflight_deadline_ = std::max(inflight_deadline_, deadline);
+    } else {
+      inflight_deadline_ = deadline;
       auto req = std::make_unique<Request>();
       req->defs = std::move(defs);
       req->deadline = deadline;
@@ -191,7 +215,7 @@ bool Target::EnsureConnected(std::string& error) {
       console_ = collectors::ConsoleConnection::Open(spec_.conninfo, why);
       if (!console_) throw std::runtime_error(why);
     } else {
-      conn_ = std::make_unique<pqxx::connection>(spec_.conninfo);
+      conn_ = ConnectAskingForUtf8(spec_.conninfo);
     }
     backoff_ = std::chrono::milliseconds(0);
     last_connect_error_.clear();
@@ -360,10 +384,21 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
     if (open + 1 < config_.databases.max_connections || !oldest) break;
     databases_[*oldest].conn.reset();
   }
+  // A connect must end by the deadline, not connect_timeout later, or the whole collection
+  // (the main database's too) is lost; libpq counts connect_timeout in whole seconds, 2 at least.
+  int64_t left_s = std::chrono::duration_cast<std::chrono::seconds>(deadline - now).count();
+  if (left_s < 2) {
+    error = "not connecting to database " + db + ": less than 2 s left before the scrape deadline";
+    return nullptr;
+  }
+  int64_t timeout_s = left_s;
+  for (const auto& [key, value] : spec_.options) {
+    if (key == "connect_timeout") timeout_s = std::min(timeout_s, std::max<int64_t>(2, std::atoll(value.c_str())));
+  }
   DatabaseConnection& d = databases_[db];
   d.last_used = now;
   try {
-    d.conn = std::make_unique<pqxx::connection>(spec_.ConninfoFor(db));
+    d.conn = ConnectAskingForUtf8(spec_.ConninfoFor(db) + " connect_timeout=" + std::to_string(timeout_s));
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
                                              std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
@@ -561,13 +596,29 @@ CollectorOutcome Target::BackrestOutcome(Clock::time_point until) {
 
 std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const Definitions>& defs,
                                                   Clock::time_point deadline) {
+  // A request that joins later may move the deadline out; look before each step.
+  auto latest = [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    deadline = std::max(deadline, inflight_deadline_);
+    return deadline;
+  };
+  // A collector cut off by the deadline it started with runs again if a later waiter moved
+  // the deadline out since (its statement timeout was fixed when it started).
+  auto run_pg = [&](const collectors::PlannedCollector& p, const std::string& db,
+                    std::unique_ptr<pqxx::connection>& conn, Tally& tally) {
+    Clock::time_point used = latest();
+    CollectorOutcome o = RunOnPostgres(defs, p, db, conn, used, tally);
+    if (o.status == CollectorStatus::Failed && latest() > used + kMinCollectorTime)
+      o = RunOnPostgres(defs, p, db, conn, deadline, tally);
+    return o;
+  };
   auto start = Clock::now();
   auto c = std::make_shared<Collection>();
   // pgbackrest info runs beside the SQL collectors; only the collection that started it waits for it.
   const bool backrest_started = backrest_ && backrest_->Refresh();
   std::string error;
   fs_access_.reset();
-  c->up = ReadFacts(c->facts, deadline, error);
+  c->up = ReadFacts(c->facts, latest(), error);
   if (!c->up) {
     c->error = error;
     LogDebug("server down", {{"target", config_.name}, {"error", error}});
@@ -583,21 +634,21 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
                                          if (run.connection_lost) console_.reset();
                                          return run;
                                        },
-                                       deadline, tallies[p.definition->name]));
+                                       latest(), tallies[p.definition->name]));
         continue;
       }
-      c->collectors.push_back(RunOnPostgres(defs, p, "", conn_, deadline, tallies[p.definition->name]));
+      c->collectors.push_back(run_pg(p, "", conn_, tallies[p.definition->name]));
     }
 
     if (config_.databases.enabled && kind_ == collectors::TargetKind::Postgres && conn_ &&
         (!discovery_done_ || Clock::now() - discovered_at_ >= config_.databases.refresh))
-      Discover(deadline);
+      Discover(latest());
     std::vector<std::string> dbs{current_database_};
     if (config_.databases.enabled && discovery_done_ && kind_ == collectors::TargetKind::Postgres) dbs = discovered_;
     for (const std::string& db : dbs) {
       const bool own = db == current_database_;
       std::string db_error;
-      DatabaseConnection* other = own ? nullptr : OpenDatabase(db, deadline, db_error);
+      DatabaseConnection* other = own ? nullptr : OpenDatabase(db, latest(), db_error);
       const std::set<std::string>& extensions = own ? c->facts.extensions : (other ? other->extensions : c->facts.extensions);
       for (const collectors::PlannedCollector& p : plan.run) {
         const collectors::Definition& def = *p.definition;
@@ -621,7 +672,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
           c->collectors.push_back(std::move(failed));
           continue;
         }
-        c->collectors.push_back(RunOnPostgres(defs, p, db, own ? conn_ : other->conn, deadline, tally));
+        c->collectors.push_back(run_pg(p, db, own ? conn_ : other->conn, tally));
       }
     }
     for (const auto& [name, t] : tallies) {
@@ -636,7 +687,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
       c->collectors.push_back(std::move(out));
     }
   }
-  if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? deadline - kBackrestMargin : Clock::now()));
+  if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? latest() - kBackrestMargin : Clock::now()));
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
   LogDebug("collected", {{"target", config_.name}, {"up", c->up ? "1" : "0"},

@@ -174,9 +174,10 @@ class Target {
   std::unique_ptr<Request> pending_;                             // guarded by mu_
   std::shared_future<std::shared_ptr<const Collection>> inflight_;  // guarded by mu_
   bool inflight_active_ = false;                                 // guarded by mu_
+  Clock::time_point inflight_deadline_{};  // latest deadline of the in-flight collection's waiters; guarded by mu_
   bool stopping_ = false;                                        // guarded by mu_
   std::shared_ptr<const Collection> last_;                       // guarded by mu_
-  std::thread worker_;
+  std::thread worker_;  // started by the first Scrape, under mu_
 };
 
 }  // namespace pgpulse::agent

@@ -1,5 +1,6 @@
 #include "collectors/family.h"
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -63,7 +64,65 @@ bool NeedsLabelEscape(std::string_view text) {
   return false;
 }
 
+std::atomic<uint64_t> invalid_utf8_replacements{0};
+
+// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, surrogates or
+// code points above U+10FFFF), or 0 if there is none.
+size_t Utf8SequenceLength(const unsigned char* p, const unsigned char* end) {
+  unsigned char c = p[0];
+  size_t n = c < 0x80                   ? 1
+             : (c >= 0xc2 && c <= 0xdf) ? 2
+             : (c >= 0xe0 && c <= 0xef) ? 3
+             : (c >= 0xf0 && c <= 0xf4) ? 4
+                                        : 0;
+  if (n == 0 || static_cast<size_t>(end - p) < n) return 0;
+  for (size_t i = 1; i < n; ++i) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+  }
+  if (c == 0xe0 && p[1] < 0xa0) return 0;   // overlong
+  if (c == 0xed && p[1] > 0x9f) return 0;   // UTF-16 surrogate
+  if (c == 0xf0 && p[1] < 0x90) return 0;   // overlong
+  if (c == 0xf4 && p[1] > 0x8f) return 0;   // above U+10FFFF
+  return n;
+}
+
+bool IsValidUtf8(std::string_view v) {
+  auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  auto* end = p + v.size();
+  while (p != end) {
+    if (*p < 0x80) {
+      ++p;
+      continue;
+    }
+    size_t n = Utf8SequenceLength(p, end);
+    if (n == 0) return false;
+    p += n;
+  }
+  return true;
+}
+
 }  // namespace
+
+std::string ToValidUtf8(std::string_view value, size_t& replaced) {
+  std::string out;
+  out.reserve(value.size() + 8);
+  auto* p = reinterpret_cast<const unsigned char*>(value.data());
+  auto* end = p + value.size();
+  while (p != end) {
+    size_t n = Utf8SequenceLength(p, end);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      ++replaced;
+      ++p;
+    } else {
+      out.append(reinterpret_cast<const char*>(p), n);
+      p += n;
+    }
+  }
+  return out;
+}
+
+uint64_t InvalidUtf8Replacements() { return invalid_utf8_replacements.load(std::memory_order_relaxed); }
 
 std::string_view KindName(MetricKind kind) {
   switch (kind) {
@@ -82,6 +141,13 @@ std::string_view KindName(MetricKind kind) {
 }
 
 void AppendLabel(std::string& out, std::string_view name, std::string_view value, bool first) {
+  if (!value.empty() && !IsValidUtf8(value)) {
+    size_t replaced = 0;
+    std::string valid = ToValidUtf8(value, replaced);
+    invalid_utf8_replacements.fetch_add(replaced, std::memory_order_relaxed);
+    AppendLabel(out, name, valid, first);
+    return;
+  }
   size_t escapes = 0;
   if (NeedsLabelEscape(value)) {
     for (char c : value) escapes += kLabelValueEscapes.letter[static_cast<unsigned char>(c)] != 0;

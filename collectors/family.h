@@ -2,6 +2,7 @@
 // One metric family's samples, stored so that writing the exposition is copying bytes.
 
 #include <cstdint>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,8 +42,17 @@ struct Family {
 
 // Appends `name="value"` with the value escaped as the text format requires
 // (backslash, double quote and newline). `first` decides whether a comma
-// precedes it; the caller writes the braces.
+// precedes it; the caller writes the braces. A value that is not valid UTF-8
+// (a name from a SQL_ASCII database) has each invalid byte replaced by U+FFFD,
+// since Prometheus rejects the whole scrape for one invalid label value.
 void AppendLabel(std::string& out, std::string_view name, std::string_view value, bool first);
+
+// `value` as valid UTF-8: each byte that does not start a well-formed sequence
+// becomes U+FFFD. Adds the replacements to `replaced`.
+std::string ToValidUtf8(std::string_view value, size_t& replaced);
+
+// Bytes replaced by U+FFFD in label values since the process started (any thread).
+uint64_t InvalidUtf8Replacements();
 
 // Renders a whole label set `{a="x",b="y"}`; empty string for no labels.
 std::string RenderLabels(const std::vector<std::pair<std::string, std::string>>& labels);

@@ -114,7 +114,10 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
       conn.prepare(prepared_name, sql);
       r = limit ? tx.exec_prepared(prepared_name, *limit) : tx.exec_prepared(prepared_name);
     }
-    tx.exec("COMMIT");
+    // Nothing to keep from a read-only transaction, and ROLLBACK (in the same round trip a
+    // COMMIT would take) also undoes what a collector changed in the session: SET ROLE,
+    // set_config(..., false), SET. Session-level advisory locks are not undone.
+    tx.exec("ROLLBACK");
     return r;
   } catch (const pqxx::broken_connection&) {
     throw;

@@ -1,6 +1,7 @@
 // libFuzzer: the exposition writer's escaping. Arbitrary label values, help
 // text and values go in; what comes out must be well-formed text format whose
-// label values unescape back to the input exactly.
+// label values unescape back to the input exactly (with bytes that are not valid
+// UTF-8 replaced by U+FFFD, as AppendLabel does).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -76,7 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const std::string& name = labels[k].first;
     if (out.compare(i, name.size() + 1, name + "=") != 0) Fail();
     i += name.size() + 1;
-    if (Unquote(out, i) != labels[k].second) Fail();
+    size_t replaced = 0;
+    if (Unquote(out, i) != pgpulse::collectors::ToValidUtf8(labels[k].second, replaced)) Fail();
     if (out[i] == ',') ++i;
   }
   if (out[i] != '}' || out[i + 1] != ' ') Fail();

@@ -2,13 +2,16 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -356,6 +359,32 @@ TEST_F(AgentTest, PromtoolFindsNoProblemInARealScrape) {
   EXPECT_EQ(r.output, "") << r.output;
 }
 
+// Issue #18: a table named café in a LATIN1 database, or any byte >= 0x80 in a SQL_ASCII one,
+// went out as raw bytes; promtool (and Prometheus, which then dropped the target) rejected
+// the scrape. Names are converted to UTF-8 by the server, and what cannot be is replaced.
+TEST(AgentEncoding, NamesFromLatin1AndSqlAsciiDatabasesAreValidUtf8) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE latin TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'");
+  pg->Exec("CREATE DATABASE ascii TEMPLATE template0 ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'");
+  {
+    pqxx::connection latin(pg->dsn() + " dbname=latin client_encoding=UTF8");
+    pqxx::nontransaction(latin).exec("CREATE TABLE \"caf\xc3\xa9\" (i int)");
+    pqxx::connection ascii(pg->dsn() + " dbname=ascii client_encoding=SQL_ASCII");
+    pqxx::nontransaction(ascii).exec("CREATE TABLE \"bad\xe9\xff\" (i int)");
+  }
+  std::string cfg = WriteTempFile("encodings.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                     "\"\n    databases: {discover: true}\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_NE(body.find("\"caf\xc3\xa9\""), std::string::npos) << "LATIN1 converted to UTF-8";
+  EXPECT_NE(body.find("\"bad\xef\xbf\xbd\xef\xbf\xbd\""), std::string::npos) << "invalid bytes replaced";
+  EXPECT_GE(SampleValue(body, "pgpulse_invalid_utf8_replacements_total"), 2.0);
+  std::string path = WriteTempFile("encodings.prom", body);
+  CommandResult r = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_EQ(r.output, "") << r.output;
+}
+
 TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
   std::string cfg = WriteTempFile("reload.yml", ConfigFor(*pg_, ""));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
@@ -421,6 +450,8 @@ TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
   std::string cfg = WriteTempFile("modules.yml", "auth_modules:\n  local:\n    user: postgres\n"
                                                  "    password_file: \"" + pw + "\"\n"
                                                  "    options: {sslmode: disable, application_name: ignored}\n"
+                                                 "    allowed_targets: [127.0.0.1]\n"
+                                                 "    allow_unverified_server: true\n"
                                                  "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--log.level=debug"});
   std::string address = "127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
@@ -439,6 +470,365 @@ TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
   EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
   EXPECT_EQ(agent->Log().find(secret), std::string::npos);
   EXPECT_EQ(HttpGet(agent->url("/")).body.find(secret), std::string::npos);
+}
+
+// A server on loopback that speaks just enough of the PostgreSQL protocol to ask every client
+// for its password in the clear (AuthenticationCleartextPassword), as a hostile server named
+// in a /probe request would, and records what each client sends.
+class PasswordTrap {
+ public:
+  PasswordTrap() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listener_, 16) != 0 ||
+        getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      throw std::runtime_error("PasswordTrap: cannot listen on loopback");
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~PasswordTrap() {
+    stop_ = true;
+    thread_.join();
+    close(listener_);
+  }
+  int port() const { return port_; }
+  int connections() const { return connections_; }
+  std::string received() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return received_;
+  }
+
+ private:
+  // Reads what arrives within `ms`; "" on timeout or close.
+  static std::string ReadSome(int fd, int ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, ms) <= 0) return "";
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+  }
+  void Serve() {
+    while (!stop_) {
+      pollfd p{listener_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) continue;
+      ++connections_;
+      std::string all, first = ReadSome(fd, 2000);
+      all += first;
+      // SSLRequest (length 8, code 80877103): say no, then read the startup message.
+      if (first.size() == 8 && first.substr(4) == std::string("\x04\xd2\x16\x2f", 4)) {
+        send(fd, "N", 1, MSG_NOSIGNAL);
+        all += ReadSome(fd, 2000);
+      }
+      const char cleartext[] = {'R', 0, 0, 0, 8, 0, 0, 0, 3};
+      send(fd, cleartext, sizeof cleartext, MSG_NOSIGNAL);
+      all += ReadSome(fd, 2000);  // a PasswordMessage ('p') would arrive here
+      close(fd);
+      std::lock_guard<std::mutex> lock(mu_);
+      received_ += all;
+    }
+  }
+  int listener_ = -1, port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> connections_{0};
+  std::mutex mu_;
+  std::string received_;
+  std::thread thread_;
+};
+
+// Issue #18: an unauthenticated /probe named any host:port and the agent sent the auth module's
+// password there, in the clear when asked. Now: addresses outside allowed_targets (DNS names
+// included, never resolved) are a 403 without a connection; a module must insist on a verified
+// server (or say explicitly that it need not), and then a server that cannot prove itself never
+// gets to ask for the password.
+TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
+  const std::string secret = "Trap-Secret-4471";
+  std::string pw = WriteTempFile("trap.pw", secret + "\n");
+  PasswordTrap trap;
+  const std::string trap_port = std::to_string(trap.port());
+  std::string cfg = WriteTempFile(
+      "trap.yml", "auth_modules:\n"
+                  "  mon:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                  "    allowed_targets: [\"127.0.0.1:" + std::to_string(pg_->port()) + "\", 10.0.0.0/8]\n"
+                  "  verified:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: verify-full, sslrootcert: /nonexistent/ca.pem}\n"
+                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
+                  "  careless:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
+                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
+                  "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+
+  // Outside the allow-list: refused before any connection, by address, by port, by name.
+  for (const std::string& target : {"127.0.0.1:" + trap_port + "/postgres", "localhost:" + trap_port,
+                                    "127.0.0.2:" + std::to_string(pg_->port())}) {
+    HttpResponse r = HttpGet(agent->url("/probe?target=" + target + "&auth_module=mon"));
+    EXPECT_EQ(r.status, 403) << target << ": " << r.body;
+    EXPECT_NE(r.body.find("not in the allowed_targets of auth module 'mon'"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(trap.connections(), 0) << "the agent connected to an address outside allowed_targets";
+  // Inside it, the real server still works.
+  HttpResponse ok = HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) + "&auth_module=mon"));
+  EXPECT_EQ(SampleValue(ok.body, "pg_up"), 1.0) << ok.body;
+
+  // Allowed, but the module wants a verified server: the trap cannot do TLS, so it never gets to ask.
+  HttpResponse trapped = HttpGet(agent->url("/probe?target=127.0.0.1:" + trap_port + "&auth_module=verified"));
+  EXPECT_EQ(SampleValue(trapped.body, "pg_up"), 0.0) << trapped.body;
+  EXPECT_GE(trap.connections(), 1) << "the verified module should have tried the allowed trap";
+  std::string got = trap.received();
+  EXPECT_EQ(got.find(secret), std::string::npos) << "the password reached the trap";
+  EXPECT_EQ(got.find("\np"), std::string::npos);
+  EXPECT_EQ(agent->Log().find(secret), std::string::npos);
+  // What allow_unverified_server gives up, and proof that the trap catches a password when one comes.
+  HttpGet(agent->url("/probe?target=127.0.0.1:" + trap_port + "&auth_module=careless"));
+  EXPECT_NE(trap.received().find(secret), std::string::npos) << "the trap should have caught the careless module";
+
+  // A module that would send the password unverified is refused at load, unless it says so.
+  for (const char* sslmode : {"disable", "require", "prefer"}) {
+    std::string bad = WriteTempFile("unverified.yml", std::string("auth_modules:\n  m:\n    user: x\n"
+                                                                  "    options: {sslmode: ") + sslmode +
+                                                          "}\n    allowed_targets: [db7.example]\n");
+    CommandResult r = AgentProcess::Run({"check", "--config.file=" + bad});
+    EXPECT_EQ(r.exit_status, 1) << sslmode;
+    EXPECT_NE(r.output.find("unverified.yml:3:5: auth_modules.m: options.sslmode is '" + std::string(sslmode) + "'"),
+              std::string::npos)
+        << r.output;
+  }
+  std::string missing = WriteTempFile("noallow.yml", "auth_modules:\n  m:\n    user: x\n"
+                                                     "    options: {sslmode: verify-full}\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + missing});
+  EXPECT_EQ(r.exit_status, 1);
+  EXPECT_NE(r.output.find("auth_modules.m: missing required key 'allowed_targets'"), std::string::npos) << r.output;
+  std::string malformed = WriteTempFile("badallow.yml", "auth_modules:\n  m:\n    user: x\n"
+                                                        "    options: {sslmode: verify-full}\n"
+                                                        "    allowed_targets: [\"10.0.0.0/33\", \"db:99999\"]\n");
+  r = AgentProcess::Run({"check", "--config.file=" + malformed});
+  EXPECT_NE(r.output.find("'10.0.0.0/33': prefix length must be 0 to 32"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'db:99999': expected a port from 1 to 65535"), std::string::npos) << r.output;
+}
+
+// Issue #18: every distinct ad-hoc target left its pgpulse_* series in /metrics forever (28,350
+// series after 1,575 targets). An evicted target takes its series with it.
+TEST_F(AgentTest, EvictedProbeTargetsTakeTheirSeriesWithThem) {
+  const std::string port = std::to_string(pg_->port());
+  std::string cfg = WriteTempFile("evict.yml", "auth_modules:\n  local:\n    user: postgres\n"
+                                               "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                               "    allowed_targets: [127.0.0.1]\n"
+                                               "max_probe_targets: 1\n"
+                                               "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  const std::vector<std::string> targets = {"127.0.0.1:" + port + "/postgres", "127.0.0.1:" + port + "/template1",
+                                            "127.0.0.1:" + port};
+  for (const std::string& t : targets) {
+    HttpResponse r = HttpGet(agent->url("/probe?target=" + t + "&auth_module=local"));
+    ASSERT_EQ(SampleValue(r.body, "pg_up"), 1.0) << t << ": " << r.body;
+  }
+  auto series_of = [](const std::string& body, const std::string& target) {
+    size_t n = 0;
+    for (size_t at = body.find("target=\"" + target + "\""); at != std::string::npos;
+         at = body.find("target=\"" + target + "\"", at + 1))
+      ++n;
+    return n;
+  };
+  std::string body;
+  for (int i = 0; i < 50; ++i) {  // the retirer drops them within ~100 ms
+    body = HttpGet(agent->url("/metrics")).body;
+    if (series_of(body, targets[0]) == 0 && series_of(body, targets[1]) == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(series_of(body, targets[0]), 0u) << "evicted target's series are still there";
+  EXPECT_EQ(series_of(body, targets[1]), 0u);
+  EXPECT_GT(series_of(body, targets[2]), 5u) << "the target still kept has its series";
+  EXPECT_GT(series_of(body, "main"), 5u);
+}
+
+// Issue #18: evicting an ad-hoc target whose server hangs blocked every other probe while its
+// worker waited (14 to 20 s against a 5 s timeout). No request waits for an evicted target.
+TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
+  // Accepts connections (the kernel's backlog) and never answers: a connect waits for connect_timeout.
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string hung = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  std::string cfg = WriteTempFile("hung.yml", "auth_modules:\n  local:\n    user: postgres\n"
+                                              "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                              "    allowed_targets: [127.0.0.1]\n"
+                                              "max_probe_targets: 1\nconnect_timeout: 10s\n"
+                                              "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  // The hung probe answers pg_up 0 at its deadline (1 s here); its worker keeps waiting on the connect.
+  HttpResponse down = HttpGet(agent->url("/probe?target=" + hung + "&auth_module=local"),
+                              {"X-Prometheus-Scrape-Timeout-Seconds: 1.5"});
+  EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
+  auto start = std::chrono::steady_clock::now();
+  HttpResponse other = HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) +
+                                          "&auth_module=local"));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(SampleValue(other.body, "pg_up"), 1.0) << other.body;
+  EXPECT_LT(seconds, 3.0) << "the probe that evicted the hung target waited for it";
+  close(silent);
+}
+
+// Issue #18: SIGTERM waited for a hung backend indefinitely (here: the 30 s connect_timeout).
+TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
+  int silent = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(silent, 16), 0);
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  std::string cfg = WriteTempFile("hungstop.yml", "connect_timeout: 30s\ntargets:\n  - name: hung\n    dsn: \""
+                                                  "host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) +
+                                                  " user=x sslmode=disable\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 1"});
+  EXPECT_EQ(SampleValue(r.body, "pg_up"), 0.0) << r.body;  // its worker is now stuck connecting
+  auto start = std::chrono::steady_clock::now();
+  int status = agent->Stop();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(status, 0) << agent->Log();
+  EXPECT_LT(seconds, 7.0);
+  EXPECT_NE(agent->Log().find("not stopped within 5s"), std::string::npos) << agent->Log();
+  close(silent);
+}
+
+// Issue #18: an over-long auth_module was ignored (the probe went on without it), %00 cut a
+// target name short and an over-long target was told it had no target. Each is a 400 saying so.
+TEST_F(AgentTest, ProbeParametersThatWouldBeMisreadAreRejected) {
+  std::string cfg = WriteTempFile("params.yml", "targets:\n  - name: first\n    dsn: \"" + pg_->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  EXPECT_EQ(HttpGet(agent->url("/probe?target=first")).status, 200);
+  struct Case {
+    std::string query, says;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"target=first&auth_module=" + std::string(200, 'm'), "'auth_module' is longer than 127 bytes"},
+           {"target=first%00ignored", "'target' contains a NUL byte (%00)"},
+           {"target=" + std::string(300, 'x'), "'target' is longer than 255 bytes"},
+           {"target=first&target=second", "'target' is given more than once"}}) {
+    HttpResponse r = HttpGet(agent->url("/probe?" + c.query));
+    EXPECT_EQ(r.status, 400) << c.query.substr(0, 40);
+    EXPECT_NE(r.body.find(c.says), std::string::npos) << r.body;
+  }
+}
+
+// Issue #18: `pgpulse check` started a worker thread per target and aborted without a message
+// (uncaught std::system_error) when it could not. Under a 1 GB address-space limit 600 threads'
+// stacks cannot exist; check needs none.
+TEST_F(AgentTest, CheckNeedsNoThreadPerTarget) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "ASan reserves more address space than the limit this test sets";
+#endif
+  std::string cfg = "targets:\n";
+  for (int i = 0; i < 600; ++i)
+    cfg += "  - name: t" + std::to_string(i) + "\n    dsn: \"host=127.0.0.1 port=1 user=x\"\n";
+  std::string path = WriteTempFile("many.yml", cfg);
+  CommandResult r = RunCommand({"sh", "-c", std::string("ulimit -v 1000000; exec '") + PGPULSE_BINARY +
+                                                "' check --config.file='" + path + "'"});
+  EXPECT_EQ(r.exit_status, 0) << r.output.substr(0, 2000);
+}
+
+// Issue #18 item 9: definitions could terminate backends, take advisory locks or SET ROLE
+// unnoticed. `pgpulse check` names each such collector; the built-in set has none.
+TEST_F(AgentTest, CheckWarnsAboutCollectorsThatChangeTheServer) {
+  CommandResult plain = AgentProcess::Run({"check"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  EXPECT_EQ(plain.exit_status, 0) << plain.output;
+  EXPECT_EQ(plain.output.find("warning:"), std::string::npos) << plain.output;
+  std::string defs = WriteTempFile("sidefx/x.yaml", R"(collectors:
+  - name: killer
+    help: Ends idle sessions.
+    sql: SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE false
+    columns:
+      n: {gauge: pg_test_killed, help: Sessions ended.}
+  - name: role_switch
+    help: Switches role.
+    sql: |
+      SELECT 1 AS n FROM (SELECT set_config('role', 'nobody', false)) s
+    columns:
+      n: {gauge: pg_test_role, help: One.}
+)");
+  std::string cfg = WriteTempFile("sidefx.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                  "\"\ncollectors:\n  directories: [\"" +
+                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
+  EXPECT_EQ(r.exit_status, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: " + defs + ":2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("collector 'killer' ends or cancels other sessions (pg_terminate_backend)"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("collector 'role_switch' changes settings or reaches other servers (set_config("),
+            std::string::npos)
+      << r.output;
+}
+
+// Issue #18: the request that started a shared collection set its deadline for everyone, so a
+// 1 ms scrape just before a normal one cut the normal one short. Each waiter keeps its own
+// deadline; the collection runs to the latest.
+TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
+  std::string defs = WriteTempFile("shared-defs/slow.yaml", R"(collectors:
+  - name: slow_one
+    help: Takes 400 ms.
+    sql: SELECT 1 AS v FROM pg_sleep(0.4)
+    columns:
+      v: {gauge: pg_test_slow_one, help: One.}
+  - name: after_slow
+    help: Runs after the slow one.
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_after_slow, help: One.}
+)");
+  std::string cfg = WriteTempFile("shared.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                  "\"\ncollectors:\n  directories: [\"" +
+                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);  // connected, facts cached
+  auto hurried = std::async(std::launch::async, [&] {
+    return HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 0.001"}).body;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::string normal = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 10"}).body;
+  std::string short_one = hurried.get();
+  EXPECT_EQ(SampleValue(normal, "pg_up"), 1.0);
+  EXPECT_EQ(SampleValue(normal, "pg_test_slow_one"), 1.0) << "the normal scrape was cut short";
+  EXPECT_EQ(SampleValue(normal, "pg_test_after_slow"), 1.0);
+  EXPECT_EQ(SampleValue(short_one, "pg_up"), 0.0) << "the hurried scrape still ends at its own deadline";
+}
+
+// Issue #18 item 9: a collector's SET ROLE stayed on the connection for every later collector.
+TEST_F(AgentTest, ACollectorsRoleChangeDoesNotOutliveIt) {
+  std::string defs = WriteTempFile("role-defs/role.yaml", R"(collectors:
+  - name: role_switch
+    help: Switches the session's role.
+    sql: SELECT 1 AS v FROM (SELECT set_config('role', 'pg_monitor', false)) s
+    columns:
+      v: {gauge: pg_test_role_switch, help: One.}
+  - name: role_check
+    help: Whether the session still has its own role.
+    sql: SELECT (current_user = session_user)::int AS same
+    columns:
+      same: {gauge: pg_test_role_same, help: 1 while no role change is in effect.}
+)");
+  std::string cfg = WriteTempFile("role.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
+                                                "\"\ncollectors:\n  directories: [\"" +
+                                                defs.substr(0, defs.rfind('/')) + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  for (int i = 0; i < 2; ++i) {
+    std::string body = HttpGet(agent->url("/metrics")).body;
+    EXPECT_EQ(SampleValue(body, "pg_test_role_switch"), 1.0) << body.substr(0, 300);
+    EXPECT_EQ(SampleValue(body, "pg_test_role_same"), 1.0) << "SET ROLE leaked into the next collector";
+  }
 }
 
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {

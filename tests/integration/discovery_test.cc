@@ -1,6 +1,7 @@
 // Database-scoped collectors across the databases of a server.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <fstream>
@@ -31,6 +32,40 @@ const char* kDefinitions = R"(collectors:
     columns:
       v: {gauge: pg_test_has_pgstattuple, help: One.}
 )";
+
+// Issue #18: a connect to another database used the whole connect_timeout, past the scrape
+// deadline, and the scrape came back as pg_up 0 alone although the main connection answered.
+// With the postmaster stopped (SIGSTOP: existing backends go on, new connections hang), a newly
+// discovered database cannot be reached; the scrape still serves the main database.
+TEST(Discovery, AHangingConnectToAnotherDatabaseDoesNotLoseTheScrape) {
+  auto pg = PostgresServer::Start();
+  std::string defs_dir = WriteTempFile("hang-defs/fanout.yaml", kDefinitions);
+  defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
+  std::string cfg = WriteTempFile("hang.yml", "connect_timeout: 20s\ntargets:\n  - name: main\n    dsn: \"" +
+                                                  pg->uri() + "\"\n    databases:\n      discover: true\n"
+                                                  "      include: ['late', postgres]\n      refresh: 1s\n"
+                                                  "collectors:\n  directories: [\"" + defs_dir + "\"]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);
+  pg->Exec("CREATE DATABASE late");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past the discovery refresh
+  std::ifstream pidfile(pg->dir() + "/data/postmaster.pid");
+  pid_t postmaster = 0;
+  pidfile >> postmaster;
+  ASSERT_GT(postmaster, 0);
+  ASSERT_EQ(kill(postmaster, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { kill(pid, SIGCONT); }
+  } resume{postmaster};
+  auto start = std::chrono::steady_clock::now();
+  std::string body = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 5"}).body;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(SampleValue(body, "pg_up"), 1.0) << body.substr(0, 500);
+  EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"postgres\"}"), 0.0) << "the main database served";
+  EXPECT_FALSE(SampleValue(body, "pg_test_public_tables{datname=\"late\"}"));
+  EXPECT_LT(seconds, 5.0);
+}
 
 TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
   auto pg = PostgresServer::Start();

@@ -1,11 +1,22 @@
 // 200 concurrent scrapers for 60 s (wrk, loopback): no errors, bounded memory,
 // and collections coalesced so the server sees a handful of queries, not one
-// per request.
+// per request. Slow and greedy clients (half-open requests, hundreds of
+// keep-alive connections) leave /healthz and scrapes answering.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <fstream>
 #include <regex>
+#include <thread>
+#include <vector>
 
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
@@ -34,7 +45,8 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
   std::string cfg = WriteTempFile("load.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
                                                   "\"\ncollectors:\n  directories: [\"" +
                                                   defs.substr(0, defs.rfind('/')) + "\"]\n");
-  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  // All 200 come from 127.0.0.1: lift the per-client limit, this measures coalescing and memory.
+  auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.max-connections-per-client=0"});
   HttpGet(agent->url("/metrics"));  // warm up: connect, first collection
   long rss_before = RssKb(agent->pid());
 
@@ -61,6 +73,131 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
   std::cout << "wrk: " << requests << " requests, " << calls << " collections, RSS " << rss_before << " -> "
             << rss_after << " kB\n"
             << wrk.output;
+}
+
+// A TCP connection from `source` (a loopback address) to 127.0.0.1:port; -1 on failure.
+int ConnectFrom(const char* source, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  inet_pton(AF_INET, source, &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+struct TimedGet {
+  double seconds = 0;
+  std::string response;  // status line, headers and body; "" if nothing came within 10 s
+};
+
+// One request on a fresh connection from `source`, timed from connect to the server closing it.
+TimedGet GetFrom(const char* source, int port, const std::string& path) {
+  auto start = std::chrono::steady_clock::now();
+  TimedGet out;
+  int fd = ConnectFrom(source, port);
+  if (fd >= 0) {
+    std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      pollfd p{fd, POLLIN, 0};
+      char buf[65536];
+      while (std::chrono::steady_clock::now() - start < std::chrono::seconds(10) && poll(&p, 1, 200) >= 0) {
+        if (!(p.revents & (POLLIN | POLLHUP))) continue;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        out.response.append(buf, static_cast<size_t>(n));
+      }
+    }
+    close(fd);
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+// The issue #18 attack, bounded: 200 connections from 127.0.0.2 that send half a request and
+// nothing more (re-opened as the agent drops them) and wrk holding 300 keep-alive connections
+// from 127.0.0.1, while a scraper on 127.0.0.3 asks for /healthz and /metrics. Before the
+// per-client cap and the short request timeout, /healthz went unanswered for the whole minute.
+TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
+  auto pg = PostgresServer::Start();
+  std::string cfg = WriteTempFile("slow.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});  // the default per-client limit
+  ASSERT_EQ(HttpGet(agent->url("/metrics")).status, 200);  // warm up
+  const int port = agent->port();
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> half_open_opened{0};
+  std::thread slow([&] {
+    std::vector<int> fds;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
+    while (!stop && std::chrono::steady_clock::now() < deadline) {
+      // Drop what the agent closed, then top up to 200 half-open requests.
+      for (auto it = fds.begin(); it != fds.end();) {
+        pollfd p{*it, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0) {
+          close(*it);
+          it = fds.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      while (fds.size() < 200) {
+        int fd = ConnectFrom("127.0.0.2", port);
+        if (fd < 0) break;
+        const char half[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+        send(fd, half, sizeof half - 1, MSG_NOSIGNAL);
+        fds.push_back(fd);
+        ++half_open_opened;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (int fd : fds) close(fd);
+  });
+  CommandResult wrk;
+  std::thread greedy([&] {
+    wrk = RunCommand({"wrk", "-t", "2", "-c", "300", "-d", "20s", "--timeout", "5s", agent->url("/metrics")}, {}, 60);
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // let both fill their connections
+
+  double worst_healthz = 0, worst_metrics = 0;
+  int rounds = 0;
+  std::vector<std::string> failures;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(12);
+  for (; std::chrono::steady_clock::now() < until; ++rounds) {
+    TimedGet h = GetFrom("127.0.0.3", port, "/healthz");
+    TimedGet m = GetFrom("127.0.0.3", port, "/metrics");
+    worst_healthz = std::max(worst_healthz, h.seconds);
+    worst_metrics = std::max(worst_metrics, m.seconds);
+    if (h.response.rfind("HTTP/1.1 200", 0) != 0) failures.push_back("healthz: " + h.response.substr(0, 80));
+    if (m.response.rfind("HTTP/1.1 200", 0) != 0 || m.response.find("\npg_up 1\n") == std::string::npos)
+      failures.push_back("metrics: " + m.response.substr(0, 80));
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  stop = true;
+  slow.join();
+  greedy.join();
+
+  std::cout << "with 200 half-open and 300 keep-alive connections: " << rounds << " rounds, slowest /healthz "
+            << worst_healthz << " s, slowest /metrics " << worst_metrics << " s; " << half_open_opened
+            << " half-open connections opened\n"
+            << wrk.output;
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << (failures.empty() ? "" : failures.front());
+  EXPECT_GT(rounds, 5);
+  EXPECT_LT(worst_healthz, 1.0);
+  EXPECT_LT(worst_metrics, 1.0);
+  // wrk itself got served too (from the connections its address may hold).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"((\d+) requests in)"))) << wrk.output;
+  EXPECT_GT(std::stol(m[1]), 100) << wrk.output;
+  EXPECT_TRUE(agent->Running());
 }
 
 }  // namespace

@@ -152,6 +152,7 @@ TEST(PackagingTest, DebDefaultConfigDocumentsEveryKey) {
   const std::string text = ReadFile(kPackaging / "deb/pgpulse.yml");
   for (const char* key : {"targets", "name", "dsn", "password_file", "labels", "databases", "discover", "include",
                           "exclude", "refresh", "max_connections", "auth_modules", "user", "options",
+                          "allowed_targets", "allow_unverified_server",
                           "max_probe_targets", "collectors", "directories", "disable", "enable", "overrides", "ttl",
                           "timeout", "max_series", "max_rows", "scrape", "timeout_offset", "collect_on_metrics_path",
                           "connect_timeout", "type", "filesystem", "visible", "path_prefix", "prepared_statements",

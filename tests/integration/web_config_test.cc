@@ -4,7 +4,10 @@
 #include <crypt.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <iostream>
 
 #include "tests/harness/agent_process.h"
 #include "tests/harness/postgres_server.h"
@@ -12,9 +15,9 @@
 namespace pgpulse::testing {
 namespace {
 
-std::string Bcrypt(const std::string& password) {
+std::string Bcrypt(const std::string& password, int cost = 5) {
   char salt[CRYPT_GENSALT_OUTPUT_SIZE];
-  EXPECT_NE(crypt_gensalt_rn("$2b$", 5, nullptr, 0, salt, sizeof salt), nullptr);
+  EXPECT_NE(crypt_gensalt_rn("$2b$", cost, nullptr, 0, salt, sizeof salt), nullptr);
   crypt_data data;
   std::memset(&data, 0, sizeof data);
   return crypt_r(password.c_str(), salt, &data);
@@ -90,6 +93,28 @@ TEST_F(WebConfigTest, BasicAuthWithoutTlsProtectsEveryPathButHealthz) {
   for (const char* path : {"/metrics", "/", "/readyz", "/probe?target=x"})
     EXPECT_EQ(Curl({}, http + path), "401") << path;
   EXPECT_EQ(Curl({"-u", "ops:pw"}, http + "/metrics"), "200");
+}
+
+// Issue #18: an unknown user was refused at once and a known user with a wrong password only
+// after bcrypt (43 vs 109 ms), which tells an attacker which user names exist.
+TEST_F(WebConfigTest, UnknownUserTakesAsLongAsAWrongPassword) {
+  std::string web = WriteTempFile("slowhash.yml", "basic_auth_users:\n  ops: '" + Bcrypt("pw", 12) + "'\n");
+  auto agent = AgentProcess::Start({"--web.config.file=" + web}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  std::string url = "http://127.0.0.1:" + std::to_string(agent->port()) + "/metrics";
+  auto timed = [&](const std::string& credentials) {
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(Curl({"-u", credentials}, url), "401") << credentials;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  double known = 1e9, unknown = 1e9;
+  for (int i = 0; i < 3; ++i) {
+    known = std::min(known, timed("ops:wrong"));
+    unknown = std::min(unknown, timed("nobody:wrong"));
+  }
+  std::cout << "401 for a known user with a wrong password: " << known << " s, for an unknown user: " << unknown
+            << " s\n";
+  EXPECT_GT(known, 0.05) << "cost 12 bcrypt should take a while";
+  EXPECT_GT(unknown, known * 0.6);
 }
 
 }  // namespace

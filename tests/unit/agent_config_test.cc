@@ -166,6 +166,18 @@ TEST(Dsn, ParseErrorNeverRepeatsTheDsn) {
   EXPECT_EQ(err.find("hunter2"), std::string::npos) << err;
 }
 
+// Issue #18: a '"' in the password ended libpq's quoted piece early and the rest was printed.
+TEST(Dsn, ParseErrorHidesAPasswordThatContainsAQuote) {
+  std::string err;
+  for (const char* dsn : {"postgresql://u:Q\"Q%zz_secret@host/db", "host=h password='Q\"x_secret' \"bogus",
+                          "postgresql://u:a\"b\"c%zz_secret@host/db"}) {
+    ASSERT_FALSE(ParseDsn(dsn, "", Millis(5000), err)) << dsn;
+    EXPECT_NE(err.find("invalid DSN"), std::string::npos) << err;
+    EXPECT_EQ(err.find("secret"), std::string::npos) << err;
+    EXPECT_EQ(err.find("zz"), std::string::npos) << err;
+  }
+}
+
 TEST(Log, RedactsRegisteredSecrets) {
   AddSecret("topsecret-pw");
   EXPECT_EQ(Redact("password=topsecret-pw and topsecret-pw"), "password=[REDACTED] and [REDACTED]");

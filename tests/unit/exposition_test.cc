@@ -187,7 +187,13 @@ TEST(AppendLabel, EscapesEveryByteLikeTextSerializer) {
   std::string all_bytes;
   for (int c = 1; c < 256; ++c) all_bytes.push_back(static_cast<char>(c));
   MetricFamily family{"g", "", MetricType::Gauge, {GaugeMetric({{"a", all_bytes}, {"b", "\\\\\"\n\n"}}, 1)}};
-  EXPECT_EQ(Write(FromPrometheus({family})), Reference({family}));
+  // Unlike TextSerializer, bytes that are not valid UTF-8 (here every one from 0x80, each
+  // alone) become U+FFFD: Prometheus rejects a scrape with invalid UTF-8 in a label value.
+  size_t replaced = 0;
+  MetricFamily valid{"g", "", MetricType::Gauge,
+                     {GaugeMetric({{"a", ToValidUtf8(all_bytes, replaced)}, {"b", "\\\\\"\n\n"}}, 1)}};
+  EXPECT_EQ(replaced, 128u);
+  EXPECT_EQ(Write(FromPrometheus({family})), Reference({valid}));
 }
 
 TEST(AppendLabel, FindsEscapesAtEveryPosition) {
@@ -555,6 +561,31 @@ TEST(FromPrometheus, KeepsNameHelpKindAndSampleCount) {
   EXPECT_EQ(converted[3].size(), 7u + 4u + 3u);  // count, sum and buckets incl. +Inf of three metrics
   EXPECT_EQ(converted[4].kind, MetricKind::Summary);
   EXPECT_EQ(converted[5].size(), 0u);
+}
+
+}  // namespace
+}  // namespace pgpulse::collectors
+
+namespace pgpulse::collectors {
+namespace {
+
+TEST(LabelUtf8Test, InvalidBytesBecomeReplacementCharactersAndValidTextIsKept) {
+  size_t replaced = 0;
+  const std::string valid = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+  EXPECT_EQ(ToValidUtf8(valid, replaced), valid);
+  EXPECT_EQ(replaced, 0u);
+  // LATIN1 é, a lone continuation byte, an overlong '/', a surrogate, a truncated sequence.
+  EXPECT_EQ(ToValidUtf8("caf\xe9", replaced), "caf\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\x80", replaced), "\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\xc0\xaf", replaced), "\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("\xed\xa0\x80", replaced), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(ToValidUtf8("x\xe2\x82", replaced), "x\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(replaced, 9u);
+  uint64_t before = InvalidUtf8Replacements();
+  std::string out;
+  AppendLabel(out, "relname", "bad\xff\"", true);
+  EXPECT_EQ(out, "relname=\"bad\xef\xbf\xbd\\\"\"");
+  EXPECT_EQ(InvalidUtf8Replacements(), before + 1);
 }
 
 }  // namespace
