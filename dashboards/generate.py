@@ -133,7 +133,7 @@ HEALTH_TILES = [
                     "or a primary without standbys.",
      "expr": 'clamp_min(\n  max by (instance, target) (\n'
              '    label_replace(count by (instance, target) (pg_replication_slot_active{' + JI
-             + ',slot_type="physical"}),\n                  "from", "slots", "", "")\n'
+             + ',datname=~"$datname|",slot_type="physical"}),\n                  "from", "slots", "", "")\n'
              '    or label_replace(max_over_time(count by (instance, target) (pg_replication_standby_info{' + JI
              + '})[$__range:]),\n                     "from", "seen", "", "")\n  )\n'
              '  - on (instance, target) (\n    count by (instance, target) (pg_replication_standby_info{' + JI
