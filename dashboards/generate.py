@@ -27,6 +27,10 @@ JI = 'job=~"$job",instance=~"$instance"'
 # Per instance (and target): 0 where the server answered and the metric has no series (0 is the truth there), and
 # NaN, shown as "unknown", where it did not or the agent is gone. A tile never loses an instance silently.
 ZERO_IF_UP = ' or on (instance, target) (0 * (pg_up{' + JI + '} == 1))'
+# The same per database, for panels drawn by datname: the databases of a server that answered.
+ZERO_PER_DATABASE = ('\nor on (instance, target, datname) (0 * sum by (instance, target, datname) ('
+                     'pg_database_size_bytes{' + JI + ',datname=~"$datname"}\n'
+                     '  and on (instance, target) (pg_up{' + JI + '} == 1)))')
 UNKNOWN_IF_DOWN = ' or on (instance) (NaN * up{' + JI + '})'
 UNKNOWN = {"type": "special", "options": {"match": "nan", "result": {"text": "unknown", "color": "red", "index": 9}}}
 
@@ -92,7 +96,7 @@ HEALTH_TILES = [
      "steps": steps(("green", None), ("orange", "wraparound_warning_ratio"), ("red", "wraparound_critical_ratio")),
      "alerts": ["PostgreSQLTransactionIDWraparoundNear", "PostgreSQLTransactionIDWraparoundImminent"],
      "links": [link("Tables", "pgpulse-tables")]},
-    {"id": 46, "title": "Filesystem free", "unit": "percentunit", "x": 0, "y": 9, "w": 8,
+    {"id": 46, "title": "Filesystem free", "unit": "percentunit", "x": 0, "y": 9, "w": 6,
      "description": "Space left on the fullest filesystem of the data directory, pg_wal and the tablespaces "
                     "(pg_filesystem_avail_bytes / pg_filesystem_size_bytes); unknown where the agent cannot see "
                     "the server's files.",
@@ -102,7 +106,7 @@ HEALTH_TILES = [
                     ("green", "filesystem_free_warning_ratio")),
      "alerts": ["PostgreSQLFilesystemSpaceLow", "PostgreSQLFilesystemSpaceCritical"],
      "links": [link("Disk", "pgpulse-disk")]},
-    {"id": 47, "title": "Archiving", "unit": "none", "x": 8, "y": 9, "w": 8,
+    {"id": 47, "title": "Archiving", "unit": "none", "x": 6, "y": 9, "w": 6,
      "description": "WAL archiving: failing (the last attempt failed), stale (files waiting and none archived "
                     "for @@archive_stale_seconds@@ s), ok, or off (archive_mode off).",
      "expr": 'max by (instance, target) (\n'
@@ -114,13 +118,29 @@ HEALTH_TILES = [
      "steps": steps(("green", None)),
      "mappings": [value_map({0: ("ok", "green"), 1: ("stale", "red"), 2: ("failing", "red"), 3: ("off", "text")})],
      "alerts": ["PostgreSQLArchivingFailing", "PostgreSQLArchivingStale"], "links": [link("Disk", "pgpulse-disk")]},
-    {"id": 48, "title": "Failing collectors", "unit": "none", "x": 16, "y": 9, "w": 8,
+    {"id": 48, "title": "Failing collectors", "unit": "none", "x": 12, "y": 9, "w": 6,
      "description": "Collectors whose last run failed (pgpulse_collector_success == 0); the Agent dashboard "
                     "says which.",
      "expr": 'count by (instance) (pgpulse_collector_success{' + JI + '} == 0)\n'
              'or on (instance) (0 * (up{' + JI + '} == 1))' + UNKNOWN_IF_DOWN,
      "steps": steps(("green", None), ("red", 1)),
      "alerts": ["PgpulseCollectorFailing"], "links": [link("Agent", "pgpulse-agent")]},
+    {"id": 49, "title": "Standbys not streaming", "unit": "none", "x": 18, "y": 9, "w": 6,
+     "description": "On a primary, standbys expected minus standbys streaming now (pg_replication_standby_info "
+                    "with state streaming). Expected is the larger of its physical replication slots and the most "
+                    "standbys seen at once over the time range, so a standby that disconnects (and so leaves "
+                    "pg_stat_replication and its lag graphs) shows here as 1 instead of vanishing. 0 on a standby "
+                    "or a primary without standbys.",
+     "expr": 'clamp_min(\n  max by (instance, target) (\n'
+             '    label_replace(count by (instance, target) (pg_replication_slot_active{' + JI
+             + ',datname=~"$datname|",slot_type="physical"}),\n                  "from", "slots", "", "")\n'
+             '    or label_replace(max_over_time(count by (instance, target) (pg_replication_standby_info{' + JI
+             + '})[$__range:]),\n                     "from", "seen", "", "")\n  )\n'
+             '  - on (instance, target) (\n    count by (instance, target) (pg_replication_standby_info{' + JI
+             + ',state="streaming"})\n    or on (instance, target) (0 * (pg_up{' + JI + '} == 1))\n  ),\n  0\n)'
+             + ZERO_IF_UP + UNKNOWN_IF_DOWN,
+     "steps": steps(("green", None), ("red", 1)),
+     "alerts": [], "links": [link("Replication", "pgpulse-replication")]},
 ]
 
 CONNECTIONS = ('sum by (instance, target) (pg_connections{' + JI + ',datname=~"$datname"})\n'
@@ -184,6 +204,15 @@ PANELS = {
         "Last archive attempt": {"alerts": ["PostgreSQLArchivingFailing"]},
     },
     "pgpulse-locks": {
+        # No series when the truth is 0 (no session waits, none idle in transaction): 0 per instance (and
+        # database) where the server answered, nothing where it did not, so a down server is never a flat 0.
+        "Blocked sessions": {"expr": {"A": 'sum by (instance, target, datname) (pg_locks_blocked_sessions{' + JI
+                                           + ',datname=~"$datname"})' + ZERO_PER_DATABASE}},
+        "Locks awaited": {"expr": {"A": 'sum by (instance, target, locktype, mode) (pg_locks{' + JI
+                                        + ',datname=~"$datname|",granted="false"})' + ZERO_IF_UP}},
+        "Sessions idle in transaction": {"expr": {"A": 'sum by (instance, target, datname, state) (pg_connections{'
+                                                       + JI + ',datname=~"$datname",state=~"idle in transaction.*"})'
+                                                       + ZERO_PER_DATABASE}},
         "Longest lock wait": {"steps": steps(("green", None), ("red", "lock_wait_seconds")),
                               "alerts": ["PostgreSQLSessionsBlocked"]},
         "Oldest transaction": {"steps": steps(("green", None), ("red", "long_transaction_seconds")),

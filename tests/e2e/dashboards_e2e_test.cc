@@ -172,6 +172,8 @@ struct Evaluation {
   std::vector<std::string> problems;  // each names the dashboard, the panel or variable, and the query
   // What each stat or gauge tile shows: "file: title" -> its samples (one per instance and target).
   std::map<std::string, std::vector<PrometheusServer::Sample>> tiles;
+  // What every panel's queries return now, tiles and graphs: "file: title" -> its samples.
+  std::map<std::string, std::vector<PrometheusServer::Sample>> series;
 };
 
 // Resolves the dashboard's variables against Prometheus as Grafana would (every value of a multi-value variable,
@@ -263,6 +265,8 @@ void Evaluate(const PrometheusServer& prometheus, const std::string& file, const
       try {
         const auto samples = prometheus.Query(expr);
         if (samples.empty()) result.problems.push_back(where.str() + ": no series from\n" + expr);
+        auto& all = result.series[file + ": " + panel["title"].str()];
+        all.insert(all.end(), samples.begin(), samples.end());
         if (panel["type"].str() == "stat" || panel["type"].str() == "gauge") {
           auto& tile = result.tiles[file + ": " + panel["title"].str()];
           tile.insert(tile.end(), samples.begin(), samples.end());
@@ -300,6 +304,22 @@ std::vector<std::string> TileProblems(const Evaluation& overview, const std::set
   }
   return problems;
 }
+
+// The values a panel's queries return now for one instance (a graph's right edge).
+std::vector<double> SeriesValues(const Evaluation& e, const std::string& panel, const std::string& instance) {
+  std::vector<double> out;
+  auto p = e.series.find(panel);
+  if (p == e.series.end()) return out;
+  for (const auto& s : p->second) {
+    auto i = s.labels.find("instance");
+    if (i != s.labels.end() && i->second == instance) out.push_back(s.value);
+  }
+  return out;
+}
+
+// The Locks graphs that have no series when the truth is 0.
+const char* const kLocksZeroPanels[] = {"pgpulse-locks.json: Blocked sessions", "pgpulse-locks.json: Locks awaited",
+                                        "pgpulse-locks.json: Sessions idle in transaction"};
 
 // The value a tile shows for one instance; NaN if none.
 double TileValue(const Evaluation& e, const std::string& tile, const std::string& instance) {
@@ -496,7 +516,20 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: WAL receiver", standby_instance), 1) << "streaming";
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Archiving", primary_instance), 0) << "ok";
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Failing collectors", primary_instance), 0);
+  const std::string standbys_tile = "pgpulse-overview.json: Standbys not streaming";
+  EXPECT_EQ(TileValue(healthy, standbys_tile, primary_instance), 0) << "its one standby streams";
+  EXPECT_EQ(TileValue(healthy, standbys_tile, standby_instance), 0) << "a standby expects no standbys";
   EXPECT_GE(healthy.tiles.size(), 15u);
+  // The Locks graphs: the primary has its waiting session, the standby nothing, drawn as 0 rather than no line.
+  for (const char* panel : kLocksZeroPanels) {
+    const auto values = SeriesValues(last, panel, standby_instance);  // one per database, or one per server
+    EXPECT_FALSE(values.empty()) << panel << ": no line for the healthy standby";
+    EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](double v) { return v == 0; })) << panel;
+    const auto on_primary = SeriesValues(last, panel, primary_instance);
+    EXPECT_FALSE(on_primary.empty()) << panel << " on the primary";
+    if (std::string(panel) != "pgpulse-locks.json: Locks awaited") continue;
+    EXPECT_GT(*std::max_element(on_primary.begin(), on_primary.end()), 0) << "the workload's waiting session";
+  }
 
   if (std::getenv("PGPULSE_RENDER_DASHBOARDS")) {
     std::this_thread::sleep_for(std::chrono::seconds(90));  // pictures with a couple of minutes of lines
@@ -512,7 +545,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   Evaluation server_down = overview_until(
       [&](const Evaluation& e) {
         return TileValue(e, up_tile, standby_instance) == 0 && firing_matches(e, standby_instance, 1) &&
-               TileProblems(e, instances, true, standby_instance).empty();
+               TileProblems(e, instances, true, standby_instance).empty() &&
+               TileValue(e, standbys_tile, primary_instance) == 1;
       },
       30);
   names.clear();
@@ -523,7 +557,20 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   EXPECT_NE(names.find("PostgreSQLDown"), std::string::npos) << names;
   EXPECT_TRUE(TileProblems(server_down, instances, true, standby_instance).empty())
       << Join(TileProblems(server_down, instances, true, standby_instance));
+  // The primary still has the standby's slot, so the standby that left pg_stat_replication counts as missing.
+  EXPECT_EQ(TileValue(server_down, standbys_tile, primary_instance), 1);
   const double server_down_seconds = Seconds(down_since);
+  // The Locks graphs draw no 0 for the server that is down.
+  {
+    Evaluation locks;
+    for (const auto& [file, json] : dashboards) {
+      if (file == "pgpulse-locks.json") Evaluate(*prometheus, file, json, {}, locks);
+    }
+    for (const char* panel : kLocksZeroPanels) {
+      EXPECT_TRUE(SeriesValues(locks, panel, standby_instance).empty()) << panel << ": a value for a server down";
+      EXPECT_FALSE(SeriesValues(locks, panel, primary_instance).empty()) << panel << ": the primary is up";
+    }
+  }
   Render(*prometheus, {"pgpulse-overview.json"}, "-standby-down", queryid);
 
   // Incident 2: the standby's agent dies too: its series go stale, Prometheus's own `up` keeps the server on

@@ -865,6 +865,52 @@ TEST_F(DashboardsTest, OverviewHealthStripMirrorsTheAlerts) {
   }
 }
 
+// A disconnected standby leaves pg_stat_replication, so its lag lines vanish: the overview counts the standbys
+// expected (physical slots, or the most seen at once over the range) that do not stream now.
+TEST_F(DashboardsTest, OverviewCountsStandbysNotStreamingAgainstTheExpected) {
+  const Json* tile = nullptr;
+  for (const Dashboard& d : *dashboards_) {
+    if (d.file != "pgpulse-overview.json") continue;
+    for (const Json* panel : Panels(d.json)) {
+      if ((*panel)["title"].str() == "Standbys not streaming") tile = panel;
+    }
+  }
+  ASSERT_NE(tile, nullptr) << "the overview has no \"Standbys not streaming\" tile";
+  EXPECT_EQ((*tile)["type"].str(), "stat");
+  EXPECT_LT((*tile)["gridPos"]["y"].number(), 13) << "not in the strip at the top";
+  const std::string expr = (*tile)["targets"].items().front()["expr"].str();
+  for (const char* part : {"pg_replication_slot_active{", "slot_type=\"physical\"",
+                           "max_over_time(count by (instance, target) (pg_replication_standby_info{",
+                           "[$__range:]", "state=\"streaming\"", "clamp_min(", "(NaN * up{"}) {
+    EXPECT_NE(expr.find(part), std::string::npos) << "no " << part << " in\n" << expr;
+  }
+  const auto& steps = (*tile)["fieldConfig"]["defaults"]["thresholds"]["steps"].items();
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[1]["color"].str(), "red");
+  EXPECT_EQ(steps[1]["value"].number(), 1) << "one standby missing is red";
+}
+
+// Sessions idle in transaction, locks awaited and blocked sessions have no series when the truth is 0: their
+// graphs add a 0 per server (or per database) that answered, never for one that is down.
+TEST_F(DashboardsTest, LocksGraphsDrawZeroWhereTheServerAnswersAndNothingWhereItIsDown) {
+  int checked = 0;
+  for (const Dashboard& d : *dashboards_) {
+    if (d.file != "pgpulse-locks.json") continue;
+    for (const Json* panel : Panels(d.json)) {
+      const std::string title = (*panel)["title"].str();
+      if (title != "Blocked sessions" && title != "Locks awaited" && title != "Sessions idle in transaction") continue;
+      ++checked;
+      const std::string expr = (*panel)["targets"].items().front()["expr"].str();
+      EXPECT_NE(expr.find("or on (instance, target"), std::string::npos) << title << ": no fallback in\n" << expr;
+      EXPECT_NE(expr.find("(pg_up{job=~\"$job\",instance=~\"$instance\"} == 1)"), std::string::npos)
+          << title << ": the 0 is not limited to servers that answered:\n" << expr;
+      EXPECT_EQ(expr.find("vector(0)"), std::string::npos) << title << ": an unscoped 0";
+      EXPECT_EQ(expr.find(" up{"), std::string::npos) << title << ": the agent's up is no proof the server answered";
+    }
+  }
+  EXPECT_EQ(checked, 3);
+}
+
 TEST_F(DashboardsTest, PanelThresholdsAreTheThresholdsOfTheAlertsTheyLinkTo) {
   const auto thresholds = ReadThresholds(kSourceDir + "/alerts/thresholds.yaml");
   const auto alerts = AlertThresholdKeys();
