@@ -126,6 +126,14 @@ TimedGet GetFrom(const char* source, int port, const std::string& path) {
 // nothing more (re-opened as the agent drops them) and wrk holding 300 keep-alive connections
 // from 127.0.0.1, while a scraper on 127.0.0.3 asks for /healthz and /metrics. Before the
 // per-client cap and the short request timeout, /healthz went unanswered for the whole minute.
+// The issue's bound is 1 s. AddressSanitizer makes the agent's own work about three times slower, so the
+// sanitizer pass checks that every request is answered within a bound of the same kind, not the figure.
+#ifdef PGPULSE_SANITIZED
+constexpr double kAnswerBound = 3.0;
+#else
+constexpr double kAnswerBound = 1.0;
+#endif
+
 TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
   auto pg = PostgresServer::Start();
   std::string cfg = WriteTempFile("slow.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n");
@@ -191,8 +199,8 @@ TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
             << wrk.output;
   EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << (failures.empty() ? "" : failures.front());
   EXPECT_GT(rounds, 5);
-  EXPECT_LT(worst_healthz, 1.0);
-  EXPECT_LT(worst_metrics, 1.0);
+  EXPECT_LT(worst_healthz, kAnswerBound);
+  EXPECT_LT(worst_metrics, kAnswerBound);
   // wrk itself got served too (from the connections its address may hold).
   std::smatch m;
   ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"((\d+) requests in)"))) << wrk.output;
