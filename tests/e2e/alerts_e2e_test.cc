@@ -331,6 +331,14 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   auto prometheus = PrometheusServer::Start(options);
   EXPECT_EQ(prometheus->RuleGroupsLoaded(), CountRuleGroups(rule_file));
   ASSERT_TRUE(prometheus->WaitForTargetsUp(15));
+  // The healthy window starts once every agent has connected to its server and no PostgreSQLDown is pending:
+  // on a loaded machine a first connection can take seconds, and pg_up is 0 until then.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return !prometheus->Query("count(pg_up == 1) == 3 unless on() ALERTS{alertname=\"PostgreSQLDown\"}").empty();
+      },
+      30))
+      << "an agent did not connect to its server";
   Note("setup and first scrapes took " + std::to_string(Seconds(test_start)) + " s");
 
   // Healthy: ~10 s of evaluations (every `for` is at most 3 s). Polled throughout, so a short pending also counts.

@@ -90,6 +90,8 @@ int ListenPortFromArgs(const std::vector<std::string>& args, bool* present) {
 
 }  // namespace
 
+bool PromtoolInstalled() { return RunCommand({"sh", "-c", "command -v promtool"}, {}, 10).exit_status == 0; }
+
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                          double timeout_seconds) {
   int fds[2];

@@ -25,6 +25,14 @@ struct CommandResult {
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
                          double timeout_seconds = 120);
 
+// True when promtool (Debian package prometheus) is on PATH. Tests that lint a scrape with it skip that
+// step without it: PGPULSE_SKIP_WITHOUT_PROMTOOL() at that point (the test's earlier assertions still count).
+bool PromtoolInstalled();
+#define PGPULSE_SKIP_WITHOUT_PROMTOOL()                                         \
+  if (!::pgpulse::testing::PromtoolInstalled())                                 \
+  GTEST_SKIP() << "promtool is not installed (Debian package prometheus; tests/deps.sh installs it): " \
+                  "lint of the scrape skipped"
+
 // The agent binary (PGPULSE_BINARY) running with its stdout+stderr in a log file of its own temp dir.
 class AgentProcess {
  public:

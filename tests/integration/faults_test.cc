@@ -54,7 +54,14 @@ TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
   EXPECT_EQ(SampleValue(Scrape(*agent, 8), "pg_up"), 1.0);
 
   auto scrape = std::async(std::launch::async, [&] { return HttpGet(agent->url("/metrics")); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Crash only once the agent's slow query is running on the server (bounded wait, not a guessed sleep).
+  bool sleeping = false;
+  for (auto start = Clock::now(); !sleeping && Seconds(start) < 10;) {
+    sleeping = pg->Query("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
+                         " AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep(1.5)%'") != "0";
+    if (!sleeping) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(sleeping) << "the agent's slowish query never started";
   // SIGQUIT is PostgreSQL's immediate shutdown: every backend dies at once, as in a crash.
   std::ifstream pidfile(pg->dir() + "/data/postmaster.pid");
   pid_t postmaster = 0;
@@ -114,11 +121,17 @@ TEST(Faults, CatalogLockedBySomeoneElseTimesOutOnTheServerAndTheScrapeAnswers) {
   EXPECT_GE(failed, 1) << "collectors reading pg_database should have timed out";
   // Nothing of the agent's is left waiting on the lock: the server cancelled it. (Asked through the
   // lock holder's own session: a new connection would itself queue behind the pg_database lock.)
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
-                     " AND wait_event_type = 'Lock'")[0]
-                .as<int>(),
-            0);
+  // Polled (bounded): the cancellation may reach pg_stat_activity a moment after the scrape answered.
+  // pg_stat_clear_snapshot(): inside one transaction pg_stat_activity is otherwise read once and cached.
+  int waiting = -1;
+  for (auto start = Clock::now(); waiting != 0 && Seconds(start) < 10;) {
+    if (waiting > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    tx.exec("SELECT pg_stat_clear_snapshot()");
+    waiting = tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
+                       " AND wait_event_type = 'Lock'")[0]
+                  .as<int>();
+  }
+  EXPECT_EQ(waiting, 0);
   tx.abort();
   std::string after = Scrape(*agent, 8);
   std::istringstream again(after);
