@@ -71,6 +71,7 @@ struct TargetConfig {
   // transaction-pooling proxy (PgBouncer pool_mode=transaction, RDS Proxy), where the next
   // transaction may reach a server connection that never saw the statement.
   bool prepared_statements = true;
+  // Covers every field: a reload keeps a running Target only when its section is equal (BuildRuntime).
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
            databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem &&

@@ -113,7 +113,8 @@ int main(int argc, char** argv) {
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
         LogInfo("reloading on SIGHUP");
-        agent.Reload();
+        agent.Reload(web_config_file.empty() ? std::vector<std::string>{}
+                                             : WebConfigReloadErrors(web_config_file, web));
         continue;
       }
       LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});

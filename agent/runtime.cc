@@ -47,6 +47,14 @@ std::string FormatTime(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+// A reload keeps a running Target (and its connections, caches and compiled
+// patterns) only when nothing it was built from changed: the whole target
+// section, the resolved connection (password file contents, connect_timeout)
+// and its labels (which depend on how many targets there are).
+bool SameTarget(const Target& old, const TargetConfig& config, const ConnectionSpec& spec, const Labels& labels) {
+  return old.config() == config && old.spec().conninfo == spec.conninfo && old.labels() == labels;
+}
+
 }  // namespace
 
 std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
@@ -163,10 +171,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     std::shared_ptr<Target> reuse;
     if (previous) {
       for (const auto& old : previous->targets) {
-        if (old->config().name == tc.name && old->spec().conninfo == spec.conninfo && old->labels() == labels &&
-            old->config().type == tc.type && old->config().pgbackrest == tc.pgbackrest &&
-            old->config().filesystem == tc.filesystem && old->config().prepared_statements == tc.prepared_statements)
-          reuse = old;
+        if (SameTarget(*old, tc, spec, labels)) reuse = old;
       }
     }
     rt->targets.push_back(reuse ? reuse : std::make_shared<Target>(tc, spec, labels, metrics));
@@ -224,11 +229,15 @@ void Agent::RetireLoop() {
 
 std::shared_ptr<const Runtime> Agent::runtime() const { return std::atomic_load(&runtime_); }
 
-std::vector<std::string> Agent::Reload() {
+std::vector<std::string> Agent::Reload(const std::vector<std::string>& refused) {
   ConfigResult loaded = LoadConfig(options_.config_file, options_.data_source_name, options_.password_file);
   std::vector<std::string> errors;
   auto current = runtime();
   auto next = BuildRuntime(loaded, current.get(), metrics_, errors);
+  if (!refused.empty()) {
+    errors.insert(errors.end(), refused.begin(), refused.end());
+    next = nullptr;
+  }
   metrics_.ReloadDone(next != nullptr);
   if (!next) {
     for (const auto& e : errors) LogError("configuration rejected", {{"error", e}});

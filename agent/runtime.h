@@ -54,9 +54,10 @@ class Agent {
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
-  // Loads config and definitions; installs them only if there is no error.
-  // Returns the errors (empty on success).
-  std::vector<std::string> Reload();
+  // Loads config and definitions; installs them only if there is no error,
+  // `refused` included (errors found outside the config file, e.g. a changed
+  // web config). Returns the errors (empty on success).
+  std::vector<std::string> Reload(const std::vector<std::string>& refused = {});
 
   std::shared_ptr<const Runtime> runtime() const;
 

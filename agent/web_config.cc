@@ -32,6 +32,14 @@ bool Readable(const std::string& path) { return std::ifstream(path).good(); }
 
 }  // namespace
 
+std::vector<std::string> WebConfigReloadErrors(const std::string& path, const WebConfig& running) {
+  WebConfigResult now = LoadWebConfig(path);
+  if (!now.ok()) return now.errors;
+  if (now.config == running) return {};
+  return {path + ": the web config changed since pgpulse started; TLS and basic auth are set up at start: "
+                 "restart pgpulse to apply it, or restore the file to reload the rest"};
+}
+
 WebConfigResult LoadWebConfig(const std::string& path) {
   WebConfigResult r;
   std::ifstream in(path);

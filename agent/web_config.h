@@ -16,6 +16,10 @@ struct WebConfig {
   std::string key_file;
   std::string min_version = "TLS12";            // TLS10, TLS11, TLS12, TLS13
   std::map<std::string, std::string> users;     // name -> bcrypt hash
+  bool operator==(const WebConfig& o) const {
+    return tls == o.tls && cert_file == o.cert_file && key_file == o.key_file && min_version == o.min_version &&
+           users == o.users;
+  }
 };
 
 struct WebConfigResult {
@@ -25,6 +29,10 @@ struct WebConfigResult {
 };
 
 WebConfigResult LoadWebConfig(const std::string& path);
+
+// On SIGHUP: the web config is applied when the HTTP server starts, so a reload refuses a file that
+// no longer says what is running (or no longer loads). Returns why, or nothing when it is unchanged.
+std::vector<std::string> WebConfigReloadErrors(const std::string& path, const WebConfig& running);
 
 // Checks "Authorization: Basic ..." against bcrypt hashes. bcrypt is slow on
 // purpose, so credentials that verified once are remembered (a bounded set).

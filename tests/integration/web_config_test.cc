@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
@@ -115,6 +117,38 @@ TEST_F(WebConfigTest, UnknownUserTakesAsLongAsAWrongPassword) {
             << " s\n";
   EXPECT_GT(known, 0.05) << "cost 12 bcrypt should take a while";
   EXPECT_GT(unknown, known * 0.6);
+}
+
+// TLS and basic auth are set up when the HTTP server starts: a SIGHUP that finds the web config
+// changed refuses the whole reload, says so, and the running credentials keep working.
+TEST_F(WebConfigTest, ReloadRefusesAChangedWebConfigLoudly) {
+  const std::string cfg = WriteTempFile("webreload-agent.yml", "targets:\n  - name: main\n    dsn: \"" +
+                                                                   pg_->uri() + "\"\n");
+  const std::string original = "basic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n";
+  std::string web = WriteTempFile("webreload.yml", original);
+  auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.config.file=" + web});
+  std::string http = "http://127.0.0.1:" + std::to_string(agent->port());
+  EXPECT_EQ(Curl({"-u", "ops:pw"}, http + "/metrics"), "200");
+
+  WriteTempFile("webreload.yml", "basic_auth_users:\n  newops: '" + Bcrypt("pw2") + "'\n");
+  WriteTempFile("webreload-agent.yml", "targets:\n  - name: renamed\n    dsn: \"" + pg_->uri() + "\"\n");
+  agent->Signal(SIGHUP);
+  EXPECT_TRUE(PollUntil([&] { return agent->Log().find("configuration rejected") != std::string::npos; }))
+      << agent->Log();
+  EXPECT_NE(agent->Log().find("webreload.yml: the web config changed since pgpulse started"), std::string::npos)
+      << agent->Log();
+  EXPECT_EQ(Curl({"-u", "newops:pw2"}, http + "/metrics"), "401");
+  CommandResult body = RunCommand({"curl", "-s", "-u", "ops:pw", http + "/metrics"});
+  EXPECT_NE(body.output.find("\npgpulse_config_last_reload_successful 0\n"), std::string::npos) << body.output;
+  EXPECT_NE(body.output.find("pg_up 1"), std::string::npos) << "the old config keeps serving";
+  EXPECT_EQ(body.output.find("renamed"), std::string::npos) << "nothing of the refused reload applied";
+
+  // Restored: the rest of the config reloads.
+  WriteTempFile("webreload.yml", original);
+  agent->Signal(SIGHUP);
+  EXPECT_TRUE(PollUntil([&] {
+    return RunCommand({"curl", "-s", "-u", "ops:pw", http + "/"}).output.find("Target renamed") != std::string::npos;
+  })) << agent->Log();
 }
 
 }  // namespace
