@@ -16,6 +16,7 @@
 #include "agent/runtime.h"
 #include "collectors/embedded.h"
 #include "collectors/reference.h"
+#include "pgpulse_revision.h"
 
 namespace {
 

@@ -915,6 +915,12 @@ TEST_F(AgentTest, InvalidFlagsAreRejected) {
   CommandResult v = AgentProcess::Run({"--version"});
   EXPECT_EQ(v.exit_status, 0);
   EXPECT_NE(v.output.find("pgpulse"), std::string::npos);
+  // The revision is looked up when the binary is built, not when the build was configured.
+  CommandResult head = RunCommand({"git", "-C", PGPULSE_SOURCE_DIR, "rev-parse", "--short", "HEAD"});
+  if (head.exit_status == 0) {
+    EXPECT_NE(v.output.find("(revision " + head.output.substr(0, head.output.find('\n')) + ")"), std::string::npos)
+        << v.output << " built from " << head.output;
+  }
 }
 
 TEST_F(AgentTest, JsonLogsAreOneObjectPerLine) {
