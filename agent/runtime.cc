@@ -57,10 +57,11 @@ bool SameTarget(const Target& old, const TargetConfig& config, const ConnectionS
 
 }  // namespace
 
-std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
-                                            SelfMetrics& metrics, std::vector<std::string>& errors) {
-  errors = loaded.errors;
-  const Config& cfg = loaded.config;
+namespace {
+
+// The embedded definitions, then the config's directories, with the config's enable/disable
+// and overrides applied; names the config gives that no definition has are errors.
+std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<std::string>& errors) {
   std::vector<collectors::Source> sources = collectors::EmbeddedDefinitions();
   for (const std::string& dir : cfg.definition_dirs) {
     auto more = collectors::ReadDefinitionDirectory(dir, errors);
@@ -83,7 +84,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       if (!known.count(name)) errors.push_back(ov.where + ": collectors.overrides names unknown collector '" + name + "'");
     }
   }
-  auto defs_kept = std::make_shared<Definitions>();
+  auto kept = std::make_shared<Definitions>();
   for (auto& d : defs.definitions) {
     bool wanted = d.enabled ? !cfg.disabled_collectors.count(d.name) : cfg.enabled_collectors.count(d.name) > 0;
     if (!wanted) continue;
@@ -93,11 +94,15 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       if (it->second.max_series) d.max_series = *it->second.max_series;
       if (it->second.max_rows) d.max_rows = *it->second.max_rows;
     }
-    defs_kept->push_back(std::move(d));
+    kept->push_back(std::move(d));
   }
+  return kept;
+}
 
-  std::set<std::string> produced;  // label names collectors produce
-  for (const auto& d : *defs_kept) {
+// A target's constant label may not be one a collector produces.
+void CheckConstantLabels(const Config& cfg, const Definitions& defs, std::vector<std::string>& errors) {
+  std::set<std::string> produced;
+  for (const auto& d : defs) {
     for (const auto& c : d.columns) {
       if (c.usage == collectors::ColumnUsage::Label) produced.insert(c.label);
     }
@@ -109,7 +114,10 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
                          "' is also produced by a collector; rename one of them");
     }
   }
+}
 
+// Auth modules with their password files read and their options checked by libpq.
+std::map<std::string, ResolvedAuthModule> ResolveAuthModules(const Config& cfg, std::vector<std::string>& errors) {
   std::map<std::string, ResolvedAuthModule> modules;
   for (const auto& [name, mod] : cfg.auth_modules) {
     ResolvedAuthModule resolved{mod.user, "", mod.options, mod.allowed_targets};
@@ -128,7 +136,23 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       errors.push_back("auth module '" + name + "': options: " + error);
     modules[name] = std::move(resolved);
   }
+  return modules;
+}
 
+// Found out at load (and by `pgpulse check`) rather than at the first scrape.
+void CheckBackrestPaths(const TargetConfig& t, std::vector<std::string>& errors) {
+  if (!t.pgbackrest.enabled()) return;
+  if (access(t.pgbackrest.command.c_str(), X_OK) != 0)
+    errors.push_back("target '" + t.name + "': pgbackrest.command " + t.pgbackrest.command +
+                     " cannot be run: " + std::strerror(errno));
+  if (!t.pgbackrest.config.empty() && access(t.pgbackrest.config.c_str(), R_OK) != 0)
+    errors.push_back("target '" + t.name + "': pgbackrest.config " + t.pgbackrest.config +
+                     " cannot be read: " + std::strerror(errno));
+}
+
+// Each target's connection: its password file read, its DSN parsed and completed.
+std::vector<std::pair<TargetConfig, ConnectionSpec>> ResolveTargets(const Config& cfg,
+                                                                    std::vector<std::string>& errors) {
   std::vector<std::pair<TargetConfig, ConnectionSpec>> specs;
   for (const TargetConfig& t : cfg.targets) {
     std::string password, error;
@@ -140,15 +164,7 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
       }
       password = *p;
     }
-    // Found out at load (and by `pgpulse check`) rather than at the first scrape.
-    if (t.pgbackrest.enabled()) {
-      if (access(t.pgbackrest.command.c_str(), X_OK) != 0)
-        errors.push_back("target '" + t.name + "': pgbackrest.command " + t.pgbackrest.command +
-                         " cannot be run: " + std::strerror(errno));
-      if (!t.pgbackrest.config.empty() && access(t.pgbackrest.config.c_str(), R_OK) != 0)
-        errors.push_back("target '" + t.name + "': pgbackrest.config " + t.pgbackrest.config +
-                         " cannot be read: " + std::strerror(errno));
-    }
+    CheckBackrestPaths(t, errors);
     auto spec = ParseDsn(t.dsn, password, cfg.connect_timeout, error);
     if (!spec) {
       errors.push_back("target '" + t.name + "': " + error);
@@ -157,12 +173,25 @@ std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Ru
     AddSecret(spec->password);
     specs.emplace_back(t, std::move(*spec));
   }
+  return specs;
+}
+
+}  // namespace
+
+std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
+                                            SelfMetrics& metrics, std::vector<std::string>& errors) {
+  errors = loaded.errors;
+  const Config& cfg = loaded.config;
+  std::shared_ptr<Definitions> defs = ResolveDefinitions(cfg, errors);
+  CheckConstantLabels(cfg, *defs, errors);
+  std::map<std::string, ResolvedAuthModule> modules = ResolveAuthModules(cfg, errors);
+  std::vector<std::pair<TargetConfig, ConnectionSpec>> specs = ResolveTargets(cfg, errors);
   if (!errors.empty()) return nullptr;
 
   auto rt = std::make_shared<Runtime>();
   rt->config = cfg;
   rt->auth_modules = std::move(modules);
-  rt->definitions = std::move(defs_kept);
+  rt->definitions = std::move(defs);
   const bool several = specs.size() > 1;
   for (auto& [tc, spec] : specs) {
     Labels labels;

@@ -1,34 +1,57 @@
 #include "agent/web_config.h"
 
 #include <crypt.h>
-#include <yaml-cpp/yaml.h>
 
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "collectors/yaml_reader.h"
+
 namespace pgpulse::agent {
 
 namespace {
 
-std::string Where(const std::string& origin, const YAML::Node& n) {
-  YAML::Mark m = n.Mark();
-  if (m.is_null()) return origin;
-  return origin + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-}
+using collectors::YamlReader;
 
-void CheckKeys(const std::string& origin, const YAML::Node& n, const std::string& ctx,
-               std::initializer_list<const char*> allowed, std::vector<std::string>& errors) {
-  for (auto it = n.begin(); it != n.end(); ++it) {
-    std::string key = it->first.IsScalar() ? it->first.Scalar() : "?";
-    bool known = false;
-    for (const char* a : allowed) known = known || key == a;
-    if (!known) errors.push_back(Where(origin, it->first) + ": " + ctx + ": unknown or unsupported key '" + key + "'");
+bool Readable(const std::string& path) { return std::ifstream(path).good(); }
+
+void ParseTls(const YAML::Node& tls, YamlReader& r, WebConfig& into) {
+  if (!r.Map(tls, "tls_server_config", {"cert_file", "key_file", "min_version"})) return;
+  into.tls = true;
+  for (const char* key : {"cert_file", "key_file"}) {
+    const YAML::Node v = tls[key];
+    if (!v || !v.IsScalar() || v.Scalar().empty()) {
+      r.Error(v ? v : tls, std::string("tls_server_config.") + key + " is required");
+      continue;
+    }
+    (std::string(key) == "cert_file" ? into.cert_file : into.key_file) = v.Scalar();
+    if (!Readable(v.Scalar())) r.Error(v, std::string("tls_server_config.") + key + ": cannot read '" + v.Scalar() + "'");
+  }
+  if (const YAML::Node v = tls["min_version"]) {
+    std::string s = v.IsScalar() ? v.Scalar() : "";
+    if (s != "TLS10" && s != "TLS11" && s != "TLS12" && s != "TLS13")
+      r.Error(v, "tls_server_config.min_version must be TLS10, TLS11, TLS12 or TLS13");
+    else into.min_version = s;
   }
 }
 
-bool Readable(const std::string& path) { return std::ifstream(path).good(); }
+void ParseUsers(const YAML::Node& users, YamlReader& r, WebConfig& into) {
+  if (!users.IsMap()) {
+    r.Error(users, "basic_auth_users must map user names to bcrypt hashes");
+    return;
+  }
+  for (auto it = users.begin(); it != users.end(); ++it) {
+    std::string user = it->first.IsScalar() ? it->first.Scalar() : "";
+    std::string hash = it->second.IsScalar() ? it->second.Scalar() : "";
+    if (user.empty() || user.find(':') != std::string::npos)
+      r.Error(it->first, "basic_auth_users: invalid user name '" + user + "'");
+    if (hash.size() < 4 || hash[0] != '$' || hash[1] != '2')
+      r.Error(it->second, "basic_auth_users." + user + ": expected a bcrypt hash ($2a$, $2b$ or $2y$)");
+    into.users[user] = hash;
+  }
+}
 
 }  // namespace
 
@@ -49,59 +72,13 @@ WebConfigResult LoadWebConfig(const std::string& path) {
   }
   std::stringstream ss;
   ss << in.rdbuf();
-  YAML::Node root;
-  try {
-    root = YAML::Load(ss.str());
-  } catch (const YAML::Exception& e) {
-    r.errors.push_back(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) +
-                       ": YAML syntax error: " + e.msg);
-    return r;
-  }
-  if (root.IsNull()) return r;
-  if (!root.IsMap()) {
-    r.errors.push_back(Where(path, root) + ": expected a map");
-    return r;
-  }
-  CheckKeys(path, root, "web config", {"tls_server_config", "basic_auth_users"}, r.errors);
-  if (const YAML::Node tls = root["tls_server_config"]) {
-    if (!tls.IsMap()) {
-      r.errors.push_back(Where(path, tls) + ": tls_server_config must be a map");
-    } else {
-      CheckKeys(path, tls, "tls_server_config", {"cert_file", "key_file", "min_version"}, r.errors);
-      r.config.tls = true;
-      for (const char* key : {"cert_file", "key_file"}) {
-        const YAML::Node v = tls[key];
-        if (!v || !v.IsScalar() || v.Scalar().empty()) {
-          r.errors.push_back(Where(path, v ? v : tls) + ": tls_server_config." + key + " is required");
-          continue;
-        }
-        (std::string(key) == "cert_file" ? r.config.cert_file : r.config.key_file) = v.Scalar();
-        if (!Readable(v.Scalar()))
-          r.errors.push_back(Where(path, v) + ": tls_server_config." + key + ": cannot read '" + v.Scalar() + "'");
-      }
-      if (const YAML::Node v = tls["min_version"]) {
-        std::string s = v.IsScalar() ? v.Scalar() : "";
-        if (s != "TLS10" && s != "TLS11" && s != "TLS12" && s != "TLS13")
-          r.errors.push_back(Where(path, v) + ": tls_server_config.min_version must be TLS10, TLS11, TLS12 or TLS13");
-        else r.config.min_version = s;
-      }
-    }
-  }
-  if (const YAML::Node users = root["basic_auth_users"]) {
-    if (!users.IsMap()) {
-      r.errors.push_back(Where(path, users) + ": basic_auth_users must map user names to bcrypt hashes");
-    } else {
-      for (auto it = users.begin(); it != users.end(); ++it) {
-        std::string user = it->first.Scalar();
-        std::string hash = it->second.IsScalar() ? it->second.Scalar() : "";
-        if (user.empty() || user.find(':') != std::string::npos)
-          r.errors.push_back(Where(path, it->first) + ": basic_auth_users: invalid user name '" + user + "'");
-        if (hash.size() < 4 || hash[0] != '$' || hash[1] != '2')
-          r.errors.push_back(Where(path, it->second) + ": basic_auth_users." + user + ": expected a bcrypt hash ($2a$, $2b$ or $2y$)");
-        r.config.users[user] = hash;
-      }
-    }
-  }
+  YamlReader reader(path, r.errors);
+  std::optional<YAML::Node> root = reader.Load(ss.str());
+  if (!root || root->IsNull()) return r;
+  // Other exporter-toolkit keys (http_server_config, ...) are refused rather than ignored.
+  if (!reader.Map(*root, "web config", {"tls_server_config", "basic_auth_users"})) return r;
+  if (const YAML::Node tls = (*root)["tls_server_config"]) ParseTls(tls, reader, r.config);
+  if (const YAML::Node users = (*root)["basic_auth_users"]) ParseUsers(users, reader, r.config);
   return r;
 }
 

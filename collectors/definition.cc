@@ -14,100 +14,13 @@
 #include <cstring>
 
 #include "collectors/filesystem.h"
+#include "collectors/yaml_reader.h"
 
 namespace pgpulse::collectors {
 
 namespace {
 
-// Collects errors with their position; parsing goes on so one run reports all.
-class Reader {
- public:
-  Reader(std::string origin, std::vector<std::string>& errors)
-      : origin_(std::move(origin)), errors_(errors) {}
-
-  std::string Where(const YAML::Node& node) const {
-    YAML::Mark m = node.Mark();
-    if (m.is_null()) return origin_;
-    return origin_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
-  }
-  void Error(const YAML::Node& node, const std::string& what) {
-    errors_.push_back(Where(node) + ": " + what);
-  }
-  const std::string& origin() const { return origin_; }
-
-  // Reports keys not in `allowed` and keys given twice.
-  void CheckKeys(const YAML::Node& map, const std::string& context,
-                 std::initializer_list<const char*> allowed) {
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      if (!it->first.IsScalar()) {
-        Error(it->first, context + ": keys must be plain strings");
-        continue;
-      }
-      std::string key = it->first.Scalar();
-      if (!seen.insert(key).second) Error(it->first, context + ": key '" + key + "' is given twice");
-      bool known = std::any_of(allowed.begin(), allowed.end(),
-                               [&](const char* a) { return key == a; });
-      if (!known) {
-        std::string list;
-        for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + a;
-        Error(it->first, context + ": unknown key '" + key + "' (allowed: " + list + ")");
-      }
-    }
-  }
-
-  std::optional<std::string> String(const YAML::Node& node, const std::string& what) {
-    if (!node.IsScalar()) {
-      Error(node, what + " must be a string");
-      return std::nullopt;
-    }
-    return node.Scalar();
-  }
-
-  std::optional<int64_t> Integer(const YAML::Node& node, const std::string& what) {
-    if (!node.IsScalar()) {
-      Error(node, what + " must be an integer");
-      return std::nullopt;
-    }
-    const std::string& s = node.Scalar();
-    int64_t v = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size()) {
-      Error(node, what + " must be an integer, got '" + s + "'");
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<double> Number(const YAML::Node& node, const std::string& what) {
-    if (!node.IsScalar()) {
-      Error(node, what + " must be a number");
-      return std::nullopt;
-    }
-    const std::string& s = node.Scalar();
-    char* end = nullptr;
-    double v = std::strtod(s.c_str(), &end);
-    if (s.empty() || end != s.c_str() + s.size()) {
-      Error(node, what + " must be a number, got '" + s + "'");
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<Millis> Duration(const YAML::Node& node, const std::string& what) {
-    if (!node.IsScalar()) {
-      Error(node, what + " must be a duration like 500ms, 10s or 5m");
-      return std::nullopt;
-    }
-    auto d = ParseDuration(node.Scalar());
-    if (!d) Error(node, what + " must be a duration like 500ms, 10s or 5m, got '" + node.Scalar() + "'");
-    return d;
-  }
-
- private:
-  std::string origin_;
-  std::vector<std::string>& errors_;
-};
+using Reader = YamlReader;
 
 bool ValidCollectorName(const std::string& name) {
   if (name.empty()) return false;
@@ -207,43 +120,8 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
   def.columns.push_back(std::move(col));
 }
 
-std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
-  if (!node.IsMap()) {
-    r.Error(node, "a collector must be a map");
-    return std::nullopt;
-  }
-  Definition def;
-  def.origin = r.Where(node);
-  std::string ctx = "collector";
-  if (!node["name"]) {
-    r.Error(node, "collector: missing required key 'name'");
-  } else if (auto s = r.String(node["name"], "name")) {
-    def.name = *s;
-    ctx = "collector '" + def.name + "'";
-    if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
-  }
-  r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns",
-                          "filesystem", "extension_versions"});
-  if (node["target"]) {
-    if (auto s = r.String(node["target"], ctx + ".target")) {
-      if (*s == "postgres") def.target = TargetKind::Postgres;
-      else if (*s == "pgbouncer") def.target = TargetKind::PgBouncer;
-      else r.Error(node["target"], ctx + ".target: must be 'postgres' or 'pgbouncer', got '" + *s + "'");
-    }
-  }
-  if (!node["help"]) {
-    r.Error(node, ctx + ": missing required key 'help'");
-  } else if (auto s = r.String(node["help"], ctx + ".help")) {
-    def.help = *s;
-  }
-  if (node["scope"]) {
-    if (auto s = r.String(node["scope"], ctx + ".scope")) {
-      if (*s == "server") def.scope = Scope::Server;
-      else if (*s == "database") def.scope = Scope::Database;
-      else r.Error(node["scope"], ctx + ".scope: must be 'server' or 'database', got '" + *s + "'");
-    }
-  }
+// ttl, timeout, row and series limits, and the switches.
+void ParseLimits(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
   if (node["ttl"]) {
     if (auto d = r.Duration(node["ttl"], ctx + ".ttl")) def.ttl = *d;
   }
@@ -266,14 +144,15 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     }
   }
   if (node["enabled"]) {
-    const YAML::Node e = node["enabled"];
-    if (e.IsScalar() && (e.Scalar() == "true" || e.Scalar() == "false")) def.enabled = e.Scalar() == "true";
-    else r.Error(e, ctx + ".enabled: must be true or false");
+    if (auto b = r.Bool(node["enabled"], ctx + ".enabled")) def.enabled = *b;
   }
   if (const YAML::Node io = node["ignore_other_columns"]) {
-    if (io.IsScalar() && (io.Scalar() == "true" || io.Scalar() == "false")) def.ignore_other_columns = io.Scalar() == "true";
-    else r.Error(io, ctx + ".ignore_other_columns: must be true or false");
+    if (auto b = r.Bool(io, ctx + ".ignore_other_columns")) def.ignore_other_columns = *b;
   }
+}
+
+// pivot (rows of name/value pairs become columns) and info (a constant-1 metric of labels).
+void ParsePivotAndInfo(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
   if (const YAML::Node pv = node["pivot"]) {
     if (!pv.IsMap()) {
       r.Error(pv, ctx + ".pivot: must be a map with key and value (the result columns holding names and values)");
@@ -306,9 +185,10 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
       def.info = info;
     }
   }
-  if (node["filesystem"]) {
-    if (auto s = r.String(node["filesystem"], ctx + ".filesystem")) def.filesystem_column = *s;
-  }
+}
+
+// What a server or database must have for the collector to run.
+void ParseRequires(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
   if (const YAML::Node req = node["requires"]) {
     if (!req.IsMap()) {
       r.Error(req, ctx + ".requires: must be a map with extension and/or role");
@@ -336,29 +216,37 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
       }
     }
   }
-  if (const YAML::Node ev = node["extension_versions"]) {
-    const std::string what = ctx + ".extension_versions";
-    if (!def.required_extension) {
-      r.Error(ev, what + ": needs requires.extension (whose installed version it maps)");
-    } else if (def.scope != Scope::Server) {
-      r.Error(ev, what + ": only for scope server (the extension's version is read in the target's database)");
-    } else if (!ev.IsMap() || ev.size() == 0) {
-      r.Error(ev, what + ": must be a non-empty map of extension version (\"1.8\") to server_version_num");
-    } else {
-      for (auto it = ev.begin(); it != ev.end(); ++it) {
-        const std::string version = it->first.IsScalar() ? it->first.Scalar() : "";
-        const int parsed = ExtensionVersionNum(version);
-        if (parsed < 0) {
-          r.Error(it->first, what + ": '" + version + "' is not an extension version like 1.8");
-          continue;
-        }
-        if (auto v = r.Integer(it->second, what + " " + version)) {
-          def.extension_versions.emplace_back(parsed, static_cast<int>(*v));
-        }
+}
+
+// Which server version's SQL variant an installed extension version calls for.
+void ParseExtensionVersions(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
+  const YAML::Node ev = node["extension_versions"];
+  if (!ev) return;
+  const std::string what = ctx + ".extension_versions";
+  if (!def.required_extension) {
+    r.Error(ev, what + ": needs requires.extension (whose installed version it maps)");
+  } else if (def.scope != Scope::Server) {
+    r.Error(ev, what + ": only for scope server (the extension's version is read in the target's database)");
+  } else if (!ev.IsMap() || ev.size() == 0) {
+    r.Error(ev, what + ": must be a non-empty map of extension version (\"1.8\") to server_version_num");
+  } else {
+    for (auto it = ev.begin(); it != ev.end(); ++it) {
+      const std::string version = it->first.IsScalar() ? it->first.Scalar() : "";
+      const int parsed = ExtensionVersionNum(version);
+      if (parsed < 0) {
+        r.Error(it->first, what + ": '" + version + "' is not an extension version like 1.8");
+        continue;
       }
-      std::sort(def.extension_versions.begin(), def.extension_versions.end());
+      if (auto v = r.Integer(it->second, what + " " + version)) {
+        def.extension_versions.emplace_back(parsed, static_cast<int>(*v));
+      }
     }
+    std::sort(def.extension_versions.begin(), def.extension_versions.end());
   }
+}
+
+// sql, or variants by server version that must not overlap.
+void ParseVariants(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
   if (node["sql"] && node["variants"]) {
     r.Error(node, ctx + ": give either 'sql' or 'variants', not both");
   } else if (node["sql"]) {
@@ -407,92 +295,154 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
   for (const Variant& v : def.variants) {
     if (v.sql.find_first_not_of(" \t\r\n") == std::string::npos) r.Error(node, ctx + ": a variant has empty sql");
   }
-  if (def.target == TargetKind::PgBouncer) {
-    // The admin console runs only its own commands, over the simple protocol,
-    // where several statements would run; one SHOW keeps that out.
-    static const std::regex show("^\\s*SHOW\\s+[A-Za-z_]+\\s*;?\\s*$", std::regex::icase);
-    for (size_t i = 0; i < def.variants.size(); ++i) {
-      const Variant& v = def.variants[i];
-      // (A yaml-cpp Node is a reference: assigning one rewrites the document, so pick without assigning.)
-      auto sql_node = [&]() -> YAML::Node {
-        const YAML::Node vs = node["variants"];
-        if (vs && vs.IsSequence() && i < vs.size() && vs[i].IsMap() && vs[i]["sql"]) return vs[i]["sql"];
-        return node["sql"] ? node["sql"] : node;
-      };
-      if (!std::regex_match(v.sql, show)) {
-        std::string shown = v.sql.substr(0, 60);
-        std::replace(shown.begin(), shown.end(), '\n', ' ');
-        r.Error(sql_node(), ctx + ": a pgbouncer collector's sql must be one 'SHOW <command>' (e.g. SHOW POOLS), got '" +
-                                shown + "'");
-      }
+}
+
+// What a PgBouncer admin console can run.
+void CheckPgBouncerCollector(Reader& r, const YAML::Node& node, const std::string& ctx, const Definition& def) {
+  // The admin console runs only its own commands, over the simple protocol,
+  // where several statements would run; one SHOW keeps that out.
+  static const std::regex show("^\\s*SHOW\\s+[A-Za-z_]+\\s*;?\\s*$", std::regex::icase);
+  for (size_t i = 0; i < def.variants.size(); ++i) {
+    const Variant& v = def.variants[i];
+    // (A yaml-cpp Node is a reference: assigning one rewrites the document, so pick without assigning.)
+    auto sql_node = [&]() -> YAML::Node {
+      const YAML::Node vs = node["variants"];
+      if (vs && vs.IsSequence() && i < vs.size() && vs[i].IsMap() && vs[i]["sql"]) return vs[i]["sql"];
+      return node["sql"] ? node["sql"] : node;
+    };
+    if (!std::regex_match(v.sql, show)) {
+      std::string shown = v.sql.substr(0, 60);
+      std::replace(shown.begin(), shown.end(), '\n', ' ');
+      r.Error(sql_node(), ctx + ": a pgbouncer collector's sql must be one 'SHOW <command>' (e.g. SHOW POOLS), got '" +
+                              shown + "'");
     }
-    if (def.scope == Scope::Database)
-      r.Error(node["scope"], ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
-    if (const YAML::Node req = node["requires"])
-      r.Error(req, ctx + ".requires: extensions and roles are PostgreSQL's; a pgbouncer collector cannot require them");
-    if (const YAML::Node fs = node["filesystem"])
-      r.Error(fs, ctx + ".filesystem: a pgbouncer collector reports no server paths to look at");
   }
-  if (const YAML::Node cols = node["columns"]) {
-    if (!cols.IsMap() || cols.size() == 0) {
-      r.Error(cols, ctx + ".columns: must be a non-empty map of result column to usage");
-    } else {
-      std::set<std::string> seen;
-      for (auto it = cols.begin(); it != cols.end(); ++it) {
-        if (!it->first.IsScalar()) {
-          r.Error(it->first, ctx + ".columns: column names must be strings");
-          continue;
-        }
-        if (!seen.insert(it->first.Scalar()).second) {
-          r.Error(it->first, ctx + ".columns: column '" + it->first.Scalar() + "' is given twice");
-          continue;
-        }
-        ParseColumn(r, it->first.Scalar(), it->second, def);
-      }
-      bool has_metric = def.info.has_value();
-      std::map<std::string, std::string> labels;
-      std::set<std::string> metrics;
-      if (def.info) metrics.insert(def.info->metric);
-      for (const Column& c : def.columns) {
-        if (c.usage == ColumnUsage::AddTo) {
-          const Column* into = def.FindColumn(c.add_to);
-          if (!into || (into->usage != ColumnUsage::Gauge && into->usage != ColumnUsage::Counter))
-            r.Error(cols[c.name], ctx + ": column '" + c.name + "' adds to '" + c.add_to +
-                                      "', which is not a gauge or counter column of this collector");
-        }
-        if (def.pivot && (c.name == def.pivot->key_column || c.name == def.pivot->value_column))
-          r.Error(cols[c.name], ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
-        if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
-          has_metric = true;
-          if (!metrics.insert(c.metric).second)
-            r.Error(cols, ctx + ": metric '" + c.metric + "' is produced by two columns");
-        }
-        if (c.usage == ColumnUsage::Label && !labels.emplace(c.label, c.name).second)
-          r.Error(cols, ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" +
-                            c.name + "'");
-      }
-      if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column (or info), so it produces nothing");
-      size_t counts = 0;
-      for (const Column& c : def.columns) counts += c.usage == ColumnUsage::RowsBeforeLimit ? 1 : 0;
-      if (counts > 1) r.Error(cols, ctx + ": only one column can be rows_before_limit");
-      if (counts == 1 && def.max_rows == SIZE_MAX)
-        r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
-      if (counts == 1 && def.target == TargetKind::PgBouncer)
-        r.Error(cols, ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
-      if (!def.filesystem_column.empty() && !def.FindColumn(def.filesystem_column))
-        r.Error(node["filesystem"], ctx + ".filesystem: column '" + def.filesystem_column +
-                                        "' (the path to look at) must be described in 'columns'");
-      for (const char* added : kFilesystemColumns) {
-        if (def.filesystem_column.empty() && def.FindColumn(added))
-          r.Error(cols, ctx + ": column '" + std::string(added) +
-                            "' is added by the engine only with 'filesystem: <path column>'");
-        if (def.filesystem_column == added)
-          r.Error(node["filesystem"], ctx + ".filesystem: '" + std::string(added) + "' is an added column, not a path");
-      }
+  if (def.scope == Scope::Database)
+    r.Error(node["scope"], ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
+  if (const YAML::Node req = node["requires"])
+    r.Error(req, ctx + ".requires: extensions and roles are PostgreSQL's; a pgbouncer collector cannot require them");
+  if (const YAML::Node fs = node["filesystem"])
+    r.Error(fs, ctx + ".filesystem: a pgbouncer collector reports no server paths to look at");
+}
+
+// Across columns: one metric or label per name, something to report, limits and filesystem columns that fit.
+void CheckColumns(Reader& r, const YAML::Node& node, const std::string& ctx, const Definition& def) {
+  const YAML::Node cols = node["columns"];
+  bool has_metric = def.info.has_value();
+  std::map<std::string, std::string> labels;
+  std::set<std::string> metrics;
+  if (def.info) metrics.insert(def.info->metric);
+  for (const Column& c : def.columns) {
+    if (c.usage == ColumnUsage::AddTo) {
+      const Column* into = def.FindColumn(c.add_to);
+      if (!into || (into->usage != ColumnUsage::Gauge && into->usage != ColumnUsage::Counter))
+        r.Error(cols[c.name], ctx + ": column '" + c.name + "' adds to '" + c.add_to +
+                                  "', which is not a gauge or counter column of this collector");
     }
-  } else {
+    if (def.pivot && (c.name == def.pivot->key_column || c.name == def.pivot->value_column))
+      r.Error(cols[c.name], ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
+    if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
+      has_metric = true;
+      if (!metrics.insert(c.metric).second)
+        r.Error(cols, ctx + ": metric '" + c.metric + "' is produced by two columns");
+    }
+    if (c.usage == ColumnUsage::Label && !labels.emplace(c.label, c.name).second)
+      r.Error(cols, ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" +
+                        c.name + "'");
+  }
+  if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column (or info), so it produces nothing");
+  size_t counts = 0;
+  for (const Column& c : def.columns) counts += c.usage == ColumnUsage::RowsBeforeLimit ? 1 : 0;
+  if (counts > 1) r.Error(cols, ctx + ": only one column can be rows_before_limit");
+  if (counts == 1 && def.max_rows == SIZE_MAX)
+    r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
+  if (counts == 1 && def.target == TargetKind::PgBouncer)
+    r.Error(cols, ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
+  if (!def.filesystem_column.empty() && !def.FindColumn(def.filesystem_column))
+    r.Error(node["filesystem"], ctx + ".filesystem: column '" + def.filesystem_column +
+                                    "' (the path to look at) must be described in 'columns'");
+  for (const char* added : kFilesystemColumns) {
+    if (def.filesystem_column.empty() && def.FindColumn(added))
+      r.Error(cols, ctx + ": column '" + std::string(added) +
+                        "' is added by the engine only with 'filesystem: <path column>'");
+    if (def.filesystem_column == added)
+      r.Error(node["filesystem"], ctx + ".filesystem: '" + std::string(added) + "' is an added column, not a path");
+  }
+}
+
+// Each column's usage, then what the columns must say together.
+void ParseColumns(Reader& r, const YAML::Node& node, const std::string& ctx, Definition& def) {
+  const YAML::Node cols = node["columns"];
+  if (!cols) {
     r.Error(node, ctx + ": missing required key 'columns'");
+    return;
   }
+  if (!cols.IsMap() || cols.size() == 0) {
+    r.Error(cols, ctx + ".columns: must be a non-empty map of result column to usage");
+    return;
+  }
+  std::set<std::string> seen;
+  for (auto it = cols.begin(); it != cols.end(); ++it) {
+    if (!it->first.IsScalar()) {
+      r.Error(it->first, ctx + ".columns: column names must be strings");
+      continue;
+    }
+    if (!seen.insert(it->first.Scalar()).second) {
+      r.Error(it->first, ctx + ".columns: column '" + it->first.Scalar() + "' is given twice");
+      continue;
+    }
+    ParseColumn(r, it->first.Scalar(), it->second, def);
+  }
+  CheckColumns(r, node, ctx, def);
+}
+
+std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
+  if (!node.IsMap()) {
+    r.Error(node, "a collector must be a map");
+    return std::nullopt;
+  }
+  Definition def;
+  def.origin = r.Where(node);
+  std::string ctx = "collector";
+  if (!node["name"]) {
+    r.Error(node, "collector: missing required key 'name'");
+  } else if (auto s = r.String(node["name"], "name")) {
+    def.name = *s;
+    ctx = "collector '" + def.name + "'";
+    if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
+  }
+  r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
+                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns",
+                          "filesystem", "extension_versions"});
+  if (node["target"]) {
+    if (auto s = r.String(node["target"], ctx + ".target")) {
+      if (*s == "postgres") def.target = TargetKind::Postgres;
+      else if (*s == "pgbouncer") def.target = TargetKind::PgBouncer;
+      else r.Error(node["target"], ctx + ".target: must be 'postgres' or 'pgbouncer', got '" + *s + "'");
+    }
+  }
+  if (!node["help"]) {
+    r.Error(node, ctx + ": missing required key 'help'");
+  } else if (auto s = r.String(node["help"], ctx + ".help")) {
+    def.help = *s;
+  }
+  if (node["scope"]) {
+    if (auto s = r.String(node["scope"], ctx + ".scope")) {
+      if (*s == "server") def.scope = Scope::Server;
+      else if (*s == "database") def.scope = Scope::Database;
+      else r.Error(node["scope"], ctx + ".scope: must be 'server' or 'database', got '" + *s + "'");
+    }
+  }
+  ParseLimits(r, node, ctx, def);
+  ParsePivotAndInfo(r, node, ctx, def);
+  if (node["filesystem"]) {
+    if (auto s = r.String(node["filesystem"], ctx + ".filesystem")) def.filesystem_column = *s;
+  }
+  ParseRequires(r, node, ctx, def);
+  ParseExtensionVersions(r, node, ctx, def);
+  ParseVariants(r, node, ctx, def);
+  if (def.target == TargetKind::PgBouncer) CheckPgBouncerCollector(r, node, ctx, def);
+  ParseColumns(r, node, ctx, def);
   return def;
 }
 
@@ -563,14 +513,9 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
   std::vector<Definition> merged;  // in first-defined order; overrides replace in place
   for (const Source& src : sources) {
     Reader r(src.origin, result.errors);
-    YAML::Node root;
-    try {
-      root = YAML::Load(src.text);
-    } catch (const YAML::Exception& e) {
-      result.errors.push_back(src.origin + ":" + std::to_string(e.mark.line + 1) + ":" +
-                              std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
-      continue;
-    }
+    std::optional<YAML::Node> loaded = r.Load(src.text);
+    if (!loaded) continue;
+    const YAML::Node root = *loaded;
     if (root.IsNull()) continue;  // an empty file defines nothing
     if (!root.IsMap()) {
       r.Error(root, "expected a map with a 'collectors' list at the top");

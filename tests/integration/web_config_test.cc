@@ -84,7 +84,9 @@ TEST_F(WebConfigTest, BadWebConfigIsRefusedWithPosition) {
       << r.output;
   EXPECT_NE(r.output.find("min_version must be TLS10, TLS11, TLS12 or TLS13"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("basic_auth_users.bob: expected a bcrypt hash"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("unknown or unsupported key 'http_server_config'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("web config: unknown key 'http_server_config' (allowed: tls_server_config, basic_auth_users)"),
+            std::string::npos)
+      << r.output;
 }
 
 TEST_F(WebConfigTest, BasicAuthWithoutTlsProtectsEveryPathButHealthz) {

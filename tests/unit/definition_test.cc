@@ -226,7 +226,7 @@ TEST(Definition, MaxRowsAndEnabled) {
   EXPECT_FALSE(r.definitions[0].enabled);
   EXPECT_EQ(r.definitions[0].max_rows, 25u);
   LoadResult bad = LoadOne(BASE "    enabled: maybe\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
-  EXPECT_NE(AllErrors(bad).find("enabled: must be true or false"), std::string::npos) << AllErrors(bad);
+  EXPECT_NE(AllErrors(bad).find("enabled must be true or false"), std::string::npos) << AllErrors(bad);
 }
 
 TEST(Definition, RowsBeforeLimitMeansTheSqlLimitsItselfAndNeedsMaxRows) {
