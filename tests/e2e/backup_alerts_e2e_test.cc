@@ -17,24 +17,17 @@
 #include <thread>
 #include <vector>
 
+#include "tests/harness/alert_rules.h"
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/alertmanager_server.h"
 #include "tests/harness/pgbackrest_repo.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/prometheus_server.h"
 #include "tests/harness/webhook_receiver.h"
 
-#ifndef PGPULSE_SOURCE_DIR
-#error "PGPULSE_SOURCE_DIR must be defined as the source tree's path"
-#endif
-
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using Labels = std::map<std::string, std::string>;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
 // Every `for` of the agent and backup groups shortened, so that a rule that would fire on a healthy setup does so
 // within the healthy window; backup_full_max_age_seconds stays the shipped 8 days.
@@ -50,16 +43,6 @@ const int kTooOldSeconds = 3;
 const std::set<std::string> kBackupAlerts = {"PostgreSQLBackupFullTooOld", "PostgreSQLBackupMissing",
                                              "PostgreSQLBackupErrors", "PostgreSQLBackupInfoFailing"};
 const std::set<std::string> kAgentAlerts = {"PgpulseExporterDown", "PgpulseCollectorFailing"};
-
-// alerts/generate.sh with the shipped thresholds plus these; returns the Prometheus rule file.
-std::string GenerateRules(const std::string& name, const std::string& thresholds) {
-  const std::string file = WriteTempFile(name + ".yaml", thresholds);
-  const std::string out = (std::filesystem::path(file).parent_path() / name).string();
-  const CommandResult generated = RunCommand(
-      {"bash", std::string(PGPULSE_SOURCE_DIR) + "/alerts/generate.sh", "--thresholds", file, "--out", out}, {}, 30);
-  if (generated.exit_status != 0) throw std::runtime_error("alerts/generate.sh failed: " + generated.output);
-  return out + "/pgpulse-rules.yml";
-}
 
 // Pending and firing backup and agent alerts in Prometheus, one a line; "" when there are none.
 std::string ActiveAlerts(const PrometheusServer& prometheus) {
@@ -80,22 +63,19 @@ const WebhookReceiver::Alert* Find(const std::vector<WebhookReceiver::Alert>& re
   return nullptr;
 }
 
-std::string Describe(const std::vector<WebhookReceiver::Alert>& received) {
-  std::string out;
-  for (const auto& a : received) out += "\n  " + a.status + " " + FormatLabels(a.labels);
-  return out.empty() ? " none" : out;
-}
-
 // Waits up to timeout_seconds for a notification; returns a copy of it (alertname empty if none came).
 WebhookReceiver::Alert WaitFor(const WebhookReceiver& webhook, const std::string& alertname, const std::string& status,
                                const Labels& want, double timeout_seconds) {
-  const auto start = Clock::now();
-  while (true) {
-    const auto received = webhook.Received();
-    if (const auto* a = Find(received, alertname, status, want)) return *a;
-    if (Seconds(start) > timeout_seconds) return {};
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  WebhookReceiver::Alert found;
+  PollUntil(
+      [&] {
+        const auto received = webhook.Received();
+        const auto* a = Find(received, alertname, status, want);
+        if (a) found = *a;
+        return a != nullptr;
+      },
+      timeout_seconds);
+  return found;
 }
 
 double Value(const PrometheusServer& prometheus, const std::string& promql) {
@@ -114,7 +94,7 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   auto pg = PostgresServer::Start(PgbackrestRepo::ServerConf());
   auto repo = PgbackrestRepo::Create(*pg);
   repo->Backup("full");
-  const double setup_seconds = Seconds(start);
+  const double setup_seconds = SecondsSince(start);
 
   const std::string config = WriteTempFile(
       "backup_e2e_pgpulse.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n    pgbackrest:\n" +
@@ -155,8 +135,8 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   const WebhookReceiver::Alert too_old = WaitFor(*webhook, "PostgreSQLBackupFullTooOld", "firing", full, 20);
   ASSERT_FALSE(too_old.alertname.empty()) << "PostgreSQLBackupFullTooOld did not reach the webhook in 20 s; "
                                              "Prometheus:"
-                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << Describe(webhook->Received());
-  std::cout << "[ backup] PostgreSQLBackupFullTooOld at the webhook " << Seconds(lowered)
+                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
+  std::cout << "[ backup] PostgreSQLBackupFullTooOld at the webhook " << SecondsSince(lowered)
             << " s after the threshold was lowered" << std::endl;
   EXPECT_EQ(too_old.labels.at("severity"), "warning");
   EXPECT_NE(too_old.annotations.at("description").find("full pgBackRest backup of stanza main (PostgreSQL on " +
@@ -172,13 +152,13 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   const WebhookReceiver::Alert failing = WaitFor(*webhook, "PostgreSQLBackupInfoFailing", "firing", stanza, 20);
   EXPECT_FALSE(failing.alertname.empty()) << "PostgreSQLBackupInfoFailing did not reach the webhook in 20 s; "
                                              "Prometheus:"
-                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << Describe(webhook->Received());
-  std::cout << "[ backup] PostgreSQLBackupInfoFailing at the webhook " << Seconds(broken)
+                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
+  std::cout << "[ backup] PostgreSQLBackupInfoFailing at the webhook " << SecondsSince(broken)
             << " s after the repository broke" << std::endl;
   EXPECT_EQ(Value(*prometheus, "pgbackrest_stanza_status_code" + sel), 3) << "missing stanza data";
   EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLBackupFullTooOld", "resolved", full, 10).alertname.empty())
       << "PostgreSQLBackupFullTooOld still firing on a repository that cannot be read; webhook:"
-      << Describe(webhook->Received());
+      << DescribeAlerts(webhook->Received());
 
   // Repaired: InfoFailing resolves without restarting anything.
   repo->Repair();
@@ -189,9 +169,9 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   // stanza (which reports 0 backups) is not a missing backup.
   const auto received = webhook->Received();
   for (const char* never : {"PostgreSQLBackupMissing", "PostgreSQLBackupErrors"}) {
-    EXPECT_EQ(Find(received, never, "firing", {}), nullptr) << never << " fired:" << Describe(received);
+    EXPECT_EQ(Find(received, never, "firing", {}), nullptr) << never << " fired:" << DescribeAlerts(received);
   }
-  std::cout << "[ backup] setup (server, stanza, full backup) " << setup_seconds << " s; total " << Seconds(start)
+  std::cout << "[ backup] setup (server, stanza, full backup) " << setup_seconds << " s; total " << SecondsSince(start)
             << " s" << std::endl;
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/pgbackrest_repo.h"
 #include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
@@ -37,10 +38,7 @@
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using detail::Json;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -384,7 +382,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const auto backup_start = Clock::now();
   auto repo = PgbackrestRepo::Create(*primary);
   repo->Backup("full");
-  const double backup_seconds = Seconds(backup_start);
+  const double backup_seconds = SecondsSince(backup_start);
   primary->Exec("CREATE TABLE e2e_locked (id int PRIMARY KEY, v int NOT NULL)");
   primary->Exec("INSERT INTO e2e_locked VALUES (1, 0)");
   primary->Exec("CREATE INDEX e2e_locked_v_never_used ON e2e_locked (v)");
@@ -409,14 +407,10 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   const std::string workload_update =
       "SELECT queryid FROM pg_stat_statements WHERE query LIKE 'UPDATE pgbench_accounts SET abalance%' "
       "ORDER BY calls DESC LIMIT 1";
-  std::string queryid = primary->Query(workload_update);
-  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-       queryid.empty() && std::chrono::steady_clock::now() < until;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    queryid = primary->Query(workload_update);
-  }
+  std::string queryid;
+  PollUntil([&] { return !(queryid = primary->Query(workload_update)).empty(); }, 10, 0.05);
   ASSERT_FALSE(queryid.empty()) << "the workload's UPDATE is not in pg_stat_statements";
-  const double setup_seconds = Seconds(start);
+  const double setup_seconds = SecondsSince(start);
 
   // The Queries dashboard's statement text needs statements_query, which is off by default; the primary's agent also
   // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production) and looks in
@@ -452,17 +446,18 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   // Rates need two samples in their window and the standby needs to stream: poll until every query has data.
   Evaluation last;
   int rounds = 0;
-  while (true) {
-    last = Evaluation{};
-    ++rounds;
-    for (const auto& [file, json] : dashboards) Evaluate(*prometheus, file, json, {{"queryid", queryid}}, last);
-    if (last.problems.empty() || Seconds(scraping) > 45) break;
-    std::this_thread::sleep_for(std::chrono::seconds(1));
-  }
+  PollUntil(
+      [&] {
+        last = Evaluation{};
+        ++rounds;
+        for (const auto& [file, json] : dashboards) Evaluate(*prometheus, file, json, {{"queryid", queryid}}, last);
+        return last.problems.empty();
+      },
+      45, 1);
   std::string report;
   for (const auto& p : last.problems) report += "  " + p + "\n";
   EXPECT_TRUE(last.problems.empty()) << last.problems.size() << " of " << last.queries
-                                     << " queries or variables without data after " << Seconds(scraping)
+                                     << " queries or variables without data after " << SecondsSince(scraping)
                                      << " s of scraping:\n"
                                      << report;
   const std::string primary_instance = "127.0.0.1:" + std::to_string(primary_agent->port());
@@ -600,7 +595,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
     std::cout << "dashboards_e2e: " << last.queries << " panel queries in " << dashboards.size()
               << " dashboards; setup " << setup_seconds << " s (stanza and full backup " << backup_seconds
               << " s); every query had data in round " << rounds << ", "
-              << Seconds(scraping) << " s after the targets were up; total " << Seconds(start) << " s" << std::endl;
+              << SecondsSince(scraping) << " s after the targets were up; total " << SecondsSince(start) << " s" << std::endl;
   }
 }
 

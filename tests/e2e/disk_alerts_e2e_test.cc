@@ -36,7 +36,9 @@
 #include <utility>
 #include <vector>
 
+#include "tests/harness/alert_rules.h"
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/alertmanager_server.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
@@ -44,15 +46,8 @@
 #include "tests/harness/prometheus_server.h"
 #include "tests/harness/webhook_receiver.h"
 
-#ifndef PGPULSE_SOURCE_DIR
-#error "PGPULSE_SOURCE_DIR must be defined as the source tree's path"
-#endif
-
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-using Labels = std::map<std::string, std::string>;
 
 constexpr unsigned long long kTmpfsBytes = 16ull << 20;
 const char kTablespace[] = "e2e_disk";
@@ -76,19 +71,6 @@ const std::set<std::string> kDiskAlerts = {
     "PostgreSQLFilesystemFillingUp",          "PostgreSQLWALGrowingWhileArchivingFails",
     "PostgreSQLArchivingStale",
 };
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
-void SleepSeconds(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
-
-bool PollUntil(const std::function<bool()>& pred, double timeout_seconds, double interval_seconds = 0.1) {
-  const auto start = Clock::now();
-  while (!pred()) {
-    if (Seconds(start) > timeout_seconds) return false;
-    SleepSeconds(interval_seconds);
-  }
-  return true;
-}
 
 void Note(const std::string& what) { std::cout << "[ disk     ] " << what << std::endl; }
 
@@ -268,30 +250,11 @@ void ExpectAgentSeesWhatDfSees(const AgentProcess& agent, const std::string& pat
   }
 }
 
-std::string Describe(const std::vector<PrometheusServer::Alert>& alerts) {
-  std::string out;
-  for (const auto& a : alerts) {
-    if (kDiskAlerts.count(a.alertname)) out += "\n  " + a.state + " " + FormatLabels(a.labels);
-  }
-  return out.empty() ? "none" : out;
-}
-
-std::string Describe(const std::vector<WebhookReceiver::Alert>& alerts) {
-  std::string out;
-  for (const auto& a : alerts) out += "\n  " + a.status + " " + FormatLabels(a.labels);
-  return out.empty() ? "none" : out;
-}
-
-std::string Show(const PrometheusServer& prometheus, const std::string& promql) {
-  std::string out = promql + " =";
-  try {
-    const auto samples = prometheus.Query(promql);
-    if (samples.empty()) out += " (empty)";
-    for (const auto& s : samples) out += "\n  " + FormatLabels(s.labels) + " " + std::to_string(s.value);
-  } catch (const std::exception& e) {
-    out += std::string(" error: ") + e.what();
-  }
-  return out;
+// The disk alerts among `alerts`, described.
+std::string DescribeDiskAlerts(std::vector<PrometheusServer::Alert> alerts) {
+  alerts.erase(std::remove_if(alerts.begin(), alerts.end(), [](const auto& a) { return !kDiskAlerts.count(a.alertname); }),
+               alerts.end());
+  return DescribeAlerts(alerts);
 }
 
 bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const Labels& want) {
@@ -310,36 +273,26 @@ bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const L
   const auto start = Clock::now();
   auto nudged = start;
   while (!Fired(webhook, alertname, want)) {
-    if (Seconds(start) > timeout_seconds) {
+    if (SecondsSince(start) > timeout_seconds) {
       std::string in_prometheus;
       try {
-        in_prometheus = Describe(prometheus.Alerts());
+        in_prometheus = DescribeDiskAlerts(prometheus.Alerts());
       } catch (const std::exception& e) {
         in_prometheus = e.what();
       }
       return ::testing::AssertionFailure()
              << alertname << " " << FormatLabels(want) << " did not reach the webhook firing within " << timeout_seconds
-             << " s.\nWebhook received: " << Describe(webhook.Received())
+             << " s.\nWebhook received: " << DescribeAlerts(webhook.Received())
              << "\nPrometheus disk alerts: " << in_prometheus << "\n"
-             << Show(prometheus, evidence_promql);
+             << DescribeQuery(prometheus, evidence_promql);
     }
-    if (nudge && Seconds(nudged) >= 1) {
+    if (nudge && SecondsSince(nudged) >= 1) {
       nudge();
       nudged = Clock::now();
     }
     SleepSeconds(0.1);
   }
   return ::testing::AssertionSuccess();
-}
-
-std::string GenerateRules() {
-  const std::string thresholds = WriteTempFile("disk_alerts_e2e_thresholds.yaml", kThresholds);
-  const std::string out = (std::filesystem::path(thresholds).parent_path() / "disk_alerts_e2e_rules").string();
-  const CommandResult generated = RunCommand(
-      {"bash", std::string(PGPULSE_SOURCE_DIR) + "/alerts/generate.sh", "--thresholds", thresholds, "--out", out}, {},
-      30);
-  if (generated.exit_status != 0) throw std::runtime_error("alerts/generate.sh failed: " + generated.output);
-  return out + "/pgpulse-rules.yml";
 }
 
 TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArchiveRaisesWalAlerts) {
@@ -356,7 +309,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
   ASSERT_TRUE(disk.ok()) << disk.error();
   const std::string device = DeviceOf(disk.path());
 
-  const std::string rule_file = GenerateRules();
+  const std::string rule_file = GenerateRules("disk_alerts_e2e_rules", kThresholds);
   auto webhook = WebhookReceiver::Start();
   auto alertmanager = AlertmanagerServer::Start(webhook->url());
 
@@ -404,7 +357,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     auto kind = labels.find("kind");
     return kind == labels.end() || LabelsInclude(labels, tablespace);
   };
-  Note("setup took " + std::to_string(Seconds(test_start)) + " s");
+  Note("setup took " + std::to_string(SecondsSince(test_start)) + " s");
 
   // Healthy: what each rule reads is there, and for ~5 s of evaluations (every `for` is 2 s) none is pending.
   {
@@ -413,11 +366,11 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     for (const std::string& promql :
          {ts_avail, std::string("pg_wal_directory_size_bytes"), std::string("pg_archiver_last_attempt_failed == 0"),
           std::string("pg_archiver_pending_wal_files == 0"), std::string("pg_archiver_last_archived_age_seconds")}) {
-      EXPECT_TRUE(PollUntil([&] { return !prometheus->Query(promql).empty(); }, 5)) << Show(*prometheus, promql);
+      EXPECT_TRUE(PollUntil([&] { return !prometheus->Query(promql).empty(); }, 5)) << DescribeQuery(*prometheus, promql);
     }
     std::set<std::string> seen;
     const auto window = Clock::now();
-    while (Seconds(window) < 5) {
+    while (SecondsSince(window) < 5) {
       for (const auto& a : prometheus->Alerts()) {
         if (kDiskAlerts.count(a.alertname) && ours(a.labels)) seen.insert(a.state + " " + FormatLabels(a.labels));
       }
@@ -430,7 +383,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     }
   }
   ASSERT_FALSE(::testing::Test::HasFailure()) << "no point filling a disk that already alerts";
-  Note("healthy window passed at " + std::to_string(Seconds(test_start)) + " s");
+  Note("healthy window passed at " + std::to_string(SecondsSince(test_start)) + " s");
 
   // Archiving fails from here on; every segment since stays in pg_wal.
   const auto caused = Clock::now();
@@ -446,20 +399,20 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
 
   // Past 80% used, short of 95%: SpaceLow (and the trend), not SpaceCritical.
   const double low = FillBelow(*pg, "filler", disk.path(), 0.12);
-  Note("tablespace filled to " + std::to_string(1 - low) + " used at " + std::to_string(Seconds(caused)) + " s");
+  Note("tablespace filled to " + std::to_string(1 - low) + " used at " + std::to_string(SecondsSince(caused)) + " s");
   ExpectAgentSeesWhatDfSees(*agent, disk.path(), device);
   const std::string ratio = "pg_filesystem_avail_bytes / pg_filesystem_size_bytes";
   {
     Labels want = tablespace;
     want["severity"] = "warning";
     ASSERT_TRUE(WaitForFiring(*webhook, *prometheus, "PostgreSQLFilesystemSpaceLow", want, ratio, 20));
-    Note("PostgreSQLFilesystemSpaceLow at the webhook " + std::to_string(Seconds(caused)) + " s after causing");
+    Note("PostgreSQLFilesystemSpaceLow at the webhook " + std::to_string(SecondsSince(caused)) + " s after causing");
   }
   for (const auto& a : prometheus->Alerts()) {
     EXPECT_FALSE(a.alertname == "PostgreSQLFilesystemSpaceCritical" && ours(a.labels))
         << "critical at " << 1 - low << " used: " << a.state << " " << FormatLabels(a.labels);
   }
-  EXPECT_FALSE(Fired(*webhook, "PostgreSQLFilesystemSpaceCritical", target)) << Describe(webhook->Received());
+  EXPECT_FALSE(Fired(*webhook, "PostgreSQLFilesystemSpaceCritical", target)) << DescribeAlerts(webhook->Received());
   {
     Labels want = tablespace;
     want["severity"] = "warning";
@@ -476,7 +429,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     Labels want = tablespace;
     want["severity"] = "critical";
     EXPECT_TRUE(WaitForFiring(*webhook, *prometheus, "PostgreSQLFilesystemSpaceCritical", want, ratio, 20));
-    Note("PostgreSQLFilesystemSpaceCritical at the webhook " + std::to_string(Seconds(critical_at)) +
+    Note("PostgreSQLFilesystemSpaceCritical at the webhook " + std::to_string(SecondsSince(critical_at)) +
          " s after the second fill");
   }
 
@@ -491,7 +444,7 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     EXPECT_TRUE(WaitForFiring(*webhook, *prometheus, "PostgreSQLArchivingStale", want,
                               "pg_archiver_pending_wal_files or pg_archiver_last_archived_age_seconds", 15));
   }
-  Note("all disk alerts at the webhook " + std::to_string(Seconds(caused)) + " s after causing");
+  Note("all disk alerts at the webhook " + std::to_string(SecondsSince(caused)) + " s after causing");
 
   // The data directory and pg_wal are on the host's roomy disk: no space alert for them.
   for (const auto& a : webhook->Received()) {
@@ -500,17 +453,9 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
   }
   // Rendered annotations: no template error, and the runbook anchor of the alert.
   for (const auto& a : webhook->Received()) {
-    if (!kDiskAlerts.count(a.alertname)) continue;
-    for (const auto& [key, text] : a.annotations) {
-      EXPECT_EQ(text.find("expanding template"), std::string::npos) << a.alertname << " " << key << ": " << text;
-      EXPECT_EQ(text.find("<no value>"), std::string::npos) << a.alertname << " " << key << ": " << text;
-    }
-    std::string anchor = a.alertname;
-    for (char& c : anchor) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const std::string runbook = a.annotations.count("runbook_url") ? a.annotations.at("runbook_url") : "";
-    EXPECT_NE(runbook.find("#" + anchor), std::string::npos) << a.alertname << " runbook_url: " << runbook;
+    if (kDiskAlerts.count(a.alertname)) ExpectAnnotationsRendered(a);
   }
-  Note("total " + std::to_string(Seconds(test_start)) + " s before teardown");
+  Note("total " + std::to_string(SecondsSince(test_start)) + " s before teardown");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/alertmanager_server.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/postgres_server.h"
@@ -19,8 +20,6 @@
 
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 const char kRules[] = R"(groups:
   - name: e2e

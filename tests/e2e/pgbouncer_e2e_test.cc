@@ -15,7 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include "tests/harness/alert_rules.h"
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/alertmanager_server.h"
 #include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
@@ -25,10 +27,6 @@
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
 const char kThresholds[] = R"(exporter_down_for: 3s
 collector_failing_for: 3s
 pgbouncer_down_for: 2s
@@ -36,16 +34,6 @@ pgbouncer_pool_max_wait_seconds: 1
 pgbouncer_pool_exhausted_for: 2s
 pgbouncer_client_connections_for: 2s
 )";
-
-std::string GenerateRules() {
-  const std::string thresholds = WriteTempFile("pgbouncer_e2e_thresholds.yaml", kThresholds);
-  const std::string out = (std::filesystem::path(thresholds).parent_path() / "pgbouncer_e2e_rules").string();
-  const CommandResult generated = RunCommand(
-      {"bash", std::string(PGPULSE_SOURCE_DIR) + "/alerts/generate.sh", "--thresholds", thresholds, "--out", out}, {},
-      30);
-  if (generated.exit_status != 0) throw std::runtime_error("alerts/generate.sh failed: " + generated.output);
-  return out + "/pgpulse-rules.yml";
-}
 
 // Clients that each run pg_sleep through PgBouncer until destroyed; the destructor ends their backends.
 class SleepingClients {
@@ -63,7 +51,7 @@ class SleepingClients {
   ~SleepingClients() {
     // Ending the two running sleeps hands their server connections to the next two waiters; repeat until all ended.
     const auto start = Clock::now();
-    while (done_ < static_cast<int>(threads_.size()) && Seconds(start) < 30) {
+    while (done_ < static_cast<int>(threads_.size()) && SecondsSince(start) < 30) {
       try {
         backend_.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'");
       } catch (const std::exception& e) {
@@ -104,7 +92,7 @@ bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const s
 
 TEST(PgBouncerE2eTest, PoolExhaustedClientsNearLimitAndDownReachTheWebhook) {
   const auto start = Clock::now();
-  const std::string rule_file = GenerateRules();
+  const std::string rule_file = GenerateRules("pgbouncer_e2e_rules", kThresholds);
   auto webhook = WebhookReceiver::Start();
   auto alertmanager = AlertmanagerServer::Start(webhook->url());
   auto pg = PostgresServer::Start();
@@ -131,14 +119,14 @@ TEST(PgBouncerE2eTest, PoolExhaustedClientsNearLimitAndDownReachTheWebhook) {
     const auto caused = Clock::now();
     const std::map<std::string, std::string> pool = {
         {"job", "pgpulse-pgbouncer"}, {"instance", instance}, {"database", "postgres"}, {"user", "postgres"}};
-    while (!Fired(*webhook, "PgBouncerPoolExhausted", pool) && Seconds(caused) < 40)
+    while (!Fired(*webhook, "PgBouncerPoolExhausted", pool) && SecondsSince(caused) < 40)
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_TRUE(Fired(*webhook, "PgBouncerPoolExhausted", pool))
         << "PgBouncerPoolExhausted did not reach the webhook in 40 s; Prometheus: " << PgBouncerAlerts(*prometheus);
-    std::cout << "[ pgbouncer] PgBouncerPoolExhausted at the webhook " << Seconds(caused) << " s after six clients"
+    std::cout << "[ pgbouncer] PgBouncerPoolExhausted at the webhook " << SecondsSince(caused) << " s after six clients"
               << std::endl;
     const std::map<std::string, std::string> target = {{"job", "pgpulse-pgbouncer"}, {"instance", instance}};
-    while (!Fired(*webhook, "PgBouncerClientConnectionsNearLimit", target) && Seconds(caused) < 40)
+    while (!Fired(*webhook, "PgBouncerClientConnectionsNearLimit", target) && SecondsSince(caused) < 40)
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_TRUE(Fired(*webhook, "PgBouncerClientConnectionsNearLimit", target))
         << "PgBouncerClientConnectionsNearLimit did not reach the webhook; Prometheus: " << PgBouncerAlerts(*prometheus);
@@ -148,7 +136,7 @@ TEST(PgBouncerE2eTest, PoolExhaustedClientsNearLimitAndDownReachTheWebhook) {
   bouncer->Stop();
   EXPECT_TRUE(webhook->WaitFor("PgBouncerDown", "firing", 30));
   EXPECT_TRUE(Fired(*webhook, "PgBouncerDown", {{"job", "pgpulse-pgbouncer"}, {"instance", instance}}));
-  std::cout << "[ pgbouncer] total " << Seconds(start) << " s" << std::endl;
+  std::cout << "[ pgbouncer] total " << SecondsSince(start) << " s" << std::endl;
 }
 
 }  // namespace

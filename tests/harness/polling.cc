@@ -5,10 +5,13 @@
 #include <thread>
 
 #include "tests/harness/http_client.h"
+#include "tests/harness/metrics_text.h"
 
 namespace pgpulse::testing {
 
 double SecondsSince(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+void SleepSeconds(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 bool PollUntil(const std::function<bool()>& done, double timeout_seconds, double interval_seconds) {
   const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -40,6 +43,12 @@ std::string ScrapeUntil(const AgentProcess& agent, const std::function<bool(cons
       },
       timeout_seconds);
   return body;
+}
+
+std::string ScrapeUntilValue(const AgentProcess& agent, const std::string& series, double want,
+                             double timeout_seconds) {
+  return ScrapeUntil(
+      agent, [&](const std::string& body) { return SampleValue(body, series) == want; }, timeout_seconds);
 }
 
 }  // namespace pgpulse::testing

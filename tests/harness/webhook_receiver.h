@@ -63,6 +63,9 @@ class WebhookReceiver {
   std::vector<std::string> payloads_;  // guarded by mutex_
 };
 
+// Prometheus labels by name.
+using Labels = std::map<std::string, std::string>;
+
 // "{a="1", b="2"}": alert labels for test messages.
 std::string FormatLabels(const std::map<std::string, std::string>& labels);
 // True when every label of `want` has that value in `labels`.

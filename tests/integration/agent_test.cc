@@ -18,6 +18,7 @@
 #include <pqxx/pqxx>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
@@ -25,10 +26,6 @@
 
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
 
 // A directory of extra collector definitions, removed with the object.
 class DefinitionsDir {
@@ -49,14 +46,6 @@ std::string ConfigFor(const PostgresServer& pg, const std::string& defs_dir, con
   std::string c = "targets:\n  - name: main\n    dsn: \"" + pg.uri() + "\"\n";
   if (!defs_dir.empty()) c += "collectors:\n  directories: [\"" + defs_dir + "\"]\n";
   return c + extra;
-}
-
-std::string Scrape(const AgentProcess& agent, double prometheus_timeout = 0) {
-  std::vector<std::string> headers;
-  if (prometheus_timeout > 0) headers.push_back("X-Prometheus-Scrape-Timeout-Seconds: " + std::to_string(prometheus_timeout));
-  HttpResponse r = HttpGet(agent.url("/metrics"), headers);
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
 }
 
 int StatementCalls(const PostgresServer& pg, const std::string& marker) {
@@ -129,7 +118,7 @@ TEST_F(AgentTest, SlowCollectorIsCancelledOnTheServer) {
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   auto start = Clock::now();
   std::string body = Scrape(*agent, 10);
-  EXPECT_LT(Seconds(start), 5.0);
+  EXPECT_LT(SecondsSince(start), 5.0);
   EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"slow\",target=\"main\"}"), 0.0);
   EXPECT_EQ(pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%slow_marker_a%' AND state = 'active'"
@@ -151,16 +140,13 @@ TEST_F(AgentTest, ScrapeDeadlineCancelsALongCollectorOnTheServer) {
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   auto start = Clock::now();
   std::string body = Scrape(*agent, 3);
-  EXPECT_LT(Seconds(start), 3.0);
+  EXPECT_LT(SecondsSince(start), 3.0);
   // The agent cancels the cut-off query on the server; polled, as the cancel lands a moment after the response.
   const std::string still_running =
       "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%long_marker_b%' AND state = 'active'"
       " AND pid <> pg_backend_pid()";
-  std::string running = pg_->Query(still_running);
-  for (auto until = Clock::now() + std::chrono::seconds(10); running != "0" && Clock::now() < until;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    running = pg_->Query(still_running);
-  }
+  std::string running;
+  PollUntil([&] { return (running = pg_->Query(still_running)) == "0"; }, 10, 0.05);
   EXPECT_EQ(running, "0") << "the cut-off query still runs on the server after 10 s";
 }
 
@@ -248,7 +234,7 @@ TEST_F(AgentTest, LockedTableTimesOutInsteadOfQueueing) {
   tx.exec("LOCK TABLE locked_tbl IN ACCESS EXCLUSIVE MODE");
   auto start = Clock::now();
   std::string body = Scrape(*agent, 10);
-  EXPECT_LT(Seconds(start), 4.0);
+  EXPECT_LT(SecondsSince(start), 4.0);
   EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"locked\",target=\"main\"}"), 0.0);
   EXPECT_GE(CountSamples(body, "pg_connections"), 1);
@@ -267,7 +253,7 @@ TEST_F(AgentTest, ATableLockedExclusivelyDoesNotStallTheShippedCollectors) {
   tx.exec("LOCK TABLE being_altered IN ACCESS EXCLUSIVE MODE");
   auto start = Clock::now();
   std::string body = Scrape(*agent, 10);
-  EXPECT_LT(Seconds(start), 3.0) << "a collector queued behind the lock";
+  EXPECT_LT(SecondsSince(start), 3.0) << "a collector queued behind the lock";
   EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
   std::istringstream lines(body);
   for (std::string line; std::getline(lines, line);) {
@@ -393,12 +379,7 @@ TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
 
   WriteTempFile("reload.yml", "targets:\n  - name: main\n    dsn: [not, a, string]\n");
   agent->Signal(SIGHUP);
-  std::string body;
-  for (int i = 0; i < 50; ++i) {
-    body = Scrape(*agent);
-    if (SampleValue(body, "pgpulse_config_last_reload_successful") == 0.0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  std::string body = ScrapeUntilValue(*agent, "pgpulse_config_last_reload_successful", 0, 5);
   EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 0.0);
   EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
   EXPECT_NE(agent->Log().find("reload.yml:3:10: target 'main'.dsn must be a string"), std::string::npos) << agent->Log();
@@ -413,11 +394,7 @@ TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
 )");
   WriteTempFile("reload.yml", ConfigFor(*pg_, defs.path()));
   agent->Signal(SIGHUP);
-  for (int i = 0; i < 50; ++i) {
-    body = Scrape(*agent);
-    if (SampleValue(body, "pg_added_by_reload")) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  body = ScrapeUntil(*agent, [](const std::string& b) { return SampleValue(b, "pg_added_by_reload").has_value(); }, 5);
   EXPECT_EQ(SampleValue(body, "pg_added_by_reload"), 42.0);
   EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 1.0);
 }
@@ -949,7 +926,7 @@ TEST(AgentOutage, UpGoesToZeroWithinTheDeadlineAndBackWithoutRestart) {
   pg->Stop();
   auto start = Clock::now();
   std::string body = Scrape(*agent, 3);
-  EXPECT_LT(Seconds(start), 3.0);
+  EXPECT_LT(SecondsSince(start), 3.0);
   EXPECT_EQ(SampleValue(body, "pg_up"), 0.0) << body;
   EXPECT_EQ(CountSamples(body, "pg_connections"), 0);
   EXPECT_EQ(HttpGet(agent->url("/readyz")).status, 503);
@@ -980,7 +957,7 @@ TEST(AgentOutage, ServerThatNeverAnswersIsDownWithinTheDeadline) {
   for (int i = 0; i < 2; ++i) {
     auto start = Clock::now();
     std::string body = Scrape(*agent, 2);
-    EXPECT_LT(Seconds(start), 2.0);
+    EXPECT_LT(SecondsSince(start), 2.0);
     EXPECT_EQ(SampleValue(body, "pg_up"), 0.0);
   }
   close(fd);

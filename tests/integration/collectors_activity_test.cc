@@ -17,28 +17,13 @@
 #include <thread>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
-void SleepSeconds(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
-
-// Polls until pred() holds or timeout_seconds pass; returns whether it held.
-bool PollUntil(const std::function<bool()>& pred, double timeout_seconds = 10) {
-  auto start = Clock::now();
-  while (!pred()) {
-    if (Seconds(start) > timeout_seconds) return false;
-    SleepSeconds(0.05);
-  }
-  return true;
-}
 
 // One libpq session that can run a statement in the background (Send) while the test goes on. The destructor
 // cancels whatever still runs and closes the connection, so a blocked or sleeping query never outlives its
@@ -105,7 +90,7 @@ class Session {
         PQclear(r);
       }
       if (!busy_) break;
-      double left = timeout_seconds - Seconds(start);
+      double left = timeout_seconds - SecondsSince(start);
       if (left <= 0) return "timeout";
       pollfd fd{PQsocket(conn_), POLLIN, 0};
       poll(&fd, 1, static_cast<int>(std::min(left, 0.1) * 1000) + 1);
@@ -264,7 +249,7 @@ TEST_F(ActivityCollectorsTest, IdleInTransactionSessionIsCountedWithItsAge) {
   idle.Exec("BEGIN; SELECT 1");
   auto start = Clock::now();
   SleepSeconds(1.5);
-  double waited = Seconds(start);
+  double waited = SecondsSince(start);
   std::string body = Scrape();
   EXPECT_EQ(Value(body, R"(pg_connections{datname="postgres",usename="postgres",state="idle in transaction",wait_event_type="Client"})"),
             1.0)
@@ -292,7 +277,7 @@ TEST_F(ActivityCollectorsTest, RunningQueryAgeIsReported) {
            "1";
   }));
   SleepSeconds(1.2);
-  double upper = Seconds(start);
+  double upper = SecondsSince(start);
   std::string body = Scrape();
   double age = Value(body, R"(pg_activity_oldest_query_age_seconds{datname="postgres"})");
   EXPECT_GE(age, 1.2);

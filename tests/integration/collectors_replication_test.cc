@@ -13,14 +13,13 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // Polls `done` every 100 ms until it holds or `seconds` pass; returns its last answer.
 bool WaitUntil(const std::function<bool()>& done, double seconds) {
@@ -58,12 +57,6 @@ void ExecQuietly(const PostgresServer& pg, const std::string& sql) {
 }
 
 double Number(const PostgresServer& pg, const std::string& sql) { return std::stod(pg.Query(sql)); }
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
-}
 
 // The line `pgpulse check --connect` printed for one collector.
 std::string CheckLine(const std::string& output, const std::string& collector) {

@@ -15,6 +15,7 @@
 #include <pqxx/pqxx>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
@@ -42,26 +43,10 @@ std::unique_ptr<AgentProcess> StartAgent(const PostgresServer& pg, const std::st
   return AgentProcess::Start({"--config.file=" + cfg});
 }
 
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
-}
-
 double Number(const PostgresServer& pg, const std::string& sql) {
   std::string v = pg.Query(sql);
   EXPECT_FALSE(v.empty()) << sql;
   return v.empty() ? NAN : std::stod(v);
-}
-
-// Polls until `done` holds, at most `seconds`; returns whether it did.
-bool WaitFor(const std::function<bool()>& done, double seconds = 15) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
 }
 
 // `metric{datname="postgres",schemaname="public",relname="REL"}`, with `extra` label pairs appended.
@@ -89,7 +74,7 @@ class StorageCollectors : public SharedServerTest {
   // Per-table statistics reach the shared views asynchronously (when a session ends or about once
   // a second): waits until one of the table's counters shows what the test did.
   static bool TableCounterReaches(const std::string& table, const std::string& column, long expected) {
-    return WaitFor([&] {
+    return PollUntil([&] {
       return pg_->Query("SELECT " + column + " FROM pg_stat_user_tables WHERE relname = '" + table + "'") ==
              std::to_string(expected);
     });
@@ -203,7 +188,7 @@ TEST_F(StorageCollectors, TableAndIndexFiguresMatchTheServer) {
   // Using the index and vacuuming the table show up on the next scrape.
   pg_->Exec("SET enable_seqscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM sized WHERE v = 7");
   pg_->Exec("VACUUM sized");
-  ASSERT_TRUE(WaitFor([] {
+  ASSERT_TRUE(PollUntil([] {
     return pg_->Query("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = 'sized_v'") == "1" &&
            pg_->Query("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'sized'") == "1";
   }));
@@ -231,7 +216,7 @@ TEST_F(StorageCollectors, RequestedCheckpointIsCounted) {
 
   pg_->Exec("CREATE TABLE checkpointed AS SELECT g FROM generate_series(1, 1000) g");
   pg_->Exec("CHECKPOINT");
-  ASSERT_TRUE(WaitFor([&] { return Number(*pg_, requested) > count_before; }));
+  ASSERT_TRUE(PollUntil([&] { return Number(*pg_, requested) > count_before; }));
   std::string after = Scrape(*agent);
   double count_after = Value(after, "pg_checkpointer_checkpoints_requested_total");
   EXPECT_GE(count_after, count_before + 1);
@@ -254,7 +239,7 @@ TEST_F(StorageCollectors, WalGrowsAndDirectorySizeMatches) {
   const std::string wal_bytes = "SELECT wal_bytes FROM pg_stat_wal";
   const std::string lsn = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn";
   const std::string waldir = "SELECT sum(size) FROM pg_ls_waldir()";
-  ASSERT_TRUE(WaitFor([&] { return Number(*pg_, wal_bytes) > bytes_before + 4e6; }));
+  ASSERT_TRUE(PollUntil([&] { return Number(*pg_, wal_bytes) > bytes_before + 4e6; }));
 
   // Other processes may write a little WAL meanwhile: the scrape must fall between two direct reads.
   double bytes_low = Number(*pg_, wal_bytes), lsn_low = Number(*pg_, lsn), dir_low = Number(*pg_, waldir);
@@ -313,7 +298,7 @@ TEST_F(StorageCollectors, VacuumInProgressIsReportedWithItsPhase) {
   int pid = pid_promise.get_future().get();
   const std::string progress = "SELECT heap_blks_total FROM pg_stat_progress_vacuum WHERE pid = " +
                                std::to_string(pid) + " AND phase = 'scanning heap'";
-  bool running = WaitFor([&] { return !pg_->Query(progress).empty(); });
+  bool running = PollUntil([&] { return !pg_->Query(progress).empty(); });
 
   std::string body;
   if (running) {
@@ -419,7 +404,7 @@ TEST(StorageCache, ColdReadsThenHitsAreCounted) {
   EXPECT_EQ(hit0, Number(*pg, hits));
 
   pg->Exec("SELECT count(*) FROM cached");
-  ASSERT_TRUE(WaitFor([&] { return Number(*pg, reads) >= read0 + pages; }));
+  ASSERT_TRUE(PollUntil([&] { return Number(*pg, reads) >= read0 + pages; }));
   body = Scrape(*agent);
   double read1 = Value(body, Rel("pg_table_heap_blocks_read_total", "cached"));
   double hit1 = Value(body, Rel("pg_table_heap_blocks_hit_total", "cached"));
@@ -428,7 +413,7 @@ TEST(StorageCache, ColdReadsThenHitsAreCounted) {
   EXPECT_EQ(hit1, Number(*pg, hits));
 
   pg->Exec("SELECT count(*) FROM cached");
-  ASSERT_TRUE(WaitFor([&] { return Number(*pg, hits) >= hit1 + pages; }));
+  ASSERT_TRUE(PollUntil([&] { return Number(*pg, hits) >= hit1 + pages; }));
   body = Scrape(*agent);
   double hit2 = Value(body, Rel("pg_table_heap_blocks_hit_total", "cached"));
   EXPECT_GE(hit2, hit1 + pages);
@@ -442,7 +427,7 @@ TEST(StorageArchiver, FailuresThenSuccessesAreCounted) {
   auto agent = StartAgent(*pg);
   pg->Exec("CREATE TABLE archived AS SELECT g FROM generate_series(1, 1000) g");
   pg->Exec("SELECT pg_switch_wal()");
-  ASSERT_TRUE(WaitFor([&] { return Number(*pg, "SELECT failed_count FROM pg_stat_archiver") >= 1; }, 30));
+  ASSERT_TRUE(PollUntil([&] { return Number(*pg, "SELECT failed_count FROM pg_stat_archiver") >= 1; }, 30));
 
   // The archiver retries a failed file twice more a second apart: read the server before and after.
   const std::string last_failed = "SELECT extract(epoch FROM last_failed_time) FROM pg_stat_archiver";
@@ -462,7 +447,7 @@ TEST(StorageArchiver, FailuresThenSuccessesAreCounted) {
 
   pg->Exec("ALTER SYSTEM SET archive_command = '/bin/true'");
   pg->Exec("SELECT pg_reload_conf()");
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(PollUntil([&] {
     return Number(*pg, "SELECT archived_count FROM pg_stat_archiver") >= 1 &&
            Number(*pg, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == 0;
   }, 30));

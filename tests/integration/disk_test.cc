@@ -19,6 +19,7 @@
 #include <string>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
@@ -41,12 +42,6 @@ std::string Uri(const PostgresServer& pg, const std::string& host = "127.0.0.1")
 
 std::unique_ptr<AgentProcess> StartAgent(const std::string& config_text, const std::string& name) {
   return AgentProcess::Start({"--config.file=" + WriteTempFile(name, config_text)});
-}
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
 }
 
 // The labels of the filesystem collector's row for one path, as the exposition writes them.

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
@@ -18,22 +19,10 @@
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
-std::string Scrape(const AgentProcess& agent, double timeout) {
-  HttpResponse r = HttpGet(agent.url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: " + std::to_string(timeout)});
-  EXPECT_EQ(r.status, 200);
-  return r.body;
-}
-
-std::optional<double> PollUp(const AgentProcess& agent, double want, int attempts) {
+// pg_up once it has the value `want`, or its last value after `seconds`.
+std::optional<double> PollUp(const AgentProcess& agent, double want, double seconds) {
   std::optional<double> up;
-  for (int i = 0; i < attempts && up != want; ++i) {
-    up = SampleValue(Scrape(agent, 3), "pg_up");
-    if (up != want) std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  }
+  PollUntil([&] { return (up = SampleValue(Scrape(agent, 3), "pg_up")) == want; }, seconds, 0.3);
   return up;
 }
 
@@ -54,14 +43,11 @@ TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
   EXPECT_EQ(SampleValue(Scrape(*agent, 8), "pg_up"), 1.0);
 
   auto scrape = std::async(std::launch::async, [&] { return HttpGet(agent->url("/metrics")); });
-  // Crash only once the agent's slow query is running on the server (bounded wait, not a guessed sleep).
-  bool sleeping = false;
-  for (auto start = Clock::now(); !sleeping && Seconds(start) < 10;) {
-    sleeping = pg->Query("SELECT count(*) FROM pg_stat_activity WHERE state = 'active'"
-                         " AND pid <> pg_backend_pid() AND query LIKE '%pg_sleep(1.5)%'") != "0";
-    if (!sleeping) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(sleeping) << "the agent's slowish query never started";
+  // The crash must land while the scrape's slow collector runs.
+  ASSERT_TRUE(PollUntil([&] {
+    return pg->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active'"
+                     " AND pid <> pg_backend_pid()") != "0";
+  }, 10, 0.02)) << "the agent's slowish query never started";
   // SIGQUIT is PostgreSQL's immediate shutdown: every backend dies at once, as in a crash.
   std::ifstream pidfile(pg->dir() + "/data/postmaster.pid");
   pid_t postmaster = 0;
@@ -71,11 +57,11 @@ TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
   HttpResponse during = scrape.get();
   EXPECT_EQ(during.status, 200);
   EXPECT_EQ(SampleValue(during.body, "pgpulse_collector_success{collector=\"slowish\",target=\"main\"}"), 0.0);
-  for (int i = 0; i < 100 && kill(postmaster, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(PollUp(*agent, 0.0, 10), 0.0);
+  EXPECT_TRUE(PollUntil([&] { return kill(postmaster, 0) != 0; }, 10));
+  EXPECT_EQ(PollUp(*agent, 0.0, 33), 0.0);
 
   pg->StartAgain();
-  EXPECT_EQ(PollUp(*agent, 1.0, 60), 1.0);
+  EXPECT_EQ(PollUp(*agent, 1.0, 200), 1.0);
   std::string body = Scrape(*agent, 8);
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"slowish\",target=\"main\"}"), 1.0) << body;
   EXPECT_TRUE(agent->Running());
@@ -96,7 +82,7 @@ TEST(Faults, AllConnectionSlotsTakenIsAClearErrorThenRecovers) {
   EXPECT_NE(agent->Log().find("remaining connection slots are reserved"), std::string::npos);
 
   held.clear();
-  EXPECT_EQ(PollUp(*agent, 1.0, 60), 1.0);
+  EXPECT_EQ(PollUp(*agent, 1.0, 200), 1.0);
   EXPECT_TRUE(agent->Running());
 }
 
@@ -110,7 +96,7 @@ TEST(Faults, CatalogLockedBySomeoneElseTimesOutOnTheServerAndTheScrapeAnswers) {
 
   auto start = Clock::now();
   HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 6"});
-  EXPECT_LT(Seconds(start), 6.0);
+  EXPECT_LT(SecondsSince(start), 6.0);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(SampleValue(r.body, "pg_up"), 1.0) << r.body;
   int failed = 0;
@@ -121,16 +107,15 @@ TEST(Faults, CatalogLockedBySomeoneElseTimesOutOnTheServerAndTheScrapeAnswers) {
   EXPECT_GE(failed, 1) << "collectors reading pg_database should have timed out";
   // Nothing of the agent's is left waiting on the lock: the server cancelled it. (Asked through the
   // lock holder's own session: a new connection would itself queue behind the pg_database lock.)
-  // Polled (bounded): the cancellation may reach pg_stat_activity a moment after the scrape answered.
-  // pg_stat_clear_snapshot(): inside one transaction pg_stat_activity is otherwise read once and cached.
+  // (pg_stat_activity is a snapshot per transaction: cleared before each look.)
   int waiting = -1;
-  for (auto start = Clock::now(); waiting != 0 && Seconds(start) < 10;) {
-    if (waiting > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(PollUntil([&] {
     tx.exec("SELECT pg_stat_clear_snapshot()");
     waiting = tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
                        " AND wait_event_type = 'Lock'")[0]
                   .as<int>();
-  }
+    return waiting == 0;
+  }, 10));
   EXPECT_EQ(waiting, 0);
   tx.abort();
   std::string after = Scrape(*agent, 8);

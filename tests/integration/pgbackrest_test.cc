@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/pgbackrest_repo.h"
@@ -32,12 +33,6 @@ namespace pgpulse::testing {
 namespace {
 
 const char* const kPgbackrest = PgbackrestRepo::kCommand;
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
-}
 
 double Value(const std::string& body, const std::string& series) {
   std::optional<double> v = SampleValue(body, series);
@@ -158,11 +153,8 @@ TEST_F(PgbackrestTest, ReloadAppliesAChangedStanza) {
   EXPECT_EQ(Value(Scrape(*agent), "pgbackrest_up{stanza=\"main\"}"), 1);
   WriteTempFile("pgbackrest-reload.yml", "targets:\n" + Config("main", block("other")));
   agent->Signal(SIGHUP);
-  std::string body;
-  for (int i = 0; i < 50 && !SampleValue(body, "pgbackrest_up{stanza=\"other\"}"); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    body = Scrape(*agent);
-  }
+  std::string body = ScrapeUntil(
+      *agent, [](const std::string& b) { return SampleValue(b, "pgbackrest_up{stanza=\"other\"}").has_value(); }, 5);
   // Despite the 1h ttl: a new stanza is a new collector, not a cached one.
   EXPECT_EQ(Value(body, "pgbackrest_up{stanza=\"other\"}"), 0);
   EXPECT_EQ(Value(body, "pgbackrest_stanza_status_code{stanza=\"other\"}"), 1);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/pgbouncer_server.h"
@@ -23,17 +24,7 @@
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
 const std::string kPool = "{target=\"bouncer\",database=\"postgres\",user=\"postgres\"}";
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
-}
 
 std::string Config(const PostgresServer& pg, const PgBouncerServer& bouncer) {
   // The console target is found by its DSN's dbname; no type key needed.
@@ -42,18 +33,6 @@ std::string Config(const PostgresServer& pg, const PgBouncerServer& bouncer) {
          "    dsn: \"" + bouncer.admin_dsn() + "\"\n"
          "  - name: pg\n"
          "    dsn: \"" + pg.dsn() + "\"\n";
-}
-
-// Polls the agent until `series` has `want`, or `seconds` pass; returns the last exposition.
-std::string ScrapeUntil(const AgentProcess& agent, const std::string& series, double want, double seconds) {
-  auto start = Clock::now();
-  std::string body;
-  do {
-    body = Scrape(agent);
-    if (SampleValue(body, series) == want) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  } while (Seconds(start) < seconds);
-  return body;
 }
 
 class PgBouncerTest : public SharedServerTest {};
@@ -103,7 +82,7 @@ TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
         SampleValue(first, "pgbouncer_pool_max_wait_seconds" + kPool).value_or(0) > 0)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  } while (Seconds(settling) < 2.5);
+  } while (SecondsSince(settling) < 2.5);
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << first;
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_active_connections" + kPool), 2);
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_server_active_connections" + kPool), 2);
@@ -121,7 +100,7 @@ TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
   EXPECT_EQ(SampleValue(second, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << second;
   for (auto& t : clients) t.join();
 
-  std::string after = ScrapeUntil(*agent, "pgbouncer_pool_client_waiting_connections" + kPool, 0, 3);
+  std::string after = ScrapeUntilValue(*agent, "pgbouncer_pool_client_waiting_connections" + kPool, 0, 3);
   EXPECT_EQ(SampleValue(after, "pgbouncer_pool_max_wait_seconds" + kPool), 0);
   auto queries = SampleValue(after, "pgbouncer_database_queries_total{target=\"bouncer\",database=\"postgres\"}");
   ASSERT_TRUE(queries);
@@ -155,7 +134,7 @@ TEST_F(PgBouncerTest, DownIsUpZeroWithAReasonThenRecovers) {
   EXPECT_NE(ready.body.find("127.0.0.1"), std::string::npos) << "says what it could not reach: " << ready.body;
 
   bouncer->StartAgain();
-  std::string back = ScrapeUntil(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
+  std::string back = ScrapeUntilValue(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
   EXPECT_EQ(SampleValue(back, "pgbouncer_up{target=\"bouncer\"}"), 1) << back;
   EXPECT_EQ(SampleValue(back, "pgbouncer_lists_used_clients{target=\"bouncer\"}"), 1) << "collectors run again";
 }
@@ -169,7 +148,7 @@ TEST_F(PgBouncerTest, HungConsoleCannotHangTheScrape) {
   bouncer->Freeze();
   auto start = Clock::now();
   std::string hung = Scrape(*agent);
-  const double took = Seconds(start);
+  const double took = SecondsSince(start);
   EXPECT_EQ(SampleValue(hung, "pgbouncer_up{target=\"bouncer\"}"), 0) << hung;
   EXPECT_EQ(SampleValue(hung, "pg_up{target=\"pg\"}"), 1);
   EXPECT_GE(took, 1.5) << "the 2 s client-side timeout, not an instant error";
@@ -178,7 +157,7 @@ TEST_F(PgBouncerTest, HungConsoleCannotHangTheScrape) {
   EXPECT_NE(landing.body.find("timed out on the client"), std::string::npos) << landing.body;
 
   bouncer->Thaw();
-  std::string back = ScrapeUntil(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
+  std::string back = ScrapeUntilValue(*agent, "pgbouncer_up{target=\"bouncer\"}", 1, 15);
   EXPECT_EQ(SampleValue(back, "pgbouncer_up{target=\"bouncer\"}"), 1) << back;
 }
 

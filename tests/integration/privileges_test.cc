@@ -8,14 +8,15 @@
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/shared_server.h"
 
 namespace pgpulse::testing {
 namespace {
 
-class EveryCollector : public ::testing::Test {
+class EveryCollector : public SharedServerTest {
  protected:
   static void SetUpTestSuite() {
-    pg_ = PostgresServer::Start().release();
+    SharedServerTest::SetUpTestSuite();
     pg_->Exec(
         "CREATE EXTENSION IF NOT EXISTS pgstattuple;"
         "CREATE EXTENSION IF NOT EXISTS pg_buffercache;"
@@ -27,16 +28,10 @@ class EveryCollector : public ::testing::Test {
         "CREATE ROLE monitor_only LOGIN;"
         "GRANT pg_monitor TO monitor_only;");
   }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
   static std::string Dsn(const std::string& user) {
     return "postgresql://" + user + "@127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
   }
-  static PostgresServer* pg_;
 };
-PostgresServer* EveryCollector::pg_ = nullptr;
 
 TEST_F(EveryCollector, DefaultCollectorsWorkWithOnlyPgMonitor) {
   CommandResult r = AgentProcess::Run({"check", "--connect"}, {{"DATA_SOURCE_NAME", Dsn("monitor_only")}});

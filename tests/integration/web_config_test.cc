@@ -13,6 +13,7 @@
 #include "tests/harness/agent_process.h"
 #include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/shared_server.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -25,20 +26,16 @@ std::string Bcrypt(const std::string& password, int cost = 5) {
   return crypt_r(password.c_str(), salt, &data);
 }
 
-class WebConfigTest : public ::testing::Test {
+class WebConfigTest : public SharedServerTest {
  protected:
   static void SetUpTestSuite() {
-    pg_ = PostgresServer::Start().release();
+    SharedServerTest::SetUpTestSuite();
     cert_ = WriteTempFile("tls/cert.pem", "");
     key_ = WriteTempFile("tls/key.pem", "");
     CommandResult made = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_, "-out",
                                      cert_, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
                                      "subjectAltName=IP:127.0.0.1"});
     ASSERT_EQ(made.exit_status, 0) << made.output;
-  }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
   }
   // Status code from curl, "000" when no HTTP response came back.
   static std::string Curl(const std::vector<std::string>& extra, const std::string& url) {
@@ -47,10 +44,8 @@ class WebConfigTest : public ::testing::Test {
     argv.push_back(url);
     return RunCommand(argv).output;
   }
-  static PostgresServer* pg_;
   static std::string cert_, key_;
 };
-PostgresServer* WebConfigTest::pg_ = nullptr;
 std::string WebConfigTest::cert_, WebConfigTest::key_;
 
 TEST_F(WebConfigTest, TlsWithBasicAuthAcceptsOnlyTheRightCredentials) {

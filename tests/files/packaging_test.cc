@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
-#include <sys/wait.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +22,7 @@
 #include <vector>
 
 #include "agent/check.h"
+#include "tests/harness/agent_process.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -112,23 +111,15 @@ CheckResult CheckConfig(std::string config, const std::map<std::string, std::opt
   return r;
 }
 
-// A command's exit status and output (stdout and stderr).
-std::pair<int, std::string> RunCommand(const std::string& command) {
-  std::string output;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  char buf[4096];
-  while (size_t got = fread(buf, 1, sizeof buf, p)) output.append(buf, got);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
-}
+// A shell command's exit status and output (stdout and stderr).
+CommandResult Shell(const std::string& command) { return RunCommand({"sh", "-c", command}); }
 
 bool Same(const fs::path& a, const fs::path& b) {
   std::error_code ec;
   return fs::equivalent(a, b, ec);
 }
 
-bool OnPath(const std::string& tool) { return RunCommand("command -v " + tool).first == 0; }
+bool OnPath(const std::string& tool) { return Shell("command -v " + tool).exit_status == 0; }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Debian package: default config and systemd unit
@@ -233,11 +224,11 @@ TEST(PackagingTest, SystemdAnalyzeAcceptsUnit) {
   unit.replace(unit.find(installed), installed.size(), PGPULSE_BINARY);
   fs::path copy = dir.path() / "pgpulse.service";
   WriteFile(copy, unit);
-  auto [status, output] = RunCommand("systemd-analyze verify --man=no " + copy.string());
+  auto [status, output] = Shell("systemd-analyze verify --man=no " + copy.string());
   EXPECT_EQ(status, 0) << output;
   EXPECT_EQ(output.find("pgpulse.service"), std::string::npos) << output;
   // Exposure 0 (locked down) to 10, --threshold in tenths.
-  auto [sec_status, sec_output] = RunCommand("systemd-analyze security --offline=yes --threshold=20 " + copy.string());
+  auto [sec_status, sec_output] = Shell("systemd-analyze security --offline=yes --threshold=20 " + copy.string());
   EXPECT_EQ(sec_status, 0) << sec_output;
 }
 
