@@ -49,15 +49,68 @@ struct Backup {
   int error = -1;  // -1: not reported (pgBackRest before 2.36)
 };
 
+}  // namespace
+
+const collectors::DeclaredSource& BackrestSource() {
+  static const collectors::DeclaredSource source{
+      "pgbackrest",
+      "Not a SQL collector: with `targets[].pgbackrest` set, the agent runs `pgbackrest info --output=json` for the "
+      "stanza (at most once per `ttl`, on a thread of its own) and reports it with these metrics. Every sample also "
+      "has the target's labels.",
+      {
+          {"pgbackrest_up", "gauge", "stanza", "-",
+           "1 if the last pgbackrest info ran and reported the stanza ok (or without backups yet), 0 if not."},
+          {"pgbackrest_stanza_status_code", "gauge", "stanza", "-",
+           "Stanza status code from pgbackrest info: 0 ok, 1 missing stanza path, 2 no valid backups, "
+           "3 missing stanza data, 4 different across repositories, 5 database mismatch across repositories, "
+           "6 requested backup not found, 99 other."},
+          {"pgbackrest_stanza_status_info", "gauge", "stanza, code, message", "-",
+           "Always 1; labels give the stanza status code and message."},
+          {"pgbackrest_backup_in_progress", "gauge", "stanza", "-",
+           "1 while a backup of the stanza holds its lock, 0 if not."},
+          {"pgbackrest_backups", "gauge", "stanza, type", "-",
+           "Backups of the stanza in the repository, by type (full, diff, incr)."},
+          {"pgbackrest_backups_with_errors", "gauge", "stanza", "-",
+           "Backups in the repository that pgBackRest marked with errors (e.g. page checksum errors)."},
+          {"pgbackrest_repository_backups_size_bytes", "gauge", "stanza", "bytes",
+           "Space the stanza's backups take in the repository (sum of each backup's repository delta), "
+           "WAL archive not included, in bytes."},
+          {"pgbackrest_backup_last_completion_timestamp_seconds", "gauge", "stanza, type", "seconds",
+           "When the last backup of this type finished, in seconds since the epoch (age: time() - this)."},
+          {"pgbackrest_backup_last_duration_seconds", "gauge", "stanza, type", "seconds",
+           "How long the last backup of this type took, in seconds."},
+          {"pgbackrest_backup_last_size_bytes", "gauge", "stanza, type", "bytes",
+           "Size of the database the last backup of this type holds (as restored), in bytes."},
+          {"pgbackrest_backup_last_delta_bytes", "gauge", "stanza, type", "bytes",
+           "Data the last backup of this type copied (changed since its prior backup), in bytes."},
+          {"pgbackrest_backup_last_repository_size_bytes", "gauge", "stanza, type", "bytes",
+           "Size of the last backup of this type in the repository (compressed), with what it references, in bytes."},
+          {"pgbackrest_backup_last_repository_delta_bytes", "gauge", "stanza, type", "bytes",
+           "Space the last backup of this type itself takes in the repository (compressed), in bytes."},
+          {"pgbackrest_backup_last_error", "gauge", "stanza, type", "-",
+           "1 if pgBackRest marked the last backup of this type with errors, 0 if not."},
+      }};
+  return source;
+}
+
+namespace {
+
+const std::string& HelpOf(const std::string& name) {
+  for (const collectors::DeclaredMetric& m : BackrestSource().metrics) {
+    if (m.name == name) return m.help;
+  }
+  throw std::logic_error("pgbackrest metric " + name + " is not declared in BackrestSource()");
+}
+
 class Families {
  public:
-  collectors::Family& Get(const std::string& name, const std::string& help) {
+  collectors::Family& Get(const std::string& name) {
     auto it = index_.find(name);
     if (it != index_.end()) return list_[it->second];
     index_[name] = list_.size();
     collectors::Family f;
     f.name = name;
-    f.help = help;
+    f.help = HelpOf(name);
     list_.push_back(std::move(f));
     return list_.back();
   }
@@ -90,7 +143,7 @@ std::vector<std::string> BackrestInfoArgv(const BackrestConfig& config) {
 std::vector<collectors::Family> BackrestDownFamilies(const std::string& stanza, const LabelSet& labels) {
   collectors::Family up;
   up.name = "pgbackrest_up";
-  up.help = "1 if the last pgbackrest info ran and reported the stanza ok (or without backups yet), 0 if not.";
+  up.help = HelpOf(up.name);
   up.Add(collectors::RenderLabels(With(labels, "stanza", stanza)), 0);
   return {std::move(up)};
 }
@@ -173,30 +226,24 @@ BackrestReport ParseBackrestInfo(const std::string& text, const std::string& sta
     Families fam;
     const LabelSet base = With(labels, "stanza", stanza);
     const std::string base_suffix = collectors::RenderLabels(base);
-    fam.Get("pgbackrest_up", "1 if the last pgbackrest info ran and reported the stanza ok (or without backups yet), 0 if not.")
+    fam.Get("pgbackrest_up")
         .Add(base_suffix, ok ? 1 : 0);
-    fam.Get("pgbackrest_stanza_status_code",
-            "Stanza status code from pgbackrest info: 0 ok, 1 missing stanza path, 2 no valid backups, "
-            "3 missing stanza data, 4 different across repositories, 5 database mismatch across repositories, "
-            "6 requested backup not found, 99 other.")
+    fam.Get("pgbackrest_stanza_status_code")
         .Add(base_suffix, code);
-    fam.Get("pgbackrest_stanza_status_info", "Always 1; labels give the stanza status code and message.")
+    fam.Get("pgbackrest_stanza_status_info")
         .Add(collectors::RenderLabels(With(With(base, "code", std::to_string(code)), "message", message)), 1);
-    fam.Get("pgbackrest_backup_in_progress", "1 while a backup of the stanza holds its lock, 0 if not.")
+    fam.Get("pgbackrest_backup_in_progress")
         .Add(base_suffix, locked ? 1 : 0);
     // A stanza pgBackRest cannot read (status 1, 3, 4, 5, 6, 99) has no backups to count: serve
     // nothing rather than zeros that read as "no backup at all".
     if (ok) {
       for (const char* type : kTypes) {
-        fam.Get("pgbackrest_backups", "Backups of the stanza in the repository, by type (full, diff, incr).")
+        fam.Get("pgbackrest_backups")
             .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(count[type]));
       }
-      fam.Get("pgbackrest_backups_with_errors",
-              "Backups in the repository that pgBackRest marked with errors (e.g. page checksum errors).")
+      fam.Get("pgbackrest_backups_with_errors")
           .Add(base_suffix, static_cast<double>(with_errors));
-      fam.Get("pgbackrest_repository_backups_size_bytes",
-              "Space the stanza's backups take in the repository (sum of each backup's repository delta), "
-              "WAL archive not included, in bytes.")
+      fam.Get("pgbackrest_repository_backups_size_bytes")
           .Add(base_suffix, repo_total);
     }
     for (const char* type : kTypes) {
@@ -204,25 +251,20 @@ BackrestReport ParseBackrestInfo(const std::string& text, const std::string& sta
       if (it == last.end()) continue;
       const Backup& b = it->second;
       const std::string suffix = collectors::RenderLabels(With(base, "type", type));
-      fam.Get("pgbackrest_backup_last_completion_timestamp_seconds",
-              "When the last backup of this type finished, in seconds since the epoch (age: time() - this).")
+      fam.Get("pgbackrest_backup_last_completion_timestamp_seconds")
           .Add(suffix, b.stop);
-      fam.Get("pgbackrest_backup_last_duration_seconds", "How long the last backup of this type took, in seconds.")
+      fam.Get("pgbackrest_backup_last_duration_seconds")
           .Add(suffix, b.stop - b.start);
-      fam.Get("pgbackrest_backup_last_size_bytes",
-              "Size of the database the last backup of this type holds (as restored), in bytes.")
+      fam.Get("pgbackrest_backup_last_size_bytes")
           .Add(suffix, b.size);
-      fam.Get("pgbackrest_backup_last_delta_bytes",
-              "Data the last backup of this type copied (changed since its prior backup), in bytes.")
+      fam.Get("pgbackrest_backup_last_delta_bytes")
           .Add(suffix, b.delta);
-      fam.Get("pgbackrest_backup_last_repository_size_bytes",
-              "Size of the last backup of this type in the repository (compressed), with what it references, in bytes.")
+      fam.Get("pgbackrest_backup_last_repository_size_bytes")
           .Add(suffix, b.repo_size);
-      fam.Get("pgbackrest_backup_last_repository_delta_bytes",
-              "Space the last backup of this type itself takes in the repository (compressed), in bytes.")
+      fam.Get("pgbackrest_backup_last_repository_delta_bytes")
           .Add(suffix, b.repo_delta);
       if (b.error >= 0)
-        fam.Get("pgbackrest_backup_last_error", "1 if pgBackRest marked the last backup of this type with errors, 0 if not.")
+        fam.Get("pgbackrest_backup_last_error")
             .Add(suffix, b.error);
     }
     report.families = fam.Take();

@@ -8,8 +8,13 @@
 
 #include "agent/config.h"
 #include "collectors/family.h"
+#include "collectors/reference.h"
 
 namespace pgpulse::agent {
+
+// Every metric the pgBackRest source reports, with its help text: the one place they are declared
+// (the families below take their help from it; `pgpulse reference` lists it in queries/METRICS.md).
+const collectors::DeclaredSource& BackrestSource();
 
 // The argv the agent runs: COMMAND [--config=C] --stanza=S --output=json ARGS... info
 std::vector<std::string> BackrestInfoArgv(const BackrestConfig& config);

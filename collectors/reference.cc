@@ -40,10 +40,11 @@ std::string VersionSpan(const Definition& def) {
   return from + "-" + Major(hi - 1);
 }
 
-std::string RenderReference(const std::vector<Definition>& definitions) {
+std::string RenderReference(const std::vector<Definition>& definitions, const std::vector<DeclaredSource>& sources) {
   std::string out =
       "# Metric reference\n\n"
-      "Generated from `queries/*.yaml` by `pgpulse reference`; a test fails when this file is stale.\n"
+      "Generated from `queries/*.yaml` (and the sources that are not SQL, last) by `pgpulse reference`;\n"
+      "a test fails when this file is stale.\n"
       "Regenerate with `./build/pgpulse reference > queries/METRICS.md`.\n\n"
       "Every scrape also has `pg_up` and `pg_info` (made by the agent, not a definition). Collectors with\n"
       "scope `database` add a `datname` label; with several targets every sample also has `target`.\n"
@@ -87,6 +88,11 @@ std::string RenderReference(const std::vector<Definition>& definitions) {
     if (d->info)
       out += "| `" + d->info->metric + "` | gauge | " + (labels.empty() ? "-" : labels) + " | - | " + Cell(d->info->help) +
              " |\n";
+  }
+  for (const DeclaredSource& s : sources) {
+    out += "\n## " + s.name + "\n\n" + Cell(s.about) + "\n\n| metric | type | labels | unit | help |\n| --- | --- | --- | --- | --- |\n";
+    for (const DeclaredMetric& m : s.metrics)
+      out += "| `" + m.name + "` | " + m.type + " | " + m.labels + " | " + m.unit + " | " + Cell(m.help) + " |\n";
   }
   return out;
 }

@@ -1,4 +1,5 @@
 #include "collectors/definition.h"
+#include "agent/pgbackrest.h"
 #include "collectors/reference.h"
 
 #include <fstream>
@@ -283,7 +284,7 @@ TEST(Reference, CommittedMetricReferenceIsCurrent) {
   std::ifstream in(std::string(PGPULSE_SOURCE_DIR) + "/queries/METRICS.md");
   std::stringstream committed;
   committed << in.rdbuf();
-  EXPECT_TRUE(committed.str() == RenderReference(r.definitions))
+  EXPECT_TRUE(committed.str() == RenderReference(r.definitions, {agent::BackrestSource()}))
       << "queries/METRICS.md is stale: run ./build/pgpulse reference > queries/METRICS.md";
 }
 
