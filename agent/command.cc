@@ -43,31 +43,9 @@ std::string OneLineTail(std::string s, size_t max) {
   return s;
 }
 
-}  // namespace
-
-CommandOutcome RunCommand(const std::vector<std::string>& argv, collectors::Millis timeout, size_t max_output,
-                          const std::atomic<bool>* cancel) {
-  CommandOutcome r;
-  const auto start = Clock::now();
-  if (argv.empty() || argv[0].empty() || argv[0][0] != '/') {
-    r.error = "command must be an absolute path";
-    return r;
-  }
-  Fd out_r, out_w, err_r, err_w;
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) {
-    r.error = std::string("cannot create a pipe: ") + std::strerror(errno);
-    return r;
-  }
-  out_r.fd = p[0];
-  out_w.fd = p[1];
-  if (pipe2(p, O_CLOEXEC) != 0) {
-    r.error = std::string("cannot create a pipe: ") + std::strerror(errno);
-    return r;
-  }
-  err_r.fd = p[0];
-  err_w.fd = p[1];
-
+// Starts argv[0] in a process group of its own with stdin from /dev/null and stdout/stderr into
+// the pipes' write ends; returns its pid, or -1 with `error` set.
+pid_t Spawn(const std::vector<std::string>& argv, const Fd& out_w, const Fd& err_w, std::string& error) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
@@ -96,89 +74,150 @@ CommandOutcome RunCommand(const std::vector<std::string>& argv, collectors::Mill
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    r.error = "cannot run " + argv[0] + ": " + std::strerror(rc);
-    return r;
+    error = "cannot run " + argv[0] + ": " + std::strerror(rc);
+    return -1;
   }
-  r.started = true;
-  out_w.Close();
-  err_w.Close();
+  return pid;
+}
 
-  const auto deadline = start + timeout;
+// One child being read: its pipes, its deadline, and whether it has been reaped.
+struct Child {
+  pid_t pid = -1;
+  Clock::time_point deadline;
+  const std::atomic<bool>* cancel = nullptr;
+  size_t max_output = 0;
   bool exited = false;
   int status = 0;
+  bool Cancelled() const { return cancel && cancel->load(); }
+};
+
+// Reads what is ready on the pipes into r.out/r.err (up to max_output each), closing a pipe at its end.
+void ReadReady(Fd& out_r, Fd& err_r, const Child& child, int wait_ms, CommandOutcome& r) {
+  pollfd fds[2];
+  nfds_t n = 0;
+  for (Fd* f : {&out_r, &err_r}) {
+    if (f->fd >= 0) fds[n++] = pollfd{f->fd, POLLIN, 0};
+  }
+  int ready = ::poll(fds, n, wait_ms);
+  if (ready < 0 && errno != EINTR) {
+    out_r.Close();
+    err_r.Close();
+    return;
+  }
+  for (nfds_t i = 0; ready > 0 && i < n; ++i) {
+    if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    Fd& f = fds[i].fd == out_r.fd ? out_r : err_r;
+    std::string& into = &f == &out_r ? r.out : r.err;
+    char buf[16384];
+    ssize_t got = ::read(f.fd, buf, sizeof buf);
+    if (got > 0) {
+      size_t keep = std::min(static_cast<size_t>(got), child.max_output - std::min(child.max_output, into.size()));
+      into.append(buf, keep);
+      if (keep < static_cast<size_t>(got)) r.truncated = true;
+    } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+      f.Close();
+    }
+  }
+}
+
+// Reads both pipes until they close (or a short drain after the child exits or is killed at its deadline).
+void ReadUntilDone(Fd& out_r, Fd& err_r, Child& child, CommandOutcome& r) {
   Clock::time_point drain_until = Clock::time_point::max();
   while (out_r.fd >= 0 || err_r.fd >= 0) {
     auto now = Clock::now();
-    if (!r.timed_out && (now >= deadline || (cancel && cancel->load()))) {
+    if (!r.timed_out && (now >= child.deadline || child.Cancelled())) {
       r.timed_out = true;
-      ::kill(-pid, SIGKILL);
+      ::kill(-child.pid, SIGKILL);
       drain_until = now + kDrainAfterExit;
     }
-    if (!exited && waitpid(pid, &status, WNOHANG) == pid) {
-      exited = true;
+    if (!child.exited && waitpid(child.pid, &child.status, WNOHANG) == child.pid) {
+      child.exited = true;
       drain_until = std::min(drain_until, now + kDrainAfterExit);
     }
     if (now >= drain_until) break;
-    pollfd fds[2];
-    nfds_t n = 0;
-    for (Fd* f : {&out_r, &err_r}) {
-      if (f->fd >= 0) fds[n++] = pollfd{f->fd, POLLIN, 0};
-    }
     int wait_ms = kPollStepMs;
     if (!r.timed_out) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(child.deadline - now).count() + 1;
       wait_ms = static_cast<int>(std::min<long long>(wait_ms, left));
     }
-    int ready = ::poll(fds, n, wait_ms);
-    if (ready < 0 && errno != EINTR) break;
-    for (nfds_t i = 0; ready > 0 && i < n; ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      Fd& f = fds[i].fd == out_r.fd ? out_r : err_r;
-      std::string& into = &f == &out_r ? r.out : r.err;
-      char buf[16384];
-      ssize_t got = ::read(f.fd, buf, sizeof buf);
-      if (got > 0) {
-        size_t keep = std::min(static_cast<size_t>(got), max_output - std::min(max_output, into.size()));
-        into.append(buf, keep);
-        if (keep < static_cast<size_t>(got)) r.truncated = true;
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        f.Close();
-      }
-    }
+    ReadReady(out_r, err_r, child, wait_ms, r);
   }
-  out_r.Close();
-  err_r.Close();
-  if (!exited) {
-    if (!r.timed_out) {
-      // Both pipes closed but the process lives on (it closed them itself): give it the rest of its time.
-      while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (Clock::now() >= deadline || (cancel && cancel->load())) {
-          r.timed_out = true;
-          ::kill(-pid, SIGKILL);
-          waitpid(pid, &status, 0);
-          break;
-        }
-        ::usleep(10'000);
-      }
-    } else {
-      waitpid(pid, &status, 0);
-    }
-  }
-  r.duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+}
 
+// Waits for a child that has not been reaped yet, killing it at its deadline.
+void Reap(Child& child, CommandOutcome& r) {
+  if (child.exited) return;
+  if (r.timed_out) {
+    waitpid(child.pid, &child.status, 0);
+    return;
+  }
+  // Both pipes closed but the process lives on (it closed them itself): give it the rest of its time.
+  while (waitpid(child.pid, &child.status, WNOHANG) == 0) {
+    if (Clock::now() >= child.deadline || child.Cancelled()) {
+      r.timed_out = true;
+      ::kill(-child.pid, SIGKILL);
+      waitpid(child.pid, &child.status, 0);
+      break;
+    }
+    ::usleep(10'000);
+  }
+}
+
+// Fills exit_code/signal and, when the command did not succeed, `error` with what happened and its stderr.
+void Describe(const std::string& command, const Child& child, collectors::Millis timeout, CommandOutcome& r) {
   std::string stderr_text = OneLineTail(r.err, 2000);
   std::string what;
   if (r.timed_out) {
-    what = (cancel && cancel->load() ? "cancelled" : "timed out after " + collectors::FormatDuration(timeout)) +
-           ", killed";
-  } else if (WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
+    what = (child.Cancelled() ? "cancelled" : "timed out after " + collectors::FormatDuration(timeout)) + ", killed";
+  } else if (WIFEXITED(child.status)) {
+    r.exit_code = WEXITSTATUS(child.status);
     if (r.exit_code != 0) what = "exited with status " + std::to_string(r.exit_code);
-  } else if (WIFSIGNALED(status)) {
-    r.signal = WTERMSIG(status);
+  } else if (WIFSIGNALED(child.status)) {
+    r.signal = WTERMSIG(child.status);
     what = "killed by signal " + std::to_string(r.signal) + " (" + strsignal(r.signal) + ")";
   }
-  if (!what.empty()) r.error = argv[0] + " " + what + (stderr_text.empty() ? "" : ": " + stderr_text);
+  if (!what.empty()) r.error = command + " " + what + (stderr_text.empty() ? "" : ": " + stderr_text);
+}
+
+}  // namespace
+
+CommandOutcome RunCommand(const std::vector<std::string>& argv, collectors::Millis timeout, size_t max_output,
+                          const std::atomic<bool>* cancel) {
+  CommandOutcome r;
+  const auto start = Clock::now();
+  if (argv.empty() || argv[0].empty() || argv[0][0] != '/') {
+    r.error = "command must be an absolute path";
+    return r;
+  }
+  Fd out_r, out_w, err_r, err_w;
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    r.error = std::string("cannot create a pipe: ") + std::strerror(errno);
+    return r;
+  }
+  out_r.fd = p[0];
+  out_w.fd = p[1];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    r.error = std::string("cannot create a pipe: ") + std::strerror(errno);
+    return r;
+  }
+  err_r.fd = p[0];
+  err_w.fd = p[1];
+  Child child;
+  child.pid = Spawn(argv, out_w, err_w, r.error);
+  if (child.pid < 0) return r;
+  r.started = true;
+  out_w.Close();
+  err_w.Close();
+  child.deadline = start + timeout;
+  child.cancel = cancel;
+  child.max_output = max_output;
+  ReadUntilDone(out_r, err_r, child, r);
+  out_r.Close();
+  err_r.Close();
+  Reap(child, r);
+  r.duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  Describe(argv[0], child, timeout, r);
   return r;
 }
 

@@ -148,6 +148,133 @@ std::vector<collectors::Family> BackrestDownFamilies(const std::string& stanza, 
   return {std::move(up)};
 }
 
+namespace {
+
+struct StanzaStatus {
+  int code = 0;
+  std::string message;
+  bool locked = false;  // a backup holds the stanza's lock
+  std::string detail;   // "; repoN: message" per repository not ok
+  bool ok() const { return code == 0 || code == 2; }
+};
+
+struct Backups {
+  std::map<std::string, Backup> last;  // by type
+  std::map<std::string, size_t> count;
+  size_t with_errors = 0;
+  double repo_total = 0;
+};
+
+const json& FindStanza(const json& doc, const std::string& stanza) {
+  if (!doc.is_array()) throw BadField("the output is not a list of stanzas");
+  const json* found = nullptr;
+  for (size_t i = 0; i < doc.size(); ++i) {
+    if (Text(doc[i], "name", "[" + std::to_string(i) + "]") == stanza) found = &doc[i];
+  }
+  if (!found) throw BadField("stanza '" + stanza + "' is not in the output");
+  return *found;
+}
+
+StanzaStatus ReadStatus(const json& s, const std::string& path) {
+  StanzaStatus st;
+  const json& status = Field(s, "status", path);
+  const double code_number = Number(status, "code", path + ".status");
+  if (!(code_number >= 0 && code_number <= 1000)) throw BadField(path + ".status.code is out of range");
+  st.code = static_cast<int>(code_number);
+  st.message = Text(status, "message", path + ".status");
+  if (auto lock = status.find("lock"); lock != status.end() && lock->is_object()) {
+    if (auto b = lock->find("backup"); b != lock->end() && b->is_object()) {
+      if (auto held = b->find("held"); held != b->end() && held->is_boolean()) st.locked = held->get<bool>();
+    }
+  }
+  // Code 99 ("other") keeps the detail in each repository's status.
+  if (auto repos = s.find("repo"); repos != s.end() && repos->is_array()) {
+    for (const json& repo : *repos) {
+      if (!repo.is_object() || !repo.contains("status") || !repo["status"].is_object()) continue;
+      const json& rs = repo["status"];
+      if (!rs.contains("code") || !rs["code"].is_number() || rs["code"].get<double>() == 0) continue;
+      std::string m = rs.contains("message") && rs["message"].is_string() ? rs["message"].get<std::string>() : "?";
+      std::string key = "?";
+      if (repo.contains("key") && repo["key"].is_number())
+        key = std::to_string(static_cast<long long>(std::min(1e6, std::max(-1e6, repo["key"].get<double>()))));
+      st.detail += "; repo" + key + ": " + m;
+    }
+  }
+  return st;
+}
+
+Backup ReadBackup(const json& b, const std::string& bp) {
+  const json& ts = Field(b, "timestamp", bp);
+  const json& info = Field(b, "info", bp);
+  const json& repo = Field(info, "repository", bp + ".info");
+  Backup one;
+  one.start = Number(ts, "start", bp + ".timestamp");
+  one.stop = Number(ts, "stop", bp + ".timestamp");
+  one.size = Number(info, "size", bp + ".info");
+  one.delta = Number(info, "delta", bp + ".info");
+  one.repo_size = Number(repo, "size", bp + ".info.repository");
+  one.repo_delta = Number(repo, "delta", bp + ".info.repository");
+  if (auto e = b.find("error"); e != b.end()) {
+    if (!e->is_boolean()) throw BadField(bp + ".error is not true or false");
+    one.error = e->get<bool>() ? 1 : 0;
+  }
+  return one;
+}
+
+Backups ReadBackups(const json& s, const std::string& path) {
+  Backups out;
+  const json& backups = Array(s, "backup", path);
+  for (size_t i = 0; i < backups.size(); ++i) {
+    const json& b = backups[i];
+    const std::string bp = path + ".backup[" + std::to_string(i) + "]";
+    std::string type = Text(b, "type", bp);
+    if (type != "full" && type != "diff" && type != "incr") throw BadField(bp + ".type '" + type + "' is unknown");
+    Backup one = ReadBackup(b, bp);
+    if (one.error > 0) out.with_errors += one.error;
+    out.count[type]++;
+    out.repo_total += one.repo_delta;
+    auto prev = out.last.find(type);
+    if (prev == out.last.end() || one.stop >= prev->second.stop) out.last[type] = one;
+  }
+  return out;
+}
+
+std::vector<collectors::Family> ReportFamilies(const StanzaStatus& st, Backups& backups, const LabelSet& base) {
+  Families fam;
+  const std::string base_suffix = collectors::RenderLabels(base);
+  fam.Get("pgbackrest_up").Add(base_suffix, st.ok() ? 1 : 0);
+  fam.Get("pgbackrest_stanza_status_code").Add(base_suffix, st.code);
+  fam.Get("pgbackrest_stanza_status_info")
+      .Add(collectors::RenderLabels(With(With(base, "code", std::to_string(st.code)), "message", st.message)), 1);
+  fam.Get("pgbackrest_backup_in_progress").Add(base_suffix, st.locked ? 1 : 0);
+  // A stanza pgBackRest cannot read (status 1, 3, 4, 5, 6, 99) has no backups to count: serve
+  // nothing rather than zeros that read as "no backup at all".
+  if (st.ok()) {
+    for (const char* type : kTypes) {
+      fam.Get("pgbackrest_backups")
+          .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(backups.count[type]));
+    }
+    fam.Get("pgbackrest_backups_with_errors").Add(base_suffix, static_cast<double>(backups.with_errors));
+    fam.Get("pgbackrest_repository_backups_size_bytes").Add(base_suffix, backups.repo_total);
+  }
+  for (const char* type : kTypes) {
+    auto it = backups.last.find(type);
+    if (it == backups.last.end()) continue;
+    const Backup& b = it->second;
+    const std::string suffix = collectors::RenderLabels(With(base, "type", type));
+    fam.Get("pgbackrest_backup_last_completion_timestamp_seconds").Add(suffix, b.stop);
+    fam.Get("pgbackrest_backup_last_duration_seconds").Add(suffix, b.stop - b.start);
+    fam.Get("pgbackrest_backup_last_size_bytes").Add(suffix, b.size);
+    fam.Get("pgbackrest_backup_last_delta_bytes").Add(suffix, b.delta);
+    fam.Get("pgbackrest_backup_last_repository_size_bytes").Add(suffix, b.repo_size);
+    fam.Get("pgbackrest_backup_last_repository_delta_bytes").Add(suffix, b.repo_delta);
+    if (b.error >= 0) fam.Get("pgbackrest_backup_last_error").Add(suffix, b.error);
+  }
+  return fam.Take();
+}
+
+}  // namespace
+
 BackrestReport ParseBackrestInfo(const std::string& text, const std::string& stanza, const LabelSet& labels) {
   BackrestReport report;
   json doc = json::parse(text, nullptr, false);
@@ -156,118 +283,14 @@ BackrestReport ParseBackrestInfo(const std::string& text, const std::string& sta
     return report;
   }
   try {
-    if (!doc.is_array()) throw BadField("the output is not a list of stanzas");
-    const json* found = nullptr;
-    for (size_t i = 0; i < doc.size(); ++i) {
-      if (Text(doc[i], "name", "[" + std::to_string(i) + "]") == stanza) found = &doc[i];
-    }
-    if (!found) throw BadField("stanza '" + stanza + "' is not in the output");
-    const json& s = *found;
+    const json& s = FindStanza(doc, stanza);
     const std::string path = "stanza " + stanza;
-
-    const json& status = Field(s, "status", path);
-    const double code_number = Number(status, "code", path + ".status");
-    if (!(code_number >= 0 && code_number <= 1000)) throw BadField(path + ".status.code is out of range");
-    const int code = static_cast<int>(code_number);
-    const std::string message = Text(status, "message", path + ".status");
-    bool locked = false;
-    if (auto lock = status.find("lock"); lock != status.end() && lock->is_object()) {
-      if (auto b = lock->find("backup"); b != lock->end() && b->is_object()) {
-        if (auto held = b->find("held"); held != b->end() && held->is_boolean()) locked = held->get<bool>();
-      }
-    }
-    // Code 99 ("other") keeps the detail in each repository's status.
-    std::string detail;
-    if (auto repos = s.find("repo"); repos != s.end() && repos->is_array()) {
-      for (const json& repo : *repos) {
-        if (!repo.is_object() || !repo.contains("status") || !repo["status"].is_object()) continue;
-        const json& rs = repo["status"];
-        if (!rs.contains("code") || !rs["code"].is_number() || rs["code"].get<double>() == 0) continue;
-        std::string m = rs.contains("message") && rs["message"].is_string() ? rs["message"].get<std::string>() : "?";
-        std::string key = repo.contains("key") && repo["key"].is_number() ? std::to_string(static_cast<long long>(std::min(1e6, std::max(-1e6, repo["key"].get<double>())))) : "?";
-        detail += "; repo" + key + ": " + m;
-      }
-    }
-
-    std::map<std::string, Backup> last;  // by type
-    std::map<std::string, size_t> count;
-    size_t with_errors = 0;
-    double repo_total = 0;
-    const json& backups = Array(s, "backup", path);
-    for (size_t i = 0; i < backups.size(); ++i) {
-      const json& b = backups[i];
-      const std::string bp = path + ".backup[" + std::to_string(i) + "]";
-      std::string type = Text(b, "type", bp);
-      if (type != "full" && type != "diff" && type != "incr") throw BadField(bp + ".type '" + type + "' is unknown");
-      const json& ts = Field(b, "timestamp", bp);
-      const json& info = Field(b, "info", bp);
-      const json& repo = Field(info, "repository", bp + ".info");
-      Backup one;
-      one.start = Number(ts, "start", bp + ".timestamp");
-      one.stop = Number(ts, "stop", bp + ".timestamp");
-      one.size = Number(info, "size", bp + ".info");
-      one.delta = Number(info, "delta", bp + ".info");
-      one.repo_size = Number(repo, "size", bp + ".info.repository");
-      one.repo_delta = Number(repo, "delta", bp + ".info.repository");
-      if (auto e = b.find("error"); e != b.end()) {
-        if (!e->is_boolean()) throw BadField(bp + ".error is not true or false");
-        one.error = e->get<bool>() ? 1 : 0;
-        with_errors += one.error;
-      }
-      count[type]++;
-      repo_total += one.repo_delta;
-      auto prev = last.find(type);
-      if (prev == last.end() || one.stop >= prev->second.stop) last[type] = one;
-    }
-
-    const bool ok = code == 0 || code == 2;
-    if (!ok) report.error = "stanza " + stanza + ": status " + std::to_string(code) + " (" + message + ")" + detail;
-
-    Families fam;
-    const LabelSet base = With(labels, "stanza", stanza);
-    const std::string base_suffix = collectors::RenderLabels(base);
-    fam.Get("pgbackrest_up")
-        .Add(base_suffix, ok ? 1 : 0);
-    fam.Get("pgbackrest_stanza_status_code")
-        .Add(base_suffix, code);
-    fam.Get("pgbackrest_stanza_status_info")
-        .Add(collectors::RenderLabels(With(With(base, "code", std::to_string(code)), "message", message)), 1);
-    fam.Get("pgbackrest_backup_in_progress")
-        .Add(base_suffix, locked ? 1 : 0);
-    // A stanza pgBackRest cannot read (status 1, 3, 4, 5, 6, 99) has no backups to count: serve
-    // nothing rather than zeros that read as "no backup at all".
-    if (ok) {
-      for (const char* type : kTypes) {
-        fam.Get("pgbackrest_backups")
-            .Add(collectors::RenderLabels(With(base, "type", type)), static_cast<double>(count[type]));
-      }
-      fam.Get("pgbackrest_backups_with_errors")
-          .Add(base_suffix, static_cast<double>(with_errors));
-      fam.Get("pgbackrest_repository_backups_size_bytes")
-          .Add(base_suffix, repo_total);
-    }
-    for (const char* type : kTypes) {
-      auto it = last.find(type);
-      if (it == last.end()) continue;
-      const Backup& b = it->second;
-      const std::string suffix = collectors::RenderLabels(With(base, "type", type));
-      fam.Get("pgbackrest_backup_last_completion_timestamp_seconds")
-          .Add(suffix, b.stop);
-      fam.Get("pgbackrest_backup_last_duration_seconds")
-          .Add(suffix, b.stop - b.start);
-      fam.Get("pgbackrest_backup_last_size_bytes")
-          .Add(suffix, b.size);
-      fam.Get("pgbackrest_backup_last_delta_bytes")
-          .Add(suffix, b.delta);
-      fam.Get("pgbackrest_backup_last_repository_size_bytes")
-          .Add(suffix, b.repo_size);
-      fam.Get("pgbackrest_backup_last_repository_delta_bytes")
-          .Add(suffix, b.repo_delta);
-      if (b.error >= 0)
-        fam.Get("pgbackrest_backup_last_error")
-            .Add(suffix, b.error);
-    }
-    report.families = fam.Take();
+    const StanzaStatus status = ReadStatus(s, path);
+    Backups backups = ReadBackups(s, path);
+    if (!status.ok())
+      report.error = "stanza " + stanza + ": status " + std::to_string(status.code) + " (" + status.message + ")" +
+                     status.detail;
+    report.families = ReportFamilies(status, backups, With(labels, "stanza", stanza));
     for (const auto& f : report.families) report.series += f.size();
   } catch (const BadField& e) {
     report = BackrestReport{};
