@@ -21,32 +21,13 @@
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
-
-// Polls pred every 100 ms until it holds or timeout_seconds pass; returns whether it held.
-bool PollUntil(const std::function<bool()>& pred, double timeout_seconds) {
-  const auto start = Clock::now();
-  while (!pred()) {
-    if (Seconds(start) > timeout_seconds) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
-}
-
 double Num(const std::string& text) { return std::stod(text); }
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200) << r.body;
-  return r.body;
-}
 
 double Value(const std::string& body, const std::string& series) {
   std::optional<double> v = SampleValue(body, series);
@@ -162,7 +143,7 @@ TEST_F(SignalsTest, PreparedTransactionHoldsTheHorizonAndIsNamed) {
   EXPECT_EQ(Value(body, "pg_xmin_horizon_holder_age_xids" + holder), kind_age);
   const double seconds = Value(body, "pg_xmin_horizon_age_seconds{kind=\"prepared_transaction\"}");
   EXPECT_GT(seconds, 0);
-  EXPECT_LE(seconds, Seconds(prepared_at) + 1);
+  EXPECT_LE(seconds, SecondsSince(prepared_at) + 1);
   // Another collector, another transaction: its now() is a moment later.
   EXPECT_NEAR(Value(body, "pg_xmin_horizon_holder_age_seconds" + holder), seconds, 1);
   // Nothing else holds it: each kind has its series, at 0.
@@ -220,7 +201,7 @@ TEST_F(SignalsTest, OpenSessionHoldsTheHorizonWithItsDatabaseUserAndApplication)
   EXPECT_EQ(Value(body, R"(pg_xmin_horizon_age_xids{kind="session"})"), holder_age);
   const double seconds = Value(body, R"(pg_xmin_horizon_age_seconds{kind="session"})");
   EXPECT_GT(seconds, 0);
-  EXPECT_LE(seconds, Seconds(opened_at) + 1);
+  EXPECT_LE(seconds, SecondsSince(opened_at) + 1);
   // The agent's own session is never a holder.
   EXPECT_EQ(body.find("holder=\"pgpulse\""), std::string::npos);
 }

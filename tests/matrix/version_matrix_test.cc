@@ -19,6 +19,7 @@
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
@@ -44,22 +45,6 @@ std::optional<double> FindSample(const std::string& body, const std::string& nam
     return std::stod(line.substr(space + 1));
   }
   return std::nullopt;
-}
-
-std::string Scrape(const AgentProcess& agent) {
-  HttpResponse r = HttpGet(agent.url("/metrics"));
-  EXPECT_EQ(r.status, 200);
-  return r.body;
-}
-
-// Polls until done() or timeout; returns done()'s last answer.
-bool WaitFor(const std::function<bool()>& done, double timeout_seconds = 30) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return true;
 }
 
 struct CheckRow {
@@ -161,10 +146,10 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
             " WITH (create_slot = false, slot_name = 'matrix_sub')");
   }
   auto standby = PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'standby1'"});
-  ASSERT_TRUE(WaitFor([&] {
+  ASSERT_TRUE(PollUntil([&] {
     return primary->Query("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' "
                           "AND state = 'streaming'") == "1";
-  })) << "the standby never streamed";
+  }, 30)) << "the standby never streamed";
 
   // A little load while the collectors run: bounded updates and reads, paced, stopped at the end.
   std::atomic<bool> stop{false};
@@ -227,11 +212,11 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
 
   // The subscription's apply worker (12 has no max(pg_lsn): its variant takes the maximum of the offset).
   std::string body;
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(PollUntil([&] {
     body = Scrape(*primary_agent);
     return FindSample(body, "pg_subscription_apply_worker_running", "subname=\"matrix_sub\"") == 1.0 &&
            FindSample(body, "pg_subscription_received_lsn_bytes", "subname=\"matrix_sub\"").value_or(0) > 0;
-  })) << "the subscription's apply worker never reported:\n" << body;
+  }, 30)) << "the subscription's apply worker never reported:\n" << body;
 
   // Checkpointer: pg_stat_bgwriter before 17, pg_stat_checkpointer from 17, num_done from 18.
   body = Scrape(*primary_agent);
@@ -239,10 +224,10 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   ASSERT_TRUE(requested.has_value()) << body;
   primary->Exec("CHECKPOINT");
   // Counters reach the statistics a little after the checkpoint (through the stats collector before 15).
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(PollUntil([&] {
     body = Scrape(*primary_agent);
     return FindSample(body, "pg_checkpointer_checkpoints_requested_total").value_or(0) >= *requested + 1;
-  })) << "CHECKPOINT not counted: " << *requested << " before";
+  }, 30)) << "CHECKPOINT not counted: " << *requested << " before";
   EXPECT_TRUE(FindSample(body, "pg_checkpointer_buffers_written_total").has_value());
   EXPECT_EQ(FindSample(body, "pg_checkpointer_checkpoints_done_total").has_value(), major >= 18);
   EXPECT_EQ(FindSample(body, "pg_bgwriter_backend_buffers_written_total").has_value(), major < 17);
@@ -272,25 +257,25 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   standby->Exec("SELECT pg_wal_replay_pause()");
   primary->Exec("INSERT INTO matrix_load SELECT g, 0 FROM generate_series(40001, 41000) AS g");
   std::string standby_body;
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(PollUntil([&] {
     body = Scrape(*primary_agent);
     standby_body = Scrape(*standby_agent);
     return FindSample(body, "pg_replication_standby_replay_lag_bytes", "application_name=\"standby1\"")
                    .value_or(0) > 0 &&
            FindSample(standby_body, "pg_replication_replica_replay_lag_bytes").value_or(0) > 0 &&
            FindSample(standby_body, "pg_replication_replica_replay_pause_requested") == 1.0;
-  })) << "no replay lag on the paused standby:\n" << standby_body;
+  }, 30)) << "no replay lag on the paused standby:\n" << standby_body;
   if (major >= 14) {
-    EXPECT_TRUE(WaitFor([&] {
+    EXPECT_TRUE(PollUntil([&] {
       return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_paused") == 1.0;
-    })) << "14+ tells a finished pause (pg_get_wal_replay_pause_state)";
+    }, 30)) << "14+ tells a finished pause (pg_get_wal_replay_pause_state)";
   }
   EXPECT_EQ(FindSample(standby_body, "pg_replication_is_replica"), 1.0);
   EXPECT_EQ(FindSample(standby_body, "pg_replication_wal_receiver_connected"), 1.0);
   standby->Exec("SELECT pg_wal_replay_resume()");
-  EXPECT_TRUE(WaitFor([&] {
+  EXPECT_TRUE(PollUntil([&] {
     return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_lag_bytes") == 0.0;
-  })) << "the standby never caught up after the pause";
+  }, 30)) << "the standby never caught up after the pause";
 
   ExpectPromtoolClean("primary.prom", Scrape(*primary_agent));
   ExpectPromtoolClean("standby.prom", Scrape(*standby_agent));
