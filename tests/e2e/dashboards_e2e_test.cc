@@ -479,7 +479,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
       Evaluate(*prometheus, "pgpulse-overview.json", *overview, {}, e);
       if (done(e)) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    } while (Seconds(since) < timeout);
+    } while (SecondsSince(since) < timeout);
     return e;
   };
   const auto firing_matches = [&](const Evaluation& e, const std::string& instance, int at_least) {
@@ -554,7 +554,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
       << Join(TileProblems(server_down, instances, true, standby_instance));
   // The primary still has the standby's slot, so the standby that left pg_stat_replication counts as missing.
   EXPECT_EQ(TileValue(server_down, standbys_tile, primary_instance), 1);
-  const double server_down_seconds = Seconds(down_since);
+  const double server_down_seconds = SecondsSince(down_since);
   // The Locks graphs draw no 0 for the server that is down.
   {
     Evaluation locks;
