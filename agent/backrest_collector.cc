@@ -88,9 +88,12 @@ void BackrestCollector::Loop() {
     result->sequence = ++runs_;
     result->at = std::chrono::steady_clock::now();
     if (!result->ok && !stopping_)
-      LogWarn("pgbackrest info failed", {{"target", target_}, {"collector", kName}, {"stanza", config_.stanza},
-                                         {"duration_ms", std::to_string(static_cast<long long>(run.duration_seconds * 1000))},
-                                         {"error", result->error}});
+      LogWarn("pgbackrest info failed",
+              {{"target", target_},
+               {"collector", kName},
+               {"stanza", config_.stanza},
+               {"duration_ms", std::to_string(static_cast<long long>(run.duration_seconds * 1000))},
+               {"error", result->error}});
     {
       std::lock_guard<std::mutex> lock(mu_);
       last_ = std::move(result);

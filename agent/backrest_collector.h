@@ -36,8 +36,7 @@ class BackrestCollector {
  public:
   static constexpr const char* kName = "pgbackrest";
 
-  BackrestCollector(std::string target, BackrestConfig config,
-                    std::vector<std::pair<std::string, std::string>> labels);
+  BackrestCollector(std::string target, BackrestConfig config, std::vector<std::pair<std::string, std::string>> labels);
   ~BackrestCollector();  // kills a running command, joins the thread
   BackrestCollector(const BackrestCollector&) = delete;
   BackrestCollector& operator=(const BackrestCollector&) = delete;

@@ -14,8 +14,7 @@ const std::vector<std::pair<std::regex, const char*>>& SideEffects() {
   static const std::vector<std::pair<std::regex, const char*>> list{
       {std::regex(R"(\bpg_(terminate|cancel)_backend\b)", std::regex::icase), "ends or cancels other sessions"},
       {std::regex(R"(\bpg_(try_)?advisory(_xact)?_lock(_shared)?\b)", std::regex::icase), "takes advisory locks"},
-      {std::regex(R"(\bpg_(switch_wal|create_restore_point|promote|reload_conf|rotate_logfile)\b)",
-                  std::regex::icase),
+      {std::regex(R"(\bpg_(switch_wal|create_restore_point|promote|reload_conf|rotate_logfile)\b)", std::regex::icase),
        "changes the server's state"},
       {std::regex(R"(\blo_(from_bytea|import|export|create|creat|unlink|put)\b)", std::regex::icase),
        "writes large objects or files"},
@@ -72,8 +71,7 @@ int RunCheck(const AgentOptions& options, bool connect, std::ostream& out, std::
     }
     if (c->facts.kind == collectors::TargetKind::PgBouncer)
       out << "up, PgBouncer " << c->facts.version << " (admin console)\n";
-    else
-      out << "up, PostgreSQL " << c->facts.version << (c->facts.in_recovery ? ", replica" : ", primary") << "\n";
+    else out << "up, PostgreSQL " << c->facts.version << (c->facts.in_recovery ? ", replica" : ", primary") << "\n";
     char line[512];
     std::snprintf(line, sizeof line, "%-28s %-8s %10s %8s  %s\n", "COLLECTOR", "STATUS", "DURATION", "SERIES",
                   "DETAIL");

@@ -41,7 +41,8 @@ void ParseBackrest(const YAML::Node& b, YamlReader& r, const std::string& ctx, B
   } else {
     bc.command = Str(r, b["command"], ctx + ".command");
     if (bc.command.empty() || bc.command[0] != '/')
-      r.Error(b["command"], ctx + ".command must be an absolute path (it is run directly, not through a shell or PATH)");
+      r.Error(b["command"],
+              ctx + ".command must be an absolute path (it is run directly, not through a shell or PATH)");
   }
   if (!b["stanza"]) {
     r.Error(b, ctx + ": missing required key 'stanza'");
@@ -78,8 +79,9 @@ void ParseBackrest(const YAML::Node& b, YamlReader& r, const std::string& ctx, B
 void ParseAllowedTargets(const YAML::Node& m, YamlReader& r, const std::string& ctx, AuthModule& mod) {
   const YAML::Node list = m["allowed_targets"];
   if (!list) {
-    r.Error(m, ctx + ": missing required key 'allowed_targets' (the hosts, networks and ports /probe may "
-                     "send this module's credentials to, e.g. [10.0.0.0/8:5432, db7.example])");
+    r.Error(m, ctx +
+                   ": missing required key 'allowed_targets' (the hosts, networks and ports /probe may "
+                   "send this module's credentials to, e.g. [10.0.0.0/8:5432, db7.example])");
     return;
   }
   if (!list.IsSequence()) {
@@ -134,7 +136,8 @@ void ParseAuthModules(const YAML::Node& am, YamlReader& r, Config& cfg) {
     r.Error(am, "auth_modules must map module names to credentials");
     return;
   }
-  for (auto it = am.begin(); it != am.end(); ++it) ParseAuthModule(Str(r, it->first, "auth module name"), it->second, r, cfg);
+  for (auto it = am.begin(); it != am.end(); ++it)
+    ParseAuthModule(Str(r, it->first, "auth module name"), it->second, r, cfg);
 }
 
 void ParseDatabases(const YAML::Node& d, YamlReader& r, const std::string& ctx, DatabaseDiscovery& dd) {
@@ -172,7 +175,8 @@ void ParseFilesystem(const YAML::Node& f, YamlReader& r, const std::string& ctx,
   if (const YAML::Node p = f["path_prefix"]) {
     std::string& prefix = into.path_prefix;
     prefix = Str(r, p, ctx + ".path_prefix");
-    if (!prefix.empty() && prefix[0] != '/') r.Error(p, ctx + ".path_prefix must be an absolute path, got '" + prefix + "'");
+    if (!prefix.empty() && prefix[0] != '/')
+      r.Error(p, ctx + ".path_prefix must be an absolute path, got '" + prefix + "'");
     while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
     if (prefix == "/") prefix.clear();
   }
@@ -197,8 +201,9 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
 }
 
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
-  if (!r.Map(t, "target", {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem",
-                           "prepared_statements"}))
+  if (!r.Map(t, "target",
+             {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem",
+              "prepared_statements"}))
     return;
   TargetConfig tc;
   if (!t["name"]) r.Error(t, "target: missing required key 'name'");
@@ -220,11 +225,11 @@ void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& name
   if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, ctx + ".pgbackrest", tc.pgbackrest);
   if (const YAML::Node f = t["filesystem"]) ParseFilesystem(f, r, ctx + ".filesystem", tc.filesystem);
   if (const YAML::Node l = t["labels"]) ParseLabels(l, r, tc);
-  if (!tc.name.empty() &&
-      tc.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") !=
-          std::string::npos)
+  if (!tc.name.empty() && tc.name.find_first_not_of(
+                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
     r.Error(t["name"], "target name '" + tc.name + "' may only use letters, digits, '_', '-' and '.'");
-  if (!tc.name.empty() && !names.insert(tc.name).second) r.Error(t["name"], "target name '" + tc.name + "' is used twice");
+  if (!tc.name.empty() && !names.insert(tc.name).second)
+    r.Error(t["name"], "target name '" + tc.name + "' is used twice");
   cfg.targets.push_back(tc);
 }
 
@@ -290,7 +295,8 @@ void ParseScrape(const YAML::Node& s, YamlReader& r, Config& cfg) {
 
 void ParseConfig(const YAML::Node& root, YamlReader& r, Config& cfg) {
   if (root.IsNull()) return;
-  if (!r.Map(root, "config", {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets"}))
+  if (!r.Map(root, "config",
+             {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets"}))
     return;
   if (const YAML::Node am = root["auth_modules"]) ParseAuthModules(am, r, cfg);
   if (root["max_probe_targets"])
@@ -310,7 +316,8 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   cfg.origin = origin;
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
-  if (cfg.targets.empty()) cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+  if (cfg.targets.empty())
+    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
   return result;
 }
 

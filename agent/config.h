@@ -16,11 +16,11 @@ using collectors::Millis;
 
 // Which databases of a server the database-scoped collectors run in.
 struct DatabaseDiscovery {
-  bool enabled = false;               // false: only the DSN's database
-  std::vector<std::string> include;   // regexes, whole-name match; empty = all
-  std::vector<std::string> exclude;   // regexes, whole-name match
+  bool enabled = false;              // false: only the DSN's database
+  std::vector<std::string> include;  // regexes, whole-name match; empty = all
+  std::vector<std::string> exclude;  // regexes, whole-name match
   Millis refresh{300'000};
-  size_t max_connections = 4;         // per target, the DSN's own connection included
+  size_t max_connections = 4;  // per target, the DSN's own connection included
   bool operator==(const DatabaseDiscovery& o) const {
     return enabled == o.enabled && include == o.include && exclude == o.exclude && refresh == o.refresh &&
            max_connections == o.max_connections;
@@ -31,16 +31,16 @@ struct DatabaseDiscovery {
 // `COMMAND [--config=CONFIG] --stanza=STANZA --output=json ARGS... info`
 // (an argv, never a shell) at most once per `ttl`.
 struct BackrestConfig {
-  std::string command;             // absolute path; "" = no pgBackRest collector
+  std::string command;  // absolute path; "" = no pgBackRest collector
   std::string stanza;
-  std::string config;              // optional --config=
-  std::vector<std::string> args;   // more options, each "--name" or "--name=value", e.g. --repo=1
+  std::string config;             // optional --config=
+  std::vector<std::string> args;  // more options, each "--name" or "--name=value", e.g. --repo=1
   Millis timeout{30'000};
   Millis ttl{300'000};
   bool enabled() const { return !command.empty(); }
   bool operator==(const BackrestConfig& o) const {
-    return command == o.command && stanza == o.stanza && config == o.config && args == o.args &&
-           timeout == o.timeout && ttl == o.ttl;
+    return command == o.command && stanza == o.stanza && config == o.config && args == o.args && timeout == o.timeout &&
+           ttl == o.ttl;
   }
 };
 
@@ -97,7 +97,7 @@ struct AuthModule {
   std::string user;
   std::string password_file;
   std::vector<std::pair<std::string, std::string>> options;  // other libpq keywords, e.g. sslmode
-  std::vector<AllowedTarget> allowed_targets;  // required, not empty
+  std::vector<AllowedTarget> allowed_targets;                // required, not empty
   bool allow_unverified_server = false;
   bool operator==(const AuthModule& o) const {
     return user == o.user && password_file == o.password_file && options == o.options &&
@@ -112,8 +112,8 @@ struct Config {
   std::set<std::string> disabled_collectors;
   std::set<std::string> enabled_collectors;  // turns on definitions marked `enabled: false`
   std::map<std::string, CollectorOverride> overrides;
-  Millis scrape_timeout{10'000};     // cap on a scrape's deadline
-  Millis timeout_offset{500};        // subtracted from Prometheus's scrape timeout
+  Millis scrape_timeout{10'000};  // cap on a scrape's deadline
+  Millis timeout_offset{500};     // subtracted from Prometheus's scrape timeout
   // false: /metrics serves only the agent's own metrics and targets are
   // scraped through /probe?target=NAME (one Prometheus target each).
   bool collect_on_metrics_path = true;
@@ -131,8 +131,7 @@ struct ConfigResult {
 // Loads `path` ("" = no file). When the file names no targets, one target
 // "default" is made from `data_source_name` (DATA_SOURCE_NAME; "" = libpq
 // defaults) and `password_file` (DATA_SOURCE_PASS_FILE).
-ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name,
-                        const std::string& password_file);
+ConfigResult LoadConfig(const std::string& path, const std::string& data_source_name, const std::string& password_file);
 
 // The same for config text already read; `origin` names it in errors.
 ConfigResult LoadConfigText(const std::string& text, const std::string& origin, const std::string& data_source_name,

@@ -58,10 +58,9 @@ bool QueryParam(const char* qs, const char* name, size_t max, std::string& value
   return true;
 }
 
-void Send(mg_connection* conn, int status, const char* reason, const std::string& content_type,
-          const std::string& body, const std::string& extra_headers, bool head) {
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+void Send(mg_connection* conn, int status, const char* reason, const std::string& content_type, const std::string& body,
+          const std::string& extra_headers, bool head) {
+  mg_printf(conn, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
             status, reason, content_type.c_str(), body.size(), extra_headers.c_str());
   if (!head && !body.empty()) mg_write(conn, body.data(), body.size());
 }
@@ -212,10 +211,13 @@ std::string HttpServer::Start(const std::string& listen_address) {
   // kRequestTimeoutMs to send its request (and the TLS handshake), an idle keep-alive
   // connection is closed after kKeepAliveTimeoutMs, and the per-client cap (InitConnection)
   // keeps any one address from holding more than its share of the kWorkers workers.
-  std::vector<const char*> options = {"listening_ports", nullptr,        "num_threads", kWorkers,
-                                      "request_timeout_ms", kRequestTimeoutMs, "keep_alive_timeout_ms",
-                                      kKeepAliveTimeoutMs, "enable_keep_alive", "yes", "connection_queue", "256",
-                                      "listen_backlog", "1024"};
+  std::vector<const char*> options = {"listening_ports",       nullptr,
+                                      "num_threads",           kWorkers,
+                                      "request_timeout_ms",    kRequestTimeoutMs,
+                                      "keep_alive_timeout_ms", kKeepAliveTimeoutMs,
+                                      "enable_keep_alive",     "yes",
+                                      "connection_queue",      "256",
+                                      "listen_backlog",        "1024"};
   std::string pem_path, protocol;
   if (web_.tls) {
     ports += "s";
@@ -239,7 +241,10 @@ std::string HttpServer::Start(const std::string& listen_address) {
       return "cannot write the temporary TLS file";
     }
     // CivetWeb's ssl_protocol_version: 2 = TLS 1.0+, 3 = 1.1+, 4 = 1.2+, 5 = 1.3.
-    protocol = web_.min_version == "TLS10" ? "2" : web_.min_version == "TLS11" ? "3" : web_.min_version == "TLS13" ? "5" : "4";
+    protocol = web_.min_version == "TLS10"   ? "2"
+               : web_.min_version == "TLS11" ? "3"
+               : web_.min_version == "TLS13" ? "5"
+                                             : "4";
     options.insert(options.end(), {"ssl_certificate", pem_path.c_str(), "ssl_protocol_version", protocol.c_str()});
     if (std::string e = LoadOpenSslCompat(); !e.empty()) {
       ::unlink(pem_path.c_str());
@@ -332,8 +337,8 @@ int HttpServer::Dispatch(mg_connection* conn) {
     Send(conn, 401, "Unauthorized", text, "401 unauthorized\n", "WWW-Authenticate: Basic realm=\"pgpulse\"\r\n", head);
     return 401;
   }
-  const bool known =
-      path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz" || path == "/probe";
+  const bool known = path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz" ||
+                     path == "/probe";
   if (!known) {
     Send(conn, 404, "Not Found", text, "404 not found: " + path + "\n", "", head);
     return 404;
@@ -361,8 +366,7 @@ int HttpServer::Dispatch(mg_connection* conn) {
       Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
       if (probe.status != 200) {
         const char* reason = probe.status == 404 ? "Not Found" : probe.status == 403 ? "Forbidden" : "Bad Request";
-        Send(conn, probe.status, reason, text,
-             std::to_string(probe.status) + " " + probe.body, "", head);
+        Send(conn, probe.status, reason, text, std::to_string(probe.status) + " " + probe.body, "", head);
         return probe.status;
       }
       body = std::move(probe.body);

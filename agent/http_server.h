@@ -50,9 +50,9 @@ class HttpServer {
   ::mg_context* ctx_ = nullptr;
   std::string wake_host_;  // address Stop() connects to; "" = loopback
   const int max_per_client_;
-  std::vector<int> listen_ports_;          // set by Start()
+  std::vector<int> listen_ports_;         // set by Start()
   std::atomic<int> open_connections_{0};  // connections CivetWeb has handed to a worker
-  std::mutex clients_mu_;                  // guards what follows: one scan at a time
+  std::mutex clients_mu_;                 // guards what follows: one scan at a time
   struct Socket {
     bool ours = false;  // accepted on one of listen_ports_
     bool shut = false;  // shut down for being over the limit

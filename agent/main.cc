@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
   bool connect = false;
   check->add_flag("--connect", connect, "Also run every collector once against each target and print a table");
-  auto* reference = app.add_subcommand("reference", "Print the metric reference (Markdown) of the built-in definitions");
+  auto* reference =
+      app.add_subcommand("reference", "Print the metric reference (Markdown) of the built-in definitions");
   CLI11_PARSE(app, argc, argv);
 
   if (*reference) {
@@ -108,8 +109,11 @@ int main(int argc, char** argv) {
       LogError("cannot start", {{"error", e}});
       return 1;
     }
-    LogInfo("listening", {{"address", listen}, {"telemetry_path", telemetry}, {"tls", web.tls ? "on" : "off"},
-                          {"basic_auth", web.users.empty() ? "off" : "on"}, {"version", PGPULSE_VERSION}});
+    LogInfo("listening", {{"address", listen},
+                          {"telemetry_path", telemetry},
+                          {"tls", web.tls ? "on" : "off"},
+                          {"basic_auth", web.users.empty() ? "off" : "on"},
+                          {"version", PGPULSE_VERSION}});
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;

@@ -14,8 +14,8 @@ struct AllowedTarget {
   std::string name;  // a DNS name (lower case), or "" for an address/network
   int family = 0;    // AF_INET or AF_INET6 for an address/network
   std::array<unsigned char, 16> address{};
-  int prefix = 0;  // bits of `address` that must match
-  int port = 0;    // 0 = any port
+  int prefix = 0;    // bits of `address` that must match
+  int port = 0;      // 0 = any port
   std::string text;  // as written, for messages
   bool operator==(const AllowedTarget& o) const { return text == o.text; }
 };

@@ -73,15 +73,18 @@ std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<s
   for (const auto& d : defs.definitions) known.insert(d.name);
   if (defs.ok()) {
     for (const std::string& name : cfg.disabled_collectors) {
-      if (!known.count(name)) errors.push_back(cfg.origin + ": collectors.disable names unknown collector '" + name + "'");
+      if (!known.count(name))
+        errors.push_back(cfg.origin + ": collectors.disable names unknown collector '" + name + "'");
     }
     for (const std::string& name : cfg.enabled_collectors) {
-      if (!known.count(name)) errors.push_back(cfg.origin + ": collectors.enable names unknown collector '" + name + "'");
+      if (!known.count(name))
+        errors.push_back(cfg.origin + ": collectors.enable names unknown collector '" + name + "'");
       if (cfg.disabled_collectors.count(name))
         errors.push_back(cfg.origin + ": collector '" + name + "' is both enabled and disabled");
     }
     for (const auto& [name, ov] : cfg.overrides) {
-      if (!known.count(name)) errors.push_back(ov.where + ": collectors.overrides names unknown collector '" + name + "'");
+      if (!known.count(name))
+        errors.push_back(ov.where + ": collectors.overrides names unknown collector '" + name + "'");
     }
   }
   auto kept = std::make_shared<Definitions>();
@@ -178,8 +181,8 @@ std::vector<std::pair<TargetConfig, ConnectionSpec>> ResolveTargets(const Config
 
 }  // namespace
 
-std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
-                                            SelfMetrics& metrics, std::vector<std::string>& errors) {
+std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous, SelfMetrics& metrics,
+                                            std::vector<std::string>& errors) {
   errors = loaded.errors;
   const Config& cfg = loaded.config;
   std::shared_ptr<Definitions> defs = ResolveDefinitions(cfg, errors);
@@ -314,8 +317,8 @@ bool ParseAddress(const std::string& text, std::string& host, std::string& port,
   if (slash != std::string::npos) {
     dbname = rest.substr(slash + 1);
     rest = rest.substr(0, slash);
-    if (dbname.empty() || dbname.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
-                              std::string::npos)
+    if (dbname.empty() || dbname.find_first_not_of(
+                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos)
       return false;
   }
   if (!rest.empty() && rest.front() == '[') {
@@ -330,13 +333,12 @@ bool ParseAddress(const std::string& text, std::string& host, std::string& port,
     size_t colon = rest.find(':');
     host = rest.substr(0, colon);
     if (colon != std::string::npos) port = rest.substr(colon + 1);
-    if (host.empty() || host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
-                            std::string::npos)
+    if (host.empty() ||
+        host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != std::string::npos)
       return false;
   }
-  if (!port.empty() &&
-      (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) == 0 ||
-       std::stoi(port) > 65535))
+  if (!port.empty() && (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+                        std::stoi(port) == 0 || std::stoi(port) > 65535))
     return false;
   return true;
 }
@@ -398,8 +400,7 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
   auto rt = runtime();
   if (auth_module.empty()) {
     for (const auto& t : rt->targets) {
-      if (t->config().name == target)
-        return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
+      if (t->config().name == target) return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
     }
     return {404, "no target named '" + target + "' in the config (a server address needs &auth_module=NAME)\n"};
   }

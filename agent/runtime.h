@@ -44,8 +44,8 @@ struct Runtime {
 // Builds a runtime from a config. Targets of `previous` whose connection
 // settings are unchanged are kept (with their connections). On any error
 // returns nullptr and fills `errors`.
-std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous,
-                                            SelfMetrics& metrics, std::vector<std::string>& errors);
+std::shared_ptr<const Runtime> BuildRuntime(const ConfigResult& loaded, const Runtime* previous, SelfMetrics& metrics,
+                                            std::vector<std::string>& errors);
 
 class Agent {
  public:
@@ -70,16 +70,15 @@ class Agent {
     int status;  // 200, or 400/403/404 with `body` saying why
     std::string body;
   };
-  ProbeResult RenderProbe(const std::string& target, const std::string& auth_module,
-                          double prometheus_timeout_seconds);
+  ProbeResult RenderProbe(const std::string& target, const std::string& auth_module, double prometheus_timeout_seconds);
   std::string RenderLanding(const std::string& telemetry_path) const;
   // True when every target answers within a short deadline.
   bool Ready(std::string& detail);
 
  private:
   Clock::time_point Deadline(const Runtime& rt, double prometheus_timeout_seconds) const;
-  std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
-                     Clock::time_point deadline, bool include_self);
+  std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets, Clock::time_point deadline,
+                     bool include_self);
 
   // nullptr with `error` when the module or address is bad, and `forbidden` when the
   // address is outside the module's allowed_targets.

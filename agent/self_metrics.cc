@@ -14,9 +14,7 @@ namespace pgpulse::agent {
 
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+double Now() { return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
@@ -40,10 +38,11 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
                               .Name("pgpulse_collector_duration_seconds")
                               .Help("How long the collector's query took in its last run, in seconds.")
                               .Register(*registry_)),
-      collector_success_(BuildGauge()
-                             .Name("pgpulse_collector_success")
-                             .Help("1 if the collector's last run succeeded (or was served from its cache), 0 if it failed.")
-                             .Register(*registry_)),
+      collector_success_(
+          BuildGauge()
+              .Name("pgpulse_collector_success")
+              .Help("1 if the collector's last run succeeded (or was served from its cache), 0 if it failed.")
+              .Register(*registry_)),
       collector_errors_(BuildCounter()
                             .Name("pgpulse_collector_errors_total")
                             .Help("Collector runs that failed (query error, timeout, bad result).")
@@ -56,19 +55,21 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
                             .Name("pgpulse_collector_series")
                             .Help("Series the collector emitted in its last run.")
                             .Register(*registry_)),
-      collector_dropped_(BuildCounter()
-                             .Name("pgpulse_collector_series_dropped_total")
-                             .Help("Series dropped: reason=duplicate for repeated label sets, reason=limit beyond max_series.")
-                             .Register(*registry_)),
+      collector_dropped_(
+          BuildCounter()
+              .Name("pgpulse_collector_series_dropped_total")
+              .Help("Series dropped: reason=duplicate for repeated label sets, reason=limit beyond max_series.")
+              .Register(*registry_)),
       scrape_duration_(BuildHistogram()
                            .Name("pgpulse_scrape_duration_seconds")
                            .Help("Time to collect a target for one scrape, in seconds.")
                            .Register(*registry_)),
       scrapes_(BuildCounter().Name("pgpulse_scrapes_total").Help("Scrapes served, per target.").Register(*registry_)),
-      deadline_exceeded_(BuildCounter()
-                             .Name("pgpulse_scrape_deadline_exceeded_total")
-                             .Help("Scrapes answered with pg_up 0 because the server did not answer before the deadline.")
-                             .Register(*registry_)),
+      deadline_exceeded_(
+          BuildCounter()
+              .Name("pgpulse_scrape_deadline_exceeded_total")
+              .Help("Scrapes answered with pg_up 0 because the server did not answer before the deadline.")
+              .Register(*registry_)),
       scrape_deadline_(BuildGauge()
                            .Name("pgpulse_scrape_deadline_seconds")
                            .Help("Time the last scrape of the target had to answer in, in seconds: Prometheus's scrape "
@@ -97,9 +98,9 @@ SelfMetrics::SelfMetrics(const std::string& version, const std::string& revision
       .Set(1);
 }
 
-void SelfMetrics::CollectorDone(const std::string& target, const std::string& collector, size_t runs,
-                                size_t failures, size_t cache_hits, double seconds, size_t series,
-                                size_t dropped_duplicates, size_t dropped_limit) {
+void SelfMetrics::CollectorDone(const std::string& target, const std::string& collector, size_t runs, size_t failures,
+                                size_t cache_hits, double seconds, size_t series, size_t dropped_duplicates,
+                                size_t dropped_limit) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     collectors_[target].insert(collector);
@@ -120,7 +121,7 @@ void SelfMetrics::ScrapeDone(const std::string& target, double seconds, double d
                              bool deadline_exceeded) {
   scrape_deadline_.Add({{"target", target}}).Set(deadline_seconds);
   static const prometheus::Histogram::BucketBoundaries buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                0.5,   1,    2.5,   5,    10,  30};
+                                                               0.5,   1,    2.5,   5,    10,  30};
   scrape_duration_.Add({{"target", target}}, buckets).Observe(seconds);
   scrapes_.Add({{"target", target}}).Increment();
   auto& exceeded = deadline_exceeded_.Add({{"target", target}});
@@ -177,8 +178,7 @@ std::vector<collectors::Family> SelfMetrics::Collect() const {
     if (const char* p = std::strrchr(buf, ')')) {
       unsigned long utime = 0, stime = 0, vs = 0;
       long rs = 0;
-      if (std::sscanf(p + 2,
-                      "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %lu %ld",
+      if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %lu %ld",
                       &utime, &stime, &vs, &rs) == 4) {
         cpu = (utime + stime) / ticks;
         vsize = static_cast<double>(vs);
@@ -197,8 +197,8 @@ std::vector<collectors::Family> SelfMetrics::Collect() const {
   AddProcessGauge(out, "pgpulse_invalid_utf8_replacements_total",
                   "Bytes of label values from the database that were not valid UTF-8 and were replaced by U+FFFD.",
                   MetricKind::Counter, static_cast<double>(collectors::InvalidUtf8Replacements()));
-  AddProcessGauge(out, "process_cpu_seconds_total", "User and system CPU time spent, in seconds.",
-                  MetricKind::Counter, cpu);
+  AddProcessGauge(out, "process_cpu_seconds_total", "User and system CPU time spent, in seconds.", MetricKind::Counter,
+                  cpu);
   AddProcessGauge(out, "process_resident_memory_bytes", "Resident memory size, in bytes.", MetricKind::Gauge, rss);
   AddProcessGauge(out, "process_virtual_memory_bytes", "Virtual memory size, in bytes.", MetricKind::Gauge, vsize);
   AddProcessGauge(out, "process_open_fds", "Open file descriptors.", MetricKind::Gauge, fds);

@@ -28,8 +28,7 @@ class SelfMetrics {
   // in: `runs` queries executed, `failures` of them (or of its databases) failed,
   // `cache_hits` answered from its ttl cache.
   void CollectorDone(const std::string& target, const std::string& collector, size_t runs, size_t failures,
-                     size_t cache_hits, double seconds, size_t series, size_t dropped_duplicates,
-                     size_t dropped_limit);
+                     size_t cache_hits, double seconds, size_t series, size_t dropped_duplicates, size_t dropped_limit);
   void ScrapeDone(const std::string& target, double seconds, double deadline_seconds, bool deadline_exceeded);
   void ReloadDone(bool success);
   // Drops every series labelled target=`target` (an ad-hoc /probe target that was evicted).

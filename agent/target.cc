@@ -120,8 +120,7 @@ std::shared_ptr<const Collection> Target::Last() const {
   return last_;
 }
 
-std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitions> defs,
-                                                 Clock::time_point deadline) {
+std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitions> defs, Clock::time_point deadline) {
   auto started = Clock::now();
   std::shared_future<std::shared_ptr<const Collection>> fut;
   {
@@ -227,8 +226,10 @@ bool Target::EnsureConnected(std::string& error) {
     next_connect_attempt_ = Clock::now() + backoff_;
     last_connect_error_ = OneLine(e.what());
     error = "cannot connect: " + last_connect_error_;
-    LogWarn("cannot connect", {{"target", config_.name}, {"server", spec_.display},
-                               {"retry_in", collectors::FormatDuration(backoff_)}, {"error", last_connect_error_}});
+    LogWarn("cannot connect", {{"target", config_.name},
+                               {"server", spec_.display},
+                               {"retry_in", collectors::FormatDuration(backoff_)},
+                               {"error", last_connect_error_}});
     return false;
   }
 }
@@ -342,8 +343,8 @@ void Target::Discover(Clock::time_point deadline) {
   discovered_ = std::move(found);
   std::string list;
   for (const auto& d : discovered_) list += (list.empty() ? "" : ",") + d;
-  LogInfo("databases discovered", {{"target", config_.name}, {"count", std::to_string(discovered_.size())},
-                                   {"databases", list}});
+  LogInfo("databases discovered",
+          {{"target", config_.name}, {"count", std::to_string(discovered_.size())}, {"databases", list}});
 }
 
 void Target::CloseDatabase(const std::string& db) {
@@ -422,29 +423,30 @@ CollectorOutcome Target::RunOnPostgres(const std::shared_ptr<const Definitions>&
                                        const collectors::PlannedCollector& p, const std::string& database,
                                        std::unique_ptr<pqxx::connection>& conn, Clock::time_point deadline,
                                        Tally& tally) {
-  return RunOne(defs, p, database, conn != nullptr,
-                [&](collectors::Millis timeout, const Labels& extra) {
-                  collectors::CollectorRun run;
-                  collectors::FilesystemAccess fs;
-                  if (!p.definition->filesystem_column.empty()) {
-                    try {
-                      fs = FilesystemAccessFor(*conn, deadline);
-                    } catch (const std::exception& e) {
-                      conn.reset();
-                      run.connection_lost = true;
-                      run.error = "connection lost: " + OneLine(e.what());
-                      return run;
-                    }
-                  }
-                  run = collectors::RunCollector(*conn, p, timeout, extra, fs, config_.prepared_statements);
-                  if (run.connection_lost) conn.reset();
-                  return run;
-                },
-                deadline, tally);
+  return RunOne(
+      defs, p, database, conn != nullptr,
+      [&](collectors::Millis timeout, const Labels& extra) {
+        collectors::CollectorRun run;
+        collectors::FilesystemAccess fs;
+        if (!p.definition->filesystem_column.empty()) {
+          try {
+            fs = FilesystemAccessFor(*conn, deadline);
+          } catch (const std::exception& e) {
+            conn.reset();
+            run.connection_lost = true;
+            run.error = "connection lost: " + OneLine(e.what());
+            return run;
+          }
+        }
+        run = collectors::RunCollector(*conn, p, timeout, extra, fs, config_.prepared_statements);
+        if (run.connection_lost) conn.reset();
+        return run;
+      },
+      deadline, tally);
 }
 
 const collectors::FilesystemAccess& Target::FilesystemAccessFor(pqxx::connection_base& conn,
-                                                                 Clock::time_point deadline) {
+                                                                Clock::time_point deadline) {
   if (fs_access_) return *fs_access_;
   collectors::FilesystemAccess access;
   access.path_prefix = config_.filesystem.path_prefix;
@@ -487,8 +489,8 @@ const collectors::FilesystemAccess& Target::FilesystemAccessFor(pqxx::connection
       if (lines[3] != port || std::llabs(pid_started - started) > 60) {
         access.denied_reason = "other_server";
         access.denied_detail = "filesystem not looked at: " + pid_path + " belongs to another server (port " +
-                               lines[3] + ", started at " + lines[2] + "; this server: port " + port +
-                               ", started at " + std::to_string(started) + ")";
+                               lines[3] + ", started at " + lines[2] + "; this server: port " + port + ", started at " +
+                               std::to_string(started) + ")";
         return *(fs_access_ = access);
       }
     } else if (errno == ENOENT) {
@@ -510,9 +512,9 @@ const collectors::FilesystemAccess& Target::FilesystemAccessFor(pqxx::connection
   return *(fs_access_ = access);
 }
 
-CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
-                                const collectors::PlannedCollector& p, const std::string& database, bool connected,
-                                const RunFn& run_fn, Clock::time_point deadline, Tally& tally) {
+CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
+                                const std::string& database, bool connected, const RunFn& run_fn,
+                                Clock::time_point deadline, Tally& tally) {
   const collectors::Definition& def = *p.definition;
   CollectorOutcome out;
   out.name = def.name;
@@ -551,7 +553,9 @@ CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
       tally.dropped_duplicates += run.mapped.dropped_duplicates;
       tally.dropped_limit += run.mapped.dropped_limit;
       if (run.mapped.dropped_duplicates || run.mapped.dropped_limit)
-        LogDebug("series dropped", {{"target", config_.name}, {"collector", def.name}, {"database", database},
+        LogDebug("series dropped", {{"target", config_.name},
+                                    {"collector", def.name},
+                                    {"database", database},
                                     {"duplicates", std::to_string(run.mapped.dropped_duplicates)},
                                     {"over_limit", std::to_string(run.mapped.dropped_limit)}});
     } else {
@@ -560,8 +564,11 @@ CollectorOutcome Target::RunOne(const std::shared_ptr<const Definitions>& defs,
   }
   if (out.status == CollectorStatus::Failed) {
     tally.failures++;
-    LogWarn("collector failed", {{"target", config_.name}, {"collector", def.name}, {"database", database},
-                                 {"duration_ms", Ms(out.duration_seconds)}, {"error", out.detail}});
+    LogWarn("collector failed", {{"target", config_.name},
+                                 {"collector", def.name},
+                                 {"database", database},
+                                 {"duration_ms", Ms(out.duration_seconds)},
+                                 {"error", out.detail}});
     cache_.erase(key);
   } else if (def.ttl.count() > 0) {
     cache_[key] = CacheEntry{&def, defs, Clock::now(), out};
@@ -628,13 +635,14 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     for (const collectors::PlannedCollector& p : plan.run) {
       if (p.definition->scope != collectors::Scope::Server) continue;
       if (kind_ == collectors::TargetKind::PgBouncer) {
-        c->collectors.push_back(RunOne(defs, p, "", console_ != nullptr,
-                                       [&](collectors::Millis timeout, const Labels& extra) {
-                                         auto run = collectors::RunConsoleCollector(*console_, p, timeout, extra);
-                                         if (run.connection_lost) console_.reset();
-                                         return run;
-                                       },
-                                       latest(), tallies[p.definition->name]));
+        c->collectors.push_back(RunOne(
+            defs, p, "", console_ != nullptr,
+            [&](collectors::Millis timeout, const Labels& extra) {
+              auto run = collectors::RunConsoleCollector(*console_, p, timeout, extra);
+              if (run.connection_lost) console_.reset();
+              return run;
+            },
+            latest(), tallies[p.definition->name]));
         continue;
       }
       c->collectors.push_back(run_pg(p, "", conn_, tallies[p.definition->name]));
@@ -649,7 +657,8 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
       const bool own = db == current_database_;
       std::string db_error;
       DatabaseConnection* other = own ? nullptr : OpenDatabase(db, latest(), db_error);
-      const std::set<std::string>& extensions = own ? c->facts.extensions : (other ? other->extensions : c->facts.extensions);
+      const std::set<std::string>& extensions = own ? c->facts.extensions
+                                                    : (other ? other->extensions : c->facts.extensions);
       for (const collectors::PlannedCollector& p : plan.run) {
         const collectors::Definition& def = *p.definition;
         if (def.scope != collectors::Scope::Database) continue;
@@ -690,8 +699,8 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
   if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? latest() - kBackrestMargin : Clock::now()));
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
-  LogDebug("collected", {{"target", config_.name}, {"up", c->up ? "1" : "0"},
-                         {"duration_ms", Ms(c->duration_seconds)}});
+  LogDebug("collected",
+           {{"target", config_.name}, {"up", c->up ? "1" : "0"}, {"duration_ms", Ms(c->duration_seconds)}});
   return c;
 }
 

@@ -100,7 +100,7 @@ class Target {
   };
   struct CacheEntry {
     const collectors::Definition* definition;  // identity within `defs`
-    std::shared_ptr<const Definitions> defs;    // keeps `definition` alive
+    std::shared_ptr<const Definitions> defs;   // keeps `definition` alive
     Clock::time_point at;
     CollectorOutcome outcome;
   };
@@ -136,8 +136,8 @@ class Target {
   // Runs (or serves from cache) one collector in one database; `connected`
   // false means its connection was lost earlier in this scrape.
   CollectorOutcome RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
-                          const std::string& database, bool connected, const RunFn& run,
-                          Clock::time_point deadline, Tally& tally);
+                          const std::string& database, bool connected, const RunFn& run, Clock::time_point deadline,
+                          Tally& tally);
   // RunOne on a PostgreSQL connection.
   CollectorOutcome RunOnPostgres(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
                                  const std::string& database, std::unique_ptr<pqxx::connection>& conn,
@@ -156,14 +156,14 @@ class Target {
   Clock::time_point next_connect_attempt_{};
   std::chrono::milliseconds backoff_{0};
   std::string last_connect_error_;
-  std::map<std::string, CacheEntry> cache_;  // key: collector name + '\x1f' + database
+  std::map<std::string, CacheEntry> cache_;              // key: collector name + '\x1f' + database
   std::map<std::string, DatabaseConnection> databases_;  // other than current_database_
-  std::vector<std::string> discovered_;  // databases from the last discovery, sorted
+  std::vector<std::string> discovered_;                  // databases from the last discovery, sorted
   Clock::time_point discovered_at_{};
   bool discovery_done_ = false;
   std::vector<std::regex> include_, exclude_;
   std::optional<collectors::FilesystemAccess> fs_access_;  // decided once per collection
-  uint64_t backrest_seen_ = 0;  // sequence of the last pgbackrest result reported
+  uint64_t backrest_seen_ = 0;                             // sequence of the last pgbackrest result reported
 
   // Runs pgbackrest info on a thread of its own; null when not configured. Declared
   // before the worker so that it outlives it.
@@ -171,13 +171,13 @@ class Target {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::unique_ptr<Request> pending_;                             // guarded by mu_
+  std::unique_ptr<Request> pending_;                                // guarded by mu_
   std::shared_future<std::shared_ptr<const Collection>> inflight_;  // guarded by mu_
-  bool inflight_active_ = false;                                 // guarded by mu_
-  Clock::time_point inflight_deadline_{};  // latest deadline of the in-flight collection's waiters; guarded by mu_
-  bool stopping_ = false;                                        // guarded by mu_
-  std::shared_ptr<const Collection> last_;                       // guarded by mu_
-  std::thread worker_;  // started by the first Scrape, under mu_
+  bool inflight_active_ = false;                                    // guarded by mu_
+  Clock::time_point inflight_deadline_{};   // latest deadline of the in-flight collection's waiters; guarded by mu_
+  bool stopping_ = false;                   // guarded by mu_
+  std::shared_ptr<const Collection> last_;  // guarded by mu_
+  std::thread worker_;                      // started by the first Scrape, under mu_
 };
 
 }  // namespace pgpulse::agent

@@ -27,7 +27,8 @@ void ParseTls(const YAML::Node& tls, YamlReader& r, WebConfig& into) {
       continue;
     }
     (std::string(key) == "cert_file" ? into.cert_file : into.key_file) = v.Scalar();
-    if (!Readable(v.Scalar())) r.Error(v, std::string("tls_server_config.") + key + ": cannot read '" + v.Scalar() + "'");
+    if (!Readable(v.Scalar()))
+      r.Error(v, std::string("tls_server_config.") + key + ": cannot read '" + v.Scalar() + "'");
   }
   if (const YAML::Node v = tls["min_version"]) {
     std::string s = v.IsScalar() ? v.Scalar() : "";
@@ -59,8 +60,9 @@ std::vector<std::string> WebConfigReloadErrors(const std::string& path, const We
   WebConfigResult now = LoadWebConfig(path);
   if (!now.ok()) return now.errors;
   if (now.config == running) return {};
-  return {path + ": the web config changed since pgpulse started; TLS and basic auth are set up at start: "
-                 "restart pgpulse to apply it, or restore the file to reload the rest"};
+  return {path +
+          ": the web config changed since pgpulse started; TLS and basic auth are set up at start: "
+          "restart pgpulse to apply it, or restore the file to reload the rest"};
 }
 
 WebConfigResult LoadWebConfig(const std::string& path) {

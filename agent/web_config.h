@@ -14,8 +14,8 @@ struct WebConfig {
   bool tls = false;
   std::string cert_file;
   std::string key_file;
-  std::string min_version = "TLS12";            // TLS10, TLS11, TLS12, TLS13
-  std::map<std::string, std::string> users;     // name -> bcrypt hash
+  std::string min_version = "TLS12";         // TLS10, TLS11, TLS12, TLS13
+  std::map<std::string, std::string> users;  // name -> bcrypt hash
   bool operator==(const WebConfig& o) const {
     return tls == o.tls && cert_file == o.cert_file && key_file == o.key_file && min_version == o.min_version &&
            users == o.users;

@@ -56,7 +56,10 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
     } else if (s == "rows_before_limit") {
       col.usage = ColumnUsage::RowsBeforeLimit;
     } else {
-      r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map with one of label, gauge, counter, ignore, add_to; got '" + s + "'");
+      r.Error(spec, ctx +
+                        ": expected 'label', 'ignore', 'rows_before_limit' or a map with one of label, gauge, counter, "
+                        "ignore, add_to; got '" +
+                        s + "'");
       return;
     }
   } else if (spec.IsMap()) {
@@ -112,7 +115,8 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
   }
   if (col.usage == ColumnUsage::Label) {
     if (!ValidLabelName(col.label)) {
-      r.Error(spec, ctx + ": invalid label name '" + col.label + "' (must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __)");
+      r.Error(spec, ctx + ": invalid label name '" + col.label +
+                        "' (must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __)");
     } else if (def.scope == Scope::Database && col.label == "datname") {
       r.Error(spec, ctx + ": label 'datname' is added by the agent to database-scoped collectors; choose another name");
     }
@@ -198,8 +202,10 @@ void ParseRequires(Reader& r, const YAML::Node& node, const std::string& ctx, De
         if (auto s = r.String(req["privilege"], ctx + ".requires.privilege")) {
           // Only predefined roles: a site's own role names would make the shipped definitions non-portable.
           if (s->rfind("pg_", 0) != 0 || !ValidCollectorName(*s))
-            r.Error(req["privilege"], ctx + ".requires.privilege: must name a predefined role such as pg_monitor or "
-                                            "pg_read_all_settings, got '" + *s + "'");
+            r.Error(req["privilege"], ctx +
+                                          ".requires.privilege: must name a predefined role such as pg_monitor or "
+                                          "pg_read_all_settings, got '" +
+                                          *s + "'");
           else def.required_privilege = *s;
         }
       }
@@ -263,17 +269,18 @@ void ParseVariants(Reader& r, const YAML::Node& node, const std::string& ctx, De
         r.CheckKeys(v, ctx + " variant", {"min_version", "max_version", "sql"});
         Variant var;
         if (v["min_version"]) {
-          if (auto i = r.Integer(v["min_version"], ctx + " variant min_version")) var.min_version = static_cast<int>(*i);
+          if (auto i = r.Integer(v["min_version"], ctx + " variant min_version"))
+            var.min_version = static_cast<int>(*i);
         }
         if (v["max_version"]) {
-          if (auto i = r.Integer(v["max_version"], ctx + " variant max_version")) var.max_version = static_cast<int>(*i);
+          if (auto i = r.Integer(v["max_version"], ctx + " variant max_version"))
+            var.max_version = static_cast<int>(*i);
         }
         if (!v["sql"]) r.Error(v, ctx + " variant: missing required key 'sql'");
         else if (auto s = r.String(v["sql"], ctx + " variant sql")) var.sql = *s;
         if (var.min_version >= var.max_version)
-          r.Error(v, ctx + " variant: min_version " + std::to_string(var.min_version) +
-                         " must be below max_version " + std::to_string(var.max_version) +
-                         " (max_version is exclusive)");
+          r.Error(v, ctx + " variant: min_version " + std::to_string(var.min_version) + " must be below max_version " +
+                         std::to_string(var.max_version) + " (max_version is exclusive)");
         def.variants.push_back(std::move(var));
       }
       std::vector<std::pair<Variant, YAML::Node>> sorted;
@@ -318,7 +325,8 @@ void CheckPgBouncerCollector(Reader& r, const YAML::Node& node, const std::strin
     }
   }
   if (def.scope == Scope::Database)
-    r.Error(node["scope"], ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
+    r.Error(node["scope"],
+            ctx + ".scope: a pgbouncer collector runs once per console; scope 'database' does not apply");
   if (const YAML::Node req = node["requires"])
     r.Error(req, ctx + ".requires: extensions and roles are PostgreSQL's; a pgbouncer collector cannot require them");
   if (const YAML::Node fs = node["filesystem"])
@@ -340,15 +348,16 @@ void CheckColumns(Reader& r, const YAML::Node& node, const std::string& ctx, con
                                   "', which is not a gauge or counter column of this collector");
     }
     if (def.pivot && (c.name == def.pivot->key_column || c.name == def.pivot->value_column))
-      r.Error(cols[c.name], ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
+      r.Error(cols[c.name],
+              ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
     if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
       has_metric = true;
       if (!metrics.insert(c.metric).second)
         r.Error(cols, ctx + ": metric '" + c.metric + "' is produced by two columns");
     }
     if (c.usage == ColumnUsage::Label && !labels.emplace(c.label, c.name).second)
-      r.Error(cols, ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" +
-                        c.name + "'");
+      r.Error(cols,
+              ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" + c.name + "'");
   }
   if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column (or info), so it produces nothing");
   size_t counts = 0;
@@ -357,7 +366,8 @@ void CheckColumns(Reader& r, const YAML::Node& node, const std::string& ctx, con
   if (counts == 1 && def.max_rows == SIZE_MAX)
     r.Error(cols, ctx + ": a rows_before_limit column means the SQL limits itself with LIMIT $1, which needs max_rows");
   if (counts == 1 && def.target == TargetKind::PgBouncer)
-    r.Error(cols, ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
+    r.Error(cols,
+            ctx + ": a pgbouncer collector cannot use rows_before_limit: the console has no parameters to bind $1");
   if (!def.filesystem_column.empty() && !def.FindColumn(def.filesystem_column))
     r.Error(node["filesystem"], ctx + ".filesystem: column '" + def.filesystem_column +
                                     "' (the path to look at) must be described in 'columns'");
@@ -411,9 +421,10 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
     ctx = "collector '" + def.name + "'";
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
-  r.CheckKeys(node, ctx, {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns",
-                          "max_series", "max_rows", "enabled", "pivot", "info", "ignore_other_columns",
-                          "filesystem", "extension_versions"});
+  r.CheckKeys(
+      node, ctx,
+      {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns", "max_series",
+       "max_rows", "enabled", "pivot", "info", "ignore_other_columns", "filesystem", "extension_versions"});
   if (node["target"]) {
     if (auto s = r.String(node["target"], ctx + ".target")) {
       if (*s == "postgres") def.target = TargetKind::Postgres;
@@ -469,9 +480,7 @@ bool ValidLabelName(const std::string& name) {
   return true;
 }
 
-const char* TargetKindName(TargetKind kind) {
-  return kind == TargetKind::PgBouncer ? "pgbouncer" : "postgres";
-}
+const char* TargetKindName(TargetKind kind) { return kind == TargetKind::PgBouncer ? "pgbouncer" : "postgres"; }
 
 int ExtensionVersionNum(const std::string& version) {
   static const std::regex kVersion(R"(([0-9]{1,4})\.([0-9]{1,2}))");
@@ -540,8 +549,8 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
         r.Error(item, "collector '" + def->name + "' is defined twice in this file (first at " + it->second + ")");
         continue;
       }
-      auto existing = std::find_if(merged.begin(), merged.end(),
-                                   [&](const Definition& d) { return d.name == def->name; });
+      auto existing =
+          std::find_if(merged.begin(), merged.end(), [&](const Definition& d) { return d.name == def->name; });
       if (existing != merged.end()) *existing = std::move(*def);
       else merged.push_back(std::move(*def));
     }
@@ -552,16 +561,16 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
       auto [it, fresh] = owner.emplace(d.info->metric, &d);
       if (!fresh && it->second != &d)
         result.errors.push_back(d.origin + ": collector '" + d.name + "': metric '" + d.info->metric +
-                                "' is already produced by collector '" + it->second->name + "' (" +
-                                it->second->origin + ")");
+                                "' is already produced by collector '" + it->second->name + "' (" + it->second->origin +
+                                ")");
     }
     for (const Column& c : d.columns) {
       if (c.usage != ColumnUsage::Gauge && c.usage != ColumnUsage::Counter) continue;
       auto [it, fresh] = owner.emplace(c.metric, &d);
       if (!fresh && it->second != &d)
         result.errors.push_back(d.origin + ": collector '" + d.name + "': metric '" + c.metric +
-                                "' is already produced by collector '" + it->second->name + "' (" +
-                                it->second->origin + ")");
+                                "' is already produced by collector '" + it->second->name + "' (" + it->second->origin +
+                                ")");
     }
   }
   if (result.errors.empty()) result.definitions = std::move(merged);

@@ -93,7 +93,7 @@ char* WriteFractionFast(char* p, double value) {
   if (s < 1) return nullptr;  // an integer; not reached for values below 1e16
 
   // Decimal exponent of the first digit, then k so that m * 10^k / 2^s has 16 digits.
-  static constexpr double kPowers[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5,
+  static constexpr double kPowers[] = {1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0,  1e1,  1e2,  1e3,  1e4, 1e5,
                                        1e6,  1e7,  1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
   int exponent = 15;
   while (exponent > -5 && magnitude < kPowers[exponent + 5]) --exponent;
@@ -210,16 +210,11 @@ void AddSample(Family& family, std::string& suffix, std::string_view part, std::
 
 MetricKind KindOf(prometheus::MetricType type) {
   switch (type) {
-    case prometheus::MetricType::Counter:
-      return MetricKind::Counter;
-    case prometheus::MetricType::Gauge:
-      return MetricKind::Gauge;
-    case prometheus::MetricType::Histogram:
-      return MetricKind::Histogram;
-    case prometheus::MetricType::Summary:
-      return MetricKind::Summary;
-    case prometheus::MetricType::Untyped:
-      return MetricKind::Untyped;
+    case prometheus::MetricType::Counter: return MetricKind::Counter;
+    case prometheus::MetricType::Gauge: return MetricKind::Gauge;
+    case prometheus::MetricType::Histogram: return MetricKind::Histogram;
+    case prometheus::MetricType::Summary: return MetricKind::Summary;
+    case prometheus::MetricType::Untyped: return MetricKind::Untyped;
   }
   return MetricKind::Untyped;
 }
@@ -286,9 +281,7 @@ std::vector<Family> FromPrometheus(const std::vector<prometheus::MetricFamily>& 
         case prometheus::MetricType::Counter:
           AddSample(family, suffix, "", labels, "", "", metric.counter.value);
           break;
-        case prometheus::MetricType::Gauge:
-          AddSample(family, suffix, "", labels, "", "", metric.gauge.value);
-          break;
+        case prometheus::MetricType::Gauge: AddSample(family, suffix, "", labels, "", "", metric.gauge.value); break;
         case prometheus::MetricType::Untyped:
           AddSample(family, suffix, "", labels, "", "", metric.untyped.value);
           break;

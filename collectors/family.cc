@@ -79,10 +79,10 @@ size_t Utf8SequenceLength(const unsigned char* p, const unsigned char* end) {
   for (size_t i = 1; i < n; ++i) {
     if ((p[i] & 0xc0) != 0x80) return 0;
   }
-  if (c == 0xe0 && p[1] < 0xa0) return 0;   // overlong
-  if (c == 0xed && p[1] > 0x9f) return 0;   // UTF-16 surrogate
-  if (c == 0xf0 && p[1] < 0x90) return 0;   // overlong
-  if (c == 0xf4 && p[1] > 0x8f) return 0;   // above U+10FFFF
+  if (c == 0xe0 && p[1] < 0xa0) return 0;  // overlong
+  if (c == 0xed && p[1] > 0x9f) return 0;  // UTF-16 surrogate
+  if (c == 0xf0 && p[1] < 0x90) return 0;  // overlong
+  if (c == 0xf4 && p[1] > 0x8f) return 0;  // above U+10FFFF
   return n;
 }
 
@@ -126,16 +126,11 @@ uint64_t InvalidUtf8Replacements() { return invalid_utf8_replacements.load(std::
 
 std::string_view KindName(MetricKind kind) {
   switch (kind) {
-    case MetricKind::Gauge:
-      return "gauge";
-    case MetricKind::Counter:
-      return "counter";
-    case MetricKind::Histogram:
-      return "histogram";
-    case MetricKind::Untyped:
-      return "untyped";
-    case MetricKind::Summary:
-      return "summary";
+    case MetricKind::Gauge: return "gauge";
+    case MetricKind::Counter: return "counter";
+    case MetricKind::Histogram: return "histogram";
+    case MetricKind::Untyped: return "untyped";
+    case MetricKind::Summary: return "summary";
   }
   return "untyped";
 }
@@ -190,8 +185,6 @@ std::string RenderLabels(const std::vector<std::pair<std::string, std::string>>&
   return out;
 }
 
-void AppendEscapedHelp(std::string& out, std::string_view help) {
-  AppendEscaped(out, help, kHelpEscapes);
-}
+void AppendEscapedHelp(std::string& out, std::string_view help) { AppendEscaped(out, help, kHelpEscapes); }
 
 }  // namespace pgpulse::collectors

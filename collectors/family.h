@@ -24,7 +24,7 @@ struct Family {
   std::string help;
   MetricKind kind = MetricKind::Gauge;
 
-  std::string suffixes;             // all samples' suffixes, back to back
+  std::string suffixes;              // all samples' suffixes, back to back
   std::vector<uint32_t> suffix_end;  // end offset in `suffixes` of sample i
   std::vector<double> values;
 

@@ -13,17 +13,17 @@ struct FilesystemAccess {
   bool allowed = false;
   std::string denied_reason = "not_configured";  // short code when !allowed: not_local, disabled, other_server
   std::string denied_detail = "the agent did not decide whether the server's files are on this machine";
-  std::string path_prefix;    // prepended to every server path (the volume mounted elsewhere, e.g. /host)
+  std::string path_prefix;  // prepended to every server path (the volume mounted elsewhere, e.g. /host)
 };
 
 // The added result columns, in this order.
 inline constexpr const char* kFilesystemColumns[] = {"fs_size_bytes", "fs_free_bytes", "fs_avail_bytes",
-                                                     "fs_visible", "fs_reason", "fs_device"};
+                                                     "fs_visible",    "fs_reason",     "fs_device"};
 
 struct FilesystemStat {
   bool visible = false;
-  std::string reason;  // "" when visible; else a short code: permission_denied, not_found, error, or the access's
-  std::string detail;  // for people: the path and the system error
+  std::string reason;      // "" when visible; else a short code: permission_denied, not_found, error, or the access's
+  std::string detail;      // for people: the path and the system error
   double size_bytes = 0;   // f_blocks * f_frsize (df's Size)
   double free_bytes = 0;   // f_bfree * f_frsize (free including root's reserve)
   double avail_bytes = 0;  // f_bavail * f_frsize (df's Avail: what PostgreSQL, not root, can use)

@@ -29,8 +29,8 @@ struct TableView {
 };
 
 struct MappedResult {
-  std::vector<Family> families;  // one per metric column, in column order, then the info metric
-  size_t series = 0;             // samples kept
+  std::vector<Family> families;   // one per metric column, in column order, then the info metric
+  size_t series = 0;              // samples kept
   size_t dropped_duplicates = 0;  // samples whose label set was already seen
   size_t dropped_limit = 0;       // samples beyond the definition's max_rows or max_series
   std::string error;              // non-empty: the result could not be mapped at all

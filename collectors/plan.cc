@@ -47,8 +47,8 @@ Plan MakePlan(const std::vector<Definition>& definitions, const ServerFacts& fac
     }
     const Variant* v = def.VariantFor(version_num);
     if (!v) {
-      plan.skipped.push_back({&def, "no SQL variant for server_version_num " + std::to_string(version_num) +
-                                        extension_note});
+      plan.skipped.push_back(
+          {&def, "no SQL variant for server_version_num " + std::to_string(version_num) + extension_note});
       continue;
     }
     plan.run.push_back({&def, v});

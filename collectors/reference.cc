@@ -53,7 +53,9 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
   std::vector<const Definition*> sorted;
   for (const Definition& d : definitions) sorted.push_back(&d);
   std::sort(sorted.begin(), sorted.end(), [](const Definition* a, const Definition* b) { return a->name < b->name; });
-  out += "| collector | scope | versions | requires | ttl | timeout | default |\n| --- | --- | --- | --- | --- | --- | --- |\n";
+  out +=
+      "| collector | scope | versions | requires | ttl | timeout | default |\n| --- | --- | --- | --- | --- | --- | "
+      "--- |\n";
   for (const Definition* d : sorted) {
     std::string requires_what;
     if (d->required_extension) requires_what = "extension " + *d->required_extension;
@@ -65,10 +67,12 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
       if (!requires_what.empty()) requires_what += ", ";
       requires_what += d->required_role == Role::Primary ? "primary" : "replica";
     }
-    const char* scope = d->target == TargetKind::PgBouncer ? "pgbouncer" : d->scope == Scope::Database ? "database" : "server";
-    out += "| [" + d->name + "](#" + d->name + ") | " + scope + " | " +
-           VersionSpan(*d) + " | " + (requires_what.empty() ? "-" : requires_what) + " | " + FormatDuration(d->ttl) +
-           " | " + FormatDuration(d->timeout) + " | " + (d->enabled ? "on" : "off") + " |\n";
+    const char* scope = d->target == TargetKind::PgBouncer ? "pgbouncer"
+                        : d->scope == Scope::Database      ? "database"
+                                                           : "server";
+    out += "| [" + d->name + "](#" + d->name + ") | " + scope + " | " + VersionSpan(*d) + " | " +
+           (requires_what.empty() ? "-" : requires_what) + " | " + FormatDuration(d->ttl) + " | " +
+           FormatDuration(d->timeout) + " | " + (d->enabled ? "on" : "off") + " |\n";
   }
   for (const Definition* d : sorted) {
     out += "\n## " + d->name + "\n\n" + Cell(d->help) + "\n\n";
@@ -86,11 +90,12 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
              (labels.empty() ? "-" : labels) + " | " + (c.unit.empty() ? "-" : c.unit) + " | " + Cell(c.help) + " |\n";
     }
     if (d->info)
-      out += "| `" + d->info->metric + "` | gauge | " + (labels.empty() ? "-" : labels) + " | - | " + Cell(d->info->help) +
-             " |\n";
+      out += "| `" + d->info->metric + "` | gauge | " + (labels.empty() ? "-" : labels) + " | - | " +
+             Cell(d->info->help) + " |\n";
   }
   for (const DeclaredSource& s : sources) {
-    out += "\n## " + s.name + "\n\n" + Cell(s.about) + "\n\n| metric | type | labels | unit | help |\n| --- | --- | --- | --- | --- |\n";
+    out += "\n## " + s.name + "\n\n" + Cell(s.about) +
+           "\n\n| metric | type | labels | unit | help |\n| --- | --- | --- | --- | --- |\n";
     for (const DeclaredMetric& m : s.metrics)
       out += "| `" + m.name + "` | " + m.type + " | " + m.labels + " | " + m.unit + " | " + Cell(m.help) + " |\n";
   }

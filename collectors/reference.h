@@ -29,6 +29,7 @@ struct DeclaredSource {
 // One section per collector, one table row per metric: type, labels, unit,
 // help, versions, default ttl; then one section per declared source.
 // Deterministic, so a test can compare it with the committed file.
-std::string RenderReference(const std::vector<Definition>& definitions, const std::vector<DeclaredSource>& sources = {});
+std::string RenderReference(const std::vector<Definition>& definitions,
+                            const std::vector<DeclaredSource>& sources = {});
 
 }  // namespace pgpulse::collectors

@@ -78,9 +78,18 @@ void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access,
       Cell& cell = cells[r * new_cols + old_cols + w];
       cell.null = false;
       switch (wanted[w]) {
-        case 0: cell.null = !st.visible; text = Number(st.size_bytes); break;
-        case 1: cell.null = !st.visible; text = Number(st.free_bytes); break;
-        case 2: cell.null = !st.visible; text = Number(st.avail_bytes); break;
+        case 0:
+          cell.null = !st.visible;
+          text = Number(st.size_bytes);
+          break;
+        case 1:
+          cell.null = !st.visible;
+          text = Number(st.free_bytes);
+          break;
+        case 2:
+          cell.null = !st.visible;
+          text = Number(st.avail_bytes);
+          break;
         case 3: text = st.visible ? "1" : "0"; break;
         case 4: text = st.reason; break;
         case 5: text = st.device; break;
@@ -154,21 +163,22 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     run.error = std::string("connection lost: ") + e.what();
   } catch (const pqxx::sql_error& e) {
     // 57014 query_canceled: statement_timeout fired on the server.
-    if (e.sqlstate() == "57014") run.error = "timed out after " + FormatDuration(timeout) + " (cancelled on the server): ";
+    if (e.sqlstate() == "57014")
+      run.error = "timed out after " + FormatDuration(timeout) + " (cancelled on the server): ";
     // 55P03 lock_not_available: lock_timeout fired.
     if (e.sqlstate() == "55P03") run.error = "waited too long for a lock (lock_timeout): ";
     // 26000 invalid_sql_statement_name: prepared on another server connection than this one.
     if (e.sqlstate() == "26000" && prepare)
-      run.error = "the server connection does not have this collector's prepared statement (a transaction-pooling "
-                  "proxy between the agent and PostgreSQL? then set prepared_statements: false on the target): ";
+      run.error =
+          "the server connection does not have this collector's prepared statement (a transaction-pooling "
+          "proxy between the agent and PostgreSQL? then set prepared_statements: false on the target): ";
     run.error += e.what();
   } catch (const std::exception& e) {
     run.error = e.what();
   }
   if (!conn.is_open()) run.connection_lost = true;
   while (!run.error.empty() && (run.error.back() == '\n' || run.error.back() == ' ')) run.error.pop_back();
-  run.duration_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  run.duration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;
 }
 

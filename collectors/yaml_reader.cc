@@ -23,7 +23,9 @@ std::string YamlReader::Where(const YAML::Node& node) const {
   return origin_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1);
 }
 
-void YamlReader::Error(const YAML::Node& node, const std::string& what) { errors_.push_back(Where(node) + ": " + what); }
+void YamlReader::Error(const YAML::Node& node, const std::string& what) {
+  errors_.push_back(Where(node) + ": " + what);
+}
 
 void YamlReader::CheckKeys(const YAML::Node& map, const std::string& context,
                            std::initializer_list<const char*> allowed) {
@@ -121,8 +123,9 @@ std::optional<double> YamlReader::Number(const YAML::Node& node, const std::stri
 
 std::optional<Millis> YamlReader::Duration(const YAML::Node& node, const std::string& what) {
   auto d = node.IsScalar() ? ParseDuration(node.Scalar()) : std::nullopt;
-  if (!d) Error(node, what + " must be a duration like 500ms, 10s or 5m" +
-                          (node.IsScalar() ? ", got '" + node.Scalar() + "'" : std::string()));
+  if (!d)
+    Error(node, what + " must be a duration like 500ms, 10s or 5m" +
+                    (node.IsScalar() ? ", got '" + node.Scalar() + "'" : std::string()));
   return d;
 }
 

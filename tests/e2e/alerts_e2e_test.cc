@@ -92,7 +92,8 @@ double Number(const std::string& text) { return text.empty() ? 0 : std::stod(tex
   const bool arrived = PollUntil(
       [&] {
         for (const auto& alert : webhook.Received()) {
-          if (alert.alertname == alertname && alert.status == "firing" && LabelsInclude(alert.labels, want)) return true;
+          if (alert.alertname == alertname && alert.status == "firing" && LabelsInclude(alert.labels, want))
+            return true;
         }
         return false;
       },
@@ -226,8 +227,8 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
 
   // primary: archiving (healthy at first), a replication slot, lock waits, and the writes its standby lags on.
   // A prepared transaction (held to hold back the xmin horizon) needs max_prepared_transactions.
-  auto primary = PostgresServer::Start(
-      {"archive_mode = on", "archive_command = '/bin/true'", "max_prepared_transactions = 5"});
+  auto primary =
+      PostgresServer::Start({"archive_mode = on", "archive_command = '/bin/true'", "max_prepared_transactions = 5"});
   // matrix.alerts.pg12 and .pg18 run this test with PGPULSE_PG_MAJOR set.
   Note("PostgreSQL " + primary->Query("SHOW server_version"));
   if (const char* major = std::getenv("PGPULSE_PG_MAJOR")) {
@@ -239,8 +240,9 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   ExecIn(*primary, "app", "CREATE TABLE locked (id int)");
   primary->Exec("CREATE TABLE filler (id int, payload text)");
   // Autovacuum is off for this table and its own threshold is 10 dead tuples: deleting rows puts it over for good.
-  primary->Exec("CREATE TABLE e2e_behind (id int) WITH (autovacuum_enabled = false, autovacuum_vacuum_threshold = 10,"
-                " autovacuum_vacuum_scale_factor = 0)");
+  primary->Exec(
+      "CREATE TABLE e2e_behind (id int) WITH (autovacuum_enabled = false, autovacuum_vacuum_threshold = 10,"
+      " autovacuum_vacuum_scale_factor = 0)");
   auto standby = PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'"});
   // busy: a small connection limit to fill, then stopped for PostgreSQLDown.
   auto busy = PostgresServer::Start({"max_connections = 20", "superuser_reserved_connections = 3"});
@@ -259,8 +261,8 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
   // autovacuum_thresholds every scrape (its ttl is 30 s) so that the alert follows within the test's time.
   const Scraped on_primary = StartAgent(
       *primary, "pgpulse-primary",
-      {"--config.file=" + WriteTempFile("alerts_e2e_primary.yml",
-                                        "collectors:\n  overrides:\n    autovacuum_thresholds: {ttl: 0s}\n")});
+      {"--config.file=" +
+       WriteTempFile("alerts_e2e_primary.yml", "collectors:\n  overrides:\n    autovacuum_thresholds: {ttl: 0s}\n")});
   const Scraped on_standby = StartAgent(*standby, "pgpulse-standby");
   const Scraped on_busy = StartAgent(*busy, "pgpulse-busy");
 
@@ -382,11 +384,11 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
        "pg_replication_replica_replay_lag_bytes"},
       {"PostgreSQLReplicationLagSeconds", Target(on_standby, {{"severity", "warning"}}),
        "pg_replication_replica_replay_lag_seconds"},
-      {"PostgreSQLXminHorizonHeldBack",
-       Target(on_primary, {{"kind", "prepared_transaction"}, {"severity", "warning"}}), "pg_xmin_horizon_age_xids"},
+      {"PostgreSQLXminHorizonHeldBack", Target(on_primary, {{"kind", "prepared_transaction"}, {"severity", "warning"}}),
+       "pg_xmin_horizon_age_xids"},
       {"PostgreSQLAutovacuumBehind",
-       Target(on_primary, {{"datname", "postgres"}, {"schemaname", "public"}, {"relname", "e2e_behind"},
-                           {"severity", "warning"}}),
+       Target(on_primary,
+              {{"datname", "postgres"}, {"schemaname", "public"}, {"relname", "e2e_behind"}, {"severity", "warning"}}),
        "pg_table_autovacuum_vacuum_ratio"},
   };
   for (const auto& e : expected) {

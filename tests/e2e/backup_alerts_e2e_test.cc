@@ -87,9 +87,9 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   if (!PgbackrestRepo::Installed()) GTEST_SKIP() << PgbackrestRepo::kCommand << " is not installed (tests/deps.sh)";
   const auto start = Clock::now();
   const std::string healthy_rules = GenerateRules("backup_e2e_healthy", kHealthyThresholds);
-  const std::string too_old_rules =
-      GenerateRules("backup_e2e_too_old", std::string(kHealthyThresholds) +
-                                              "backup_full_max_age_seconds: " + std::to_string(kTooOldSeconds) + "\n");
+  const std::string too_old_rules = GenerateRules(
+      "backup_e2e_too_old",
+      std::string(kHealthyThresholds) + "backup_full_max_age_seconds: " + std::to_string(kTooOldSeconds) + "\n");
 
   auto pg = PostgresServer::Start(PgbackrestRepo::ServerConf());
   auto repo = PgbackrestRepo::Create(*pg);
@@ -133,14 +133,15 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   Labels full = stanza;
   full["type"] = "full";
   const WebhookReceiver::Alert too_old = WaitFor(*webhook, "PostgreSQLBackupFullTooOld", "firing", full, 20);
-  ASSERT_FALSE(too_old.alertname.empty()) << "PostgreSQLBackupFullTooOld did not reach the webhook in 20 s; "
-                                             "Prometheus:"
-                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
+  ASSERT_FALSE(too_old.alertname.empty())
+      << "PostgreSQLBackupFullTooOld did not reach the webhook in 20 s; "
+         "Prometheus:"
+      << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
   std::cout << "[ backup] PostgreSQLBackupFullTooOld at the webhook " << SecondsSince(lowered)
             << " s after the threshold was lowered" << std::endl;
   EXPECT_EQ(too_old.labels.at("severity"), "warning");
-  EXPECT_NE(too_old.annotations.at("description").find("full pgBackRest backup of stanza main (PostgreSQL on " +
-                                                       instance + ") finished"),
+  EXPECT_NE(too_old.annotations.at("description")
+                .find("full pgBackRest backup of stanza main (PostgreSQL on " + instance + ") finished"),
             std::string::npos)
       << too_old.annotations.at("description");
   EXPECT_NE(too_old.annotations.at("runbook_url").find("#postgresqlbackupfulltooold"), std::string::npos);
@@ -150,9 +151,10 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   repo->BreakInfo();
   const auto broken = Clock::now();
   const WebhookReceiver::Alert failing = WaitFor(*webhook, "PostgreSQLBackupInfoFailing", "firing", stanza, 20);
-  EXPECT_FALSE(failing.alertname.empty()) << "PostgreSQLBackupInfoFailing did not reach the webhook in 20 s; "
-                                             "Prometheus:"
-                                          << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
+  EXPECT_FALSE(failing.alertname.empty())
+      << "PostgreSQLBackupInfoFailing did not reach the webhook in 20 s; "
+         "Prometheus:"
+      << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
   std::cout << "[ backup] PostgreSQLBackupInfoFailing at the webhook " << SecondsSince(broken)
             << " s after the repository broke" << std::endl;
   EXPECT_EQ(Value(*prometheus, "pgbackrest_stanza_status_code" + sel), 3) << "missing stanza data";

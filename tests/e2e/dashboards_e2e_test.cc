@@ -348,9 +348,17 @@ void Render(const PrometheusServer& prometheus, const std::vector<std::string>& 
             const std::string& queryid) {
   const char* out = std::getenv("PGPULSE_RENDER_DASHBOARDS");
   if (!out || !*out) return;
-  std::vector<std::string> argv = {"/usr/bin/python3", std::string(PGPULSE_SOURCE_DIR) + "/dashboards/render.py",
-                                   "--prometheus", prometheus.url(""), "--out", out, "--minutes", "2",
-                                   "--suffix=" + suffix, "--var", "queryid=" + queryid};
+  std::vector<std::string> argv = {"/usr/bin/python3",
+                                   std::string(PGPULSE_SOURCE_DIR) + "/dashboards/render.py",
+                                   "--prometheus",
+                                   prometheus.url(""),
+                                   "--out",
+                                   out,
+                                   "--minutes",
+                                   "2",
+                                   "--suffix=" + suffix,
+                                   "--var",
+                                   "queryid=" + queryid};
   for (const auto& f : files) argv.push_back(std::string(PGPULSE_SOURCE_DIR) + "/dashboards/" + f);
   const CommandResult r = RunCommand(argv, {}, 300);
   EXPECT_EQ(r.exit_status, 0) << r.output;
@@ -374,10 +382,9 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   primary_conf.push_back("max_slot_wal_keep_size = '1GB'");
   primary_conf.push_back("wal_level = logical");  // the subscription below
   auto primary = PostgresServer::Start(primary_conf);
-  const CommandResult init =
-      RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p", std::to_string(primary->port()),
-                  "-U", "postgres", "postgres"},
-                 {}, 120);
+  const CommandResult init = RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
+                                         std::to_string(primary->port()), "-U", "postgres", "postgres"},
+                                        {}, 120);
   ASSERT_EQ(init.exit_status, 0) << init.output;
   const auto backup_start = Clock::now();
   auto repo = PgbackrestRepo::Create(*primary);
@@ -396,9 +403,9 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   {
     pqxx::connection subscriber(primary->dsn() + " dbname=e2e_subscriber");
     pqxx::nontransaction(subscriber).exec("CREATE TABLE e2e_published (id int PRIMARY KEY)");
-    pqxx::nontransaction(subscriber).exec(
-        "CREATE SUBSCRIPTION e2e_sub CONNECTION 'host=127.0.0.1 port=" + std::to_string(primary->port()) +
-        " user=postgres dbname=postgres' PUBLICATION e2e_pub WITH (create_slot = false, copy_data = false)");
+    pqxx::nontransaction(subscriber)
+        .exec("CREATE SUBSCRIPTION e2e_sub CONNECTION 'host=127.0.0.1 port=" + std::to_string(primary->port()) +
+              " user=postgres dbname=postgres' PUBLICATION e2e_pub WITH (create_slot = false, copy_data = false)");
   }
   auto standby =
       PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'e2e_standby'", "primary_slot_name = 'e2e_standby'"});
@@ -416,11 +423,12 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production) and looks in
   // every database, the subscriber's included (subscription_tables is database-scoped).
   const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
-  const std::string primary_config = WriteTempFile(
-      "dashboards_e2e_primary.yml", "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
-                                    "    dsn: \"" + primary->uri() + "\"\n" +
-                                        "    databases: {discover: true}\n    pgbackrest:\n" +
-                                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
+  const std::string primary_config =
+      WriteTempFile("dashboards_e2e_primary.yml",
+                    "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
+                    "    dsn: \"" +
+                        primary->uri() + "\"\n" + "    databases: {discover: true}\n    pgbackrest:\n" +
+                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.
@@ -496,8 +504,7 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
       },
       20);
   std::string names;
-  EXPECT_TRUE(TileProblems(healthy, instances, false, "").empty())
-      << Join(TileProblems(healthy, instances, false, ""));
+  EXPECT_TRUE(TileProblems(healthy, instances, false, "").empty()) << Join(TileProblems(healthy, instances, false, ""));
   FiringFor(*prometheus, primary_instance, names);
   FiringFor(*prometheus, standby_instance, names);
   EXPECT_EQ(TileValue(healthy, firing_tile, primary_instance), 0) << "firing:" << names;
@@ -594,8 +601,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
               << " s) and while its agent is gone" << std::endl;
     std::cout << "dashboards_e2e: " << last.queries << " panel queries in " << dashboards.size()
               << " dashboards; setup " << setup_seconds << " s (stanza and full backup " << backup_seconds
-              << " s); every query had data in round " << rounds << ", "
-              << SecondsSince(scraping) << " s after the targets were up; total " << SecondsSince(start) << " s" << std::endl;
+              << " s); every query had data in round " << rounds << ", " << SecondsSince(scraping)
+              << " s after the targets were up; total " << SecondsSince(start) << " s" << std::endl;
   }
 }
 

@@ -67,8 +67,8 @@ archive_stale_for: 2s
 )";
 
 const std::set<std::string> kDiskAlerts = {
-    "PostgreSQLFilesystemSpaceLow",           "PostgreSQLFilesystemSpaceCritical",
-    "PostgreSQLFilesystemFillingUp",          "PostgreSQLWALGrowingWhileArchivingFails",
+    "PostgreSQLFilesystemSpaceLow",  "PostgreSQLFilesystemSpaceCritical",
+    "PostgreSQLFilesystemFillingUp", "PostgreSQLWALGrowingWhileArchivingFails",
     "PostgreSQLArchivingStale",
 };
 
@@ -143,8 +143,8 @@ class TmpfsMount {
         "if mountpoint -q \"$2\"; then umount \"$2\" 2>/dev/null || umount -l \"$2\"; fi\n"
         "rmdir \"$2\" 2>/dev/null\n";
     const std::string owner = std::to_string(getpid());
-    std::vector<const char*> argv = {"bash", "-c", script.c_str(), "pgpulse-disk-watchdog", owner.c_str(),
-                                     path_.c_str(), nullptr};
+    std::vector<const char*> argv = {"bash",        "-c",          script.c_str(), "pgpulse-disk-watchdog",
+                                     owner.c_str(), path_.c_str(), nullptr};
     const pid_t pid = fork();
     if (pid == 0) {
       setsid();
@@ -252,8 +252,9 @@ void ExpectAgentSeesWhatDfSees(const AgentProcess& agent, const std::string& pat
 
 // The disk alerts among `alerts`, described.
 std::string DescribeDiskAlerts(std::vector<PrometheusServer::Alert> alerts) {
-  alerts.erase(std::remove_if(alerts.begin(), alerts.end(), [](const auto& a) { return !kDiskAlerts.count(a.alertname); }),
-               alerts.end());
+  alerts.erase(
+      std::remove_if(alerts.begin(), alerts.end(), [](const auto& a) { return !kDiskAlerts.count(a.alertname); }),
+      alerts.end());
   return DescribeAlerts(alerts);
 }
 
@@ -366,7 +367,8 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     for (const std::string& promql :
          {ts_avail, std::string("pg_wal_directory_size_bytes"), std::string("pg_archiver_last_attempt_failed == 0"),
           std::string("pg_archiver_pending_wal_files == 0"), std::string("pg_archiver_last_archived_age_seconds")}) {
-      EXPECT_TRUE(PollUntil([&] { return !prometheus->Query(promql).empty(); }, 5)) << DescribeQuery(*prometheus, promql);
+      EXPECT_TRUE(PollUntil([&] { return !prometheus->Query(promql).empty(); }, 5))
+          << DescribeQuery(*prometheus, promql);
     }
     std::set<std::string> seen;
     const auto window = Clock::now();
@@ -379,7 +381,8 @@ TEST(DiskAlertsE2eTest, FillingTablespaceRaisesSpaceLowThenCriticalAndFailingArc
     SleepSeconds(1.5);  // group_wait
     for (const auto& s : seen) ADD_FAILURE() << "disk alert raised while healthy: " << s;
     for (const auto& a : webhook->Received()) {
-      EXPECT_FALSE(kDiskAlerts.count(a.alertname) && ours(a.labels)) << "notified while healthy: " << FormatLabels(a.labels);
+      EXPECT_FALSE(kDiskAlerts.count(a.alertname) && ours(a.labels))
+          << "notified while healthy: " << FormatLabels(a.labels);
     }
   }
   ASSERT_FALSE(::testing::Test::HasFailure()) << "no point filling a disk that already alerts";

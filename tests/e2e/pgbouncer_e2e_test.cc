@@ -77,7 +77,8 @@ std::string PgBouncerAlerts(const PrometheusServer& prometheus) {
   return out;
 }
 
-bool Fired(const WebhookReceiver& webhook, const std::string& alertname, const std::map<std::string, std::string>& want) {
+bool Fired(const WebhookReceiver& webhook, const std::string& alertname,
+           const std::map<std::string, std::string>& want) {
   for (const auto& a : webhook.Received()) {
     if (a.alertname != alertname || a.status != "firing") continue;
     bool match = true;
@@ -129,7 +130,8 @@ TEST(PgBouncerE2eTest, PoolExhaustedClientsNearLimitAndDownReachTheWebhook) {
     while (!Fired(*webhook, "PgBouncerClientConnectionsNearLimit", target) && SecondsSince(caused) < 40)
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_TRUE(Fired(*webhook, "PgBouncerClientConnectionsNearLimit", target))
-        << "PgBouncerClientConnectionsNearLimit did not reach the webhook; Prometheus: " << PgBouncerAlerts(*prometheus);
+        << "PgBouncerClientConnectionsNearLimit did not reach the webhook; Prometheus: "
+        << PgBouncerAlerts(*prometheus);
     EXPECT_FALSE(Fired(*webhook, "PgBouncerDown", {})) << "a busy PgBouncer is not a down one";
   }
 

@@ -76,8 +76,9 @@ Reference LoadReference() {
     for (const char* suffix : {"_bucket", "_sum", "_count"}) ref.other.insert((*it)[1].str() + suffix);
   }
   // Made by the agent on every scrape, and by Prometheus for every scrape.
-  for (const char* m : {"pg_up", "pg_info", "pgbouncer_up", "pgbouncer_info", "up", "scrape_duration_seconds", "scrape_samples_scraped",
-                        "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS"}) {
+  for (const char* m :
+       {"pg_up", "pg_info", "pgbouncer_up", "pgbouncer_info", "up", "scrape_duration_seconds", "scrape_samples_scraped",
+        "scrape_samples_post_metric_relabeling", "scrape_series_added", "ALERTS"}) {
     ref.other.insert(m);
   }
   return ref;
@@ -156,10 +157,8 @@ std::vector<Matcher> ParseMatchers(const std::string& body, std::vector<std::str
 
 Scan ScanPromQL(const std::string& expr) {
   static const std::set<std::string> kAggregations = {
-      "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
-      "quantile"};
-  static const std::set<std::string> kLabelLists = {"by", "without", "on", "ignoring", "group_left",
-                                                    "group_right"};
+      "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile"};
+  static const std::set<std::string> kLabelLists = {"by", "without", "on", "ignoring", "group_left", "group_right"};
   static const std::set<std::string> kKeywords = {"and", "or", "unless", "bool", "offset", "atan2", "NaN", "Inf"};
   static const std::set<std::string> kRateLike = {"rate", "irate", "increase"};
   Scan scan;
@@ -324,8 +323,9 @@ void CheckSelectors(const std::string& where, const std::string& expr, const std
   for (const auto& p : scan.problems) problems.push_back(where + ": " + p);
   for (const Selector& sel : scan.selectors) {
     if (!ref.Known(sel.metric)) {
-      problems.push_back(where + ": " + sel.metric + " is not in queries/METRICS.md nor one of the agent's or "
-                                                     "Prometheus's own metrics");
+      problems.push_back(where + ": " + sel.metric +
+                         " is not in queries/METRICS.md nor one of the agent's or "
+                         "Prometheus's own metrics");
       continue;
     }
     std::map<std::string, const Matcher*> by_label;
@@ -688,9 +688,9 @@ TEST_F(DashboardsTest, ShipsEveryDashboardAndEachParses) {
   EXPECT_TRUE(errors.empty()) << Join(errors);
   std::set<std::string> files;
   for (const Dashboard& d : *dashboards_) files.insert(d.file);
-  for (const char* want : {"pgpulse-overview.json", "pgpulse-queries.json", "pgpulse-tables.json",
-                           "pgpulse-locks.json", "pgpulse-replication.json", "pgpulse-agent.json",
-                           "pgpulse-pgbouncer.json", "pgpulse-disk.json", "pgpulse-backups.json"}) {
+  for (const char* want : {"pgpulse-overview.json", "pgpulse-queries.json", "pgpulse-tables.json", "pgpulse-locks.json",
+                           "pgpulse-replication.json", "pgpulse-agent.json", "pgpulse-pgbouncer.json",
+                           "pgpulse-disk.json", "pgpulse-backups.json"}) {
     EXPECT_TRUE(files.count(want)) << "dashboards/" << want << " is missing";
   }
 }
@@ -759,15 +759,14 @@ TEST_F(DashboardsTest, ChecksCatchABrokenDashboard) {
     return p;
   }();
   const std::string text = Join(all);
-  for (const char* want : {
-           "uid is \"abc123\"", "schemaVersion must be 36 to 39", "no variable \"datasource\"",
-           "panel 1 \"Old graph\": datasource is {type: \"prometheus\", uid: \"P1809F7CD0C75ACF3\"}",
-           "variable job: datasource is \"Prometheus\"", "variable job: must be multi-select with include-all",
-           "variable job: values come from up", "no variable \"instance\"", "no variable \"datname\"",
-           "type \"graph\" is not one of", "panel 2 \"No unit\": no unit",
-           "rate() over [5m], not [$__rate_interval]", "pg_renamed_metric is not in queries/METRICS.md",
-           "pg_database_xact_commit_total does not filter instance",
-           "pg_wal_bytes_total has no datname label"}) {
+  for (const char* want :
+       {"uid is \"abc123\"", "schemaVersion must be 36 to 39", "no variable \"datasource\"",
+        "panel 1 \"Old graph\": datasource is {type: \"prometheus\", uid: \"P1809F7CD0C75ACF3\"}",
+        "variable job: datasource is \"Prometheus\"", "variable job: must be multi-select with include-all",
+        "variable job: values come from up", "no variable \"instance\"", "no variable \"datname\"",
+        "type \"graph\" is not one of", "panel 2 \"No unit\": no unit", "rate() over [5m], not [$__rate_interval]",
+        "pg_renamed_metric is not in queries/METRICS.md", "pg_database_xact_commit_total does not filter instance",
+        "pg_wal_bytes_total has no datname label"}) {
     EXPECT_NE(text.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << text;
   }
 }
@@ -838,9 +837,9 @@ TEST_F(DashboardsTest, OverviewHealthStripMirrorsTheAlerts) {
   ASSERT_NE(overview, nullptr);
   std::map<std::string, const Json*> by_title;
   for (const Json* panel : Panels(overview->json)) by_title[(*panel)["title"].str()] = panel;
-  for (const char* title : {"Up", "Firing alerts", "Connections used", "Worst replay lag", "WAL receiver",
-                            "Longest transaction", "Longest lock wait", "Wraparound", "Filesystem free", "Archiving",
-                            "Failing collectors", "Blocked sessions"}) {
+  for (const char* title :
+       {"Up", "Firing alerts", "Connections used", "Worst replay lag", "WAL receiver", "Longest transaction",
+        "Longest lock wait", "Wraparound", "Filesystem free", "Archiving", "Failing collectors", "Blocked sessions"}) {
     auto it = by_title.find(title);
     if (it == by_title.end()) {
       ADD_FAILURE() << "the overview has no tile \"" << title << "\"";
@@ -877,8 +876,8 @@ TEST_F(DashboardsTest, OverviewCountsStandbysNotStreamingAgainstTheExpected) {
   EXPECT_LT((*tile)["gridPos"]["y"].number(), 13) << "not in the strip at the top";
   const std::string expr = (*tile)["targets"].items().front()["expr"].str();
   for (const char* part : {"pg_replication_slot_active{", "slot_type=\"physical\"",
-                           "max_over_time(count by (instance, target) (pg_replication_standby_info{",
-                           "[$__range:]", "state=\"streaming\"", "clamp_min(", "(NaN * up{"}) {
+                           "max_over_time(count by (instance, target) (pg_replication_standby_info{", "[$__range:]",
+                           "state=\"streaming\"", "clamp_min(", "(NaN * up{"}) {
     EXPECT_NE(expr.find(part), std::string::npos) << "no " << part << " in\n" << expr;
   }
   const auto& steps = (*tile)["fieldConfig"]["defaults"]["thresholds"]["steps"].items();
@@ -900,7 +899,8 @@ TEST_F(DashboardsTest, LocksGraphsDrawZeroWhereTheServerAnswersAndNothingWhereIt
       const std::string expr = (*panel)["targets"].items().front()["expr"].str();
       EXPECT_NE(expr.find("or on (instance, target"), std::string::npos) << title << ": no fallback in\n" << expr;
       EXPECT_NE(expr.find("(pg_up{job=~\"$job\",instance=~\"$instance\"} == 1)"), std::string::npos)
-          << title << ": the 0 is not limited to servers that answered:\n" << expr;
+          << title << ": the 0 is not limited to servers that answered:\n"
+          << expr;
       EXPECT_EQ(expr.find("vector(0)"), std::string::npos) << title << ": an unscoped 0";
       EXPECT_EQ(expr.find(" up{"), std::string::npos) << title << ": the agent's up is no proof the server answered";
     }
@@ -948,8 +948,8 @@ TEST_F(DashboardsTest, ThresholdCheckCatchesAPanelThatDisagreesWithItsAlert) {
 
 // A site that regenerates its rules with other thresholds gets dashboards coloured at those.
 TEST_F(DashboardsTest, GeneratorGivesDashboardsTheThresholdsOfASiteFile) {
-  const std::string site = WriteTempFile("dashboards_site_thresholds.yaml",
-                                         "connections_warning_ratio: 0.7\narchive_stale_seconds: 7200\n");
+  const std::string site =
+      WriteTempFile("dashboards_site_thresholds.yaml", "connections_warning_ratio: 0.7\narchive_stale_seconds: 7200\n");
   const std::string out = std::filesystem::path(site).parent_path().string() + "/site";
   const CommandResult r = RunCommand(
       {"bash", kSourceDir + "/alerts/generate.sh", "--thresholds", site, "--out", out, "--dashboards", out + "/d"});

@@ -141,13 +141,46 @@ TEST(PackagingTest, DebDefaultConfigIsOneTargetWithPasswordFileAndNoDiscovery) {
 TEST(PackagingTest, DebDefaultConfigDocumentsEveryKey) {
   // Every key the config parser accepts (agent/config.cc), set or in a comment, each with an explanation.
   const std::string text = ReadFile(kPackaging / "deb/pgpulse.yml");
-  for (const char* key : {"targets", "name", "dsn", "password_file", "labels", "databases", "discover", "include",
-                          "exclude", "refresh", "max_connections", "auth_modules", "user", "options",
-                          "allowed_targets", "allow_unverified_server",
-                          "max_probe_targets", "collectors", "directories", "disable", "enable", "overrides", "ttl",
-                          "timeout", "max_series", "max_rows", "scrape", "timeout_offset", "collect_on_metrics_path",
-                          "connect_timeout", "type", "filesystem", "visible", "path_prefix", "prepared_statements",
-                          "pgbackrest", "command", "stanza", "config", "args"}) {
+  for (const char* key : {"targets",
+                          "name",
+                          "dsn",
+                          "password_file",
+                          "labels",
+                          "databases",
+                          "discover",
+                          "include",
+                          "exclude",
+                          "refresh",
+                          "max_connections",
+                          "auth_modules",
+                          "user",
+                          "options",
+                          "allowed_targets",
+                          "allow_unverified_server",
+                          "max_probe_targets",
+                          "collectors",
+                          "directories",
+                          "disable",
+                          "enable",
+                          "overrides",
+                          "ttl",
+                          "timeout",
+                          "max_series",
+                          "max_rows",
+                          "scrape",
+                          "timeout_offset",
+                          "collect_on_metrics_path",
+                          "connect_timeout",
+                          "type",
+                          "filesystem",
+                          "visible",
+                          "path_prefix",
+                          "prepared_statements",
+                          "pgbackrest",
+                          "command",
+                          "stanza",
+                          "config",
+                          "args"}) {
     std::regex mentioned("(^|[\\s{,#])" + std::string(key) + ":");
     EXPECT_TRUE(std::regex_search(text, mentioned)) << "packaging/deb/pgpulse.yml does not mention '" << key << "'";
   }
@@ -195,13 +228,14 @@ TEST(PackagingTest, SystemdUnitIsHardened) {
   EXPECT_EQ(one("Service.ExecReload"), "/bin/kill -HUP $MAINPID");
   EXPECT_EQ(one("Service.EnvironmentFile"), "-/etc/default/pgpulse");
   EXPECT_EQ(one("Service.Restart"), "on-failure");
-  for (const auto& [key, value] : std::map<std::string, std::string>{{"NoNewPrivileges", "yes"},
-                                                                     {"ProtectSystem", "strict"},
-                                                                     {"ProtectHome", "yes"},
-                                                                     {"PrivateTmp", "yes"},
-                                                                     {"PrivateDevices", "yes"},
-                                                                     {"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
-                                                                     {"CapabilityBoundingSet", ""}}) {
+  for (const auto& [key, value] :
+       std::map<std::string, std::string>{{"NoNewPrivileges", "yes"},
+                                          {"ProtectSystem", "strict"},
+                                          {"ProtectHome", "yes"},
+                                          {"PrivateTmp", "yes"},
+                                          {"PrivateDevices", "yes"},
+                                          {"RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"},
+                                          {"CapabilityBoundingSet", ""}}) {
     EXPECT_EQ(one("Service." + key), value) << key;
   }
   auto [b, e] = unit.equal_range("Service.SystemCallFilter");
@@ -297,7 +331,8 @@ TEST(PackagingTest, DockerfileBuildsOnDebianAndRunsAsNonRoot) {
       auto words = Words(ins.args);
       for (size_t i = 0; i + 1 < words.size(); ++i) {
         if (words[i].rfind("--", 0) == 0) continue;
-        EXPECT_TRUE(fs::exists(kSourceDir / words[i])) << where << ": COPY source " << words[i] << " is not in the repository";
+        EXPECT_TRUE(fs::exists(kSourceDir / words[i]))
+            << where << ": COPY source " << words[i] << " is not in the repository";
       }
     }
     if (ins.stage == stages && ins.op == "USER") user = ins.args;
@@ -667,7 +702,8 @@ TEST_F(PackagingKubernetesTest, MonitorsScrapeAgentPathsAndConfiguredTargets) {
         if (m.file.parent_path() == pm.file.parent_path())
           for (const YAML::Node& c : pod["containers"])
             for (const YAML::Node& p : c["ports"])
-              port_found |= IsAgent(c) && Str(p["name"]) == Str(ep["port"]) && p["containerPort"].as<int>() == kAgentPort;
+              port_found |= IsAgent(c) && Str(p["name"]) == Str(ep["port"]) &&
+                            p["containerPort"].as<int>() == kAgentPort;
       EXPECT_TRUE(port_found) << pm.file << ": port " << Str(ep["port"]) << " is not the agent's 9679";
     }
   }
@@ -686,7 +722,8 @@ TEST_F(PackagingKubernetesTest, MonitorsScrapeAgentPathsAndConfiguredTargets) {
     std::set<std::string> configured, probed;
     for (const auto& cm : Of("ConfigMap")) {
       if (cm.file.parent_path() != dir || !cm.doc["data"]["pgpulse.yml"]) continue;
-      for (const YAML::Node& t : YAML::Load(Str(cm.doc["data"]["pgpulse.yml"]))["targets"]) configured.insert(Str(t["name"]));
+      for (const YAML::Node& t : YAML::Load(Str(cm.doc["data"]["pgpulse.yml"]))["targets"])
+        configured.insert(Str(t["name"]));
     }
     bool own_metrics = false;
     for (const YAML::Node& ep : sm.doc["spec"]["endpoints"]) {

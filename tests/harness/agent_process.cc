@@ -28,7 +28,6 @@
 #error "PGPULSE_BINARY must be defined as the path of the agent binary"
 #endif
 
-
 namespace pgpulse::testing {
 namespace {
 
@@ -36,13 +35,11 @@ using Clock = std::chrono::steady_clock;
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-
 std::string MakeTempDir(const std::string& prefix) {
   std::string pattern = "/tmp/" + prefix + "-XXXXXX";
   if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error(Errno("mkdtemp " + pattern));
   return pattern;
 }
-
 
 // Returns the decoded status, or -1 if the child is still running.
 int TryReap(pid_t pid) {

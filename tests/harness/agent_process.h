@@ -28,8 +28,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::map<st
 // True when promtool (Debian package prometheus) is on PATH. Tests that lint a scrape with it skip that
 // step without it: PGPULSE_SKIP_WITHOUT_PROMTOOL() at that point (the test's earlier assertions still count).
 bool PromtoolInstalled();
-#define PGPULSE_SKIP_WITHOUT_PROMTOOL()                                         \
-  if (!::pgpulse::testing::PromtoolInstalled())                                 \
+#define PGPULSE_SKIP_WITHOUT_PROMTOOL()                                                                \
+  if (!::pgpulse::testing::PromtoolInstalled())                                                        \
   GTEST_SKIP() << "promtool is not installed (Debian package prometheus; tests/deps.sh installs it): " \
                   "lint of the scrape skipped"
 

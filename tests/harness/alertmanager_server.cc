@@ -31,18 +31,15 @@ std::unique_ptr<AlertmanagerServer> AlertmanagerServer::Start(const std::string&
   process->Launch(
       [&](int port) {
         // An empty cluster address turns clustering off; otherwise it binds 0.0.0.0:9094 and gossips.
-        return std::vector<std::string>{"prometheus-alertmanager",
-                                        "--config.file=" + config,
-                                        "--storage.path=" + dir + "/data",
-                                        "--web.listen-address=127.0.0.1:" + std::to_string(port),
-                                        "--cluster.listen-address="};
+        return std::vector<std::string>{
+            "prometheus-alertmanager", "--config.file=" + config, "--storage.path=" + dir + "/data",
+            "--web.listen-address=127.0.0.1:" + std::to_string(port), "--cluster.listen-address="};
       },
       "/-/ready", 30);
   return std::unique_ptr<AlertmanagerServer>(new AlertmanagerServer(std::move(process)));
 }
 
-AlertmanagerServer::AlertmanagerServer(std::unique_ptr<detail::ServerProcess> process)
-    : process_(std::move(process)) {}
+AlertmanagerServer::AlertmanagerServer(std::unique_ptr<detail::ServerProcess> process) : process_(std::move(process)) {}
 
 AlertmanagerServer::~AlertmanagerServer() = default;
 

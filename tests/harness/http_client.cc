@@ -60,9 +60,8 @@ size_t ParseHeaderLine(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-HttpResponse HttpRequest(const std::string& method, const std::string& url,
-                         const std::vector<std::string>& headers, const std::string& body,
-                         double timeout_seconds) {
+HttpResponse HttpRequest(const std::string& method, const std::string& url, const std::vector<std::string>& headers,
+                         const std::string& body, double timeout_seconds) {
   InitCurlOnce();
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
   if (!curl) throw std::runtime_error("curl_easy_init failed");
@@ -110,8 +109,7 @@ HttpResponse HttpRequest(const std::string& method, const std::string& url,
   return response;
 }
 
-HttpResponse HttpGet(const std::string& url, const std::vector<std::string>& headers,
-                     double timeout_seconds) {
+HttpResponse HttpGet(const std::string& url, const std::vector<std::string>& headers, double timeout_seconds) {
   return HttpRequest("GET", url, headers, "", timeout_seconds);
 }
 
@@ -132,9 +130,9 @@ std::string Gunzip(const std::string& compressed) {
     if (rc != Z_OK && rc != Z_STREAM_END) {
       // Z_BUF_ERROR here means the input ended before the gzip stream did.
       throw std::runtime_error(std::string("gunzip failed: ") +
-                               (rc == Z_BUF_ERROR ? "truncated input"
-                                                  : (stream.msg != nullptr ? stream.msg : "zlib error " +
-                                                                                             std::to_string(rc))));
+                               (rc == Z_BUF_ERROR
+                                    ? "truncated input"
+                                    : (stream.msg != nullptr ? stream.msg : "zlib error " + std::to_string(rc))));
     }
     out.append(buffer, sizeof(buffer) - stream.avail_out);
   }

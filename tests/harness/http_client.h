@@ -21,8 +21,7 @@ HttpResponse HttpRequest(const std::string& method, const std::string& url,
                          const std::vector<std::string>& headers = {}, const std::string& body = "",
                          double timeout_seconds = 30);
 
-HttpResponse HttpGet(const std::string& url, const std::vector<std::string>& headers = {},
-                     double timeout_seconds = 30);
+HttpResponse HttpGet(const std::string& url, const std::vector<std::string>& headers = {}, double timeout_seconds = 30);
 
 // Decompresses one gzip stream; throws std::runtime_error if it is not valid, complete gzip.
 std::string Gunzip(const std::string& compressed);

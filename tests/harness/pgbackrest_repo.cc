@@ -23,8 +23,8 @@ std::unique_ptr<PgbackrestRepo> PgbackrestRepo::Create(const PostgresServer& ser
     std::ofstream conf(repo->conf_);
     conf << "[global]\nrepo1-path=" << dir << "/repo\nlock-path=" << dir << "/lock\nlog-path=" << dir
          << "/log\nlog-level-console=warn\nlog-level-file=off\nstart-fast=y\ncompress-type=none\n"
-         << "repo1-retention-full=10\n\n[" << stanza << "]\npg1-path=" << server.dir() << "/data\npg1-port="
-         << server.port() << "\npg1-socket-path=" << server.dir() << "\n";
+         << "repo1-retention-full=10\n\n[" << stanza << "]\npg1-path=" << server.dir()
+         << "/data\npg1-port=" << server.port() << "\npg1-socket-path=" << server.dir() << "\n";
     if (!conf) throw std::runtime_error("cannot write " + repo->conf_);
   }
   chmod(repo->conf_.c_str(), 0644);

@@ -46,7 +46,8 @@ void GiveToPostgres(const std::string& path) {
 }  // namespace
 
 std::unique_ptr<PgBouncerServer> PgBouncerServer::Start(const PostgresServer& backend, const Options& options) {
-  if (access(kPgBouncer, X_OK) != 0) throw std::runtime_error(std::string(kPgBouncer) + " not found: apt-get install pgbouncer");
+  if (access(kPgBouncer, X_OK) != 0)
+    throw std::runtime_error(std::string(kPgBouncer) + " not found: apt-get install pgbouncer");
   std::string dir = "/tmp/pgpulse-pgbouncer-XXXXXX";
   if (mkdtemp(dir.data()) == nullptr) throw std::runtime_error("mkdtemp: " + std::string(std::strerror(errno)));
   chmod(dir.c_str(), 0755);
@@ -54,25 +55,38 @@ std::unique_ptr<PgBouncerServer> PgBouncerServer::Start(const PostgresServer& ba
   Write(dir + "/users.txt", "\"postgres\" \"\"\n");
   Write(dir + "/pgbouncer.ini",
         "[databases]\n"
-        "postgres = host=127.0.0.1 port=" + std::to_string(backend.port()) + " dbname=postgres\n"
-        "\n[pgbouncer]\n"
-        "listen_addr = 127.0.0.1\n"
-        "listen_port = " + std::to_string(server->port_) + "\n"
-        "unix_socket_dir =\n"
-        "auth_type = trust\n"
-        "auth_file = " + dir + "/users.txt\n"
-        "admin_users = postgres\n"
-        "stats_users = postgres\n"
-        "pool_mode = " + options.pool_mode + "\n"
-        "default_pool_size = " + std::to_string(options.pool_size) + "\n"
-        "max_client_conn = " + std::to_string(options.max_client_conn) + "\n"
-        "pidfile = " + dir + "/pgbouncer.pid\n");
+        "postgres = host=127.0.0.1 port=" +
+            std::to_string(backend.port()) +
+            " dbname=postgres\n"
+            "\n[pgbouncer]\n"
+            "listen_addr = 127.0.0.1\n"
+            "listen_port = " +
+            std::to_string(server->port_) +
+            "\n"
+            "unix_socket_dir =\n"
+            "auth_type = trust\n"
+            "auth_file = " +
+            dir +
+            "/users.txt\n"
+            "admin_users = postgres\n"
+            "stats_users = postgres\n"
+            "pool_mode = " +
+            options.pool_mode +
+            "\n"
+            "default_pool_size = " +
+            std::to_string(options.pool_size) +
+            "\n"
+            "max_client_conn = " +
+            std::to_string(options.max_client_conn) +
+            "\n"
+            "pidfile = " +
+            dir + "/pgbouncer.pid\n");
   for (const char* f : {"", "/users.txt", "/pgbouncer.ini"}) GiveToPostgres(dir + f);
   // Detached, so it outlives this process: once the test process is gone, stop PgBouncer and clean up.
-  const std::string watch =
-      "while kill -0 " + std::to_string(getpid()) + " 2>/dev/null && [ -d '" + dir + "' ]; do sleep 1; done; " +
-      "[ -f '" + dir + "/pgbouncer.pid' ] && kill -CONT $(cat '" + dir + "/pgbouncer.pid') 2>/dev/null && " +
-      "kill -KILL $(cat '" + dir + "/pgbouncer.pid') 2>/dev/null; rm -rf '" + dir + "'";
+  const std::string watch = "while kill -0 " + std::to_string(getpid()) + " 2>/dev/null && [ -d '" + dir +
+                            "' ]; do sleep 1; done; " + "[ -f '" + dir + "/pgbouncer.pid' ] && kill -CONT $(cat '" +
+                            dir + "/pgbouncer.pid') 2>/dev/null && " + "kill -KILL $(cat '" + dir +
+                            "/pgbouncer.pid') 2>/dev/null; rm -rf '" + dir + "'";
   RunCommand({"bash", "-c", "setsid bash -c \"$0\" </dev/null >/dev/null 2>&1 &", watch}, {}, 10);
   server->Launch();
   return server;
@@ -84,10 +98,12 @@ void PgBouncerServer::Launch() {
   if (fd < 0) throw std::runtime_error("open " + log + ": " + std::strerror(errno));
   std::vector<std::string> argv{kPgBouncer, dir_ + "/pgbouncer.ini"};
   // setpriv execs PgBouncer itself (runuser would stay in between as its parent).
-  if (geteuid() == 0) argv.insert(argv.begin(), {"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"});
+  if (geteuid() == 0)
+    argv.insert(argv.begin(), {"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"});
   pid_ = SpawnChild(argv, {}, fd);
   close(fd);
-  const std::string ping = "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=pgbouncer connect_timeout=2";
+  const std::string ping = "host=127.0.0.1 port=" + std::to_string(port_) +
+                           " user=postgres dbname=pgbouncer connect_timeout=2";
   for (int i = 0; i < 200; ++i) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {

@@ -14,8 +14,8 @@ double SecondsSince(Clock::time_point since) { return std::chrono::duration<doub
 void SleepSeconds(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 bool PollUntil(const std::function<bool()>& done, double timeout_seconds, double interval_seconds) {
-  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                        std::chrono::duration<double>(timeout_seconds));
+  const auto until = Clock::now() +
+                     std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_seconds));
   for (;;) {
     if (done()) return true;
     if (Clock::now() >= until) return false;

@@ -31,8 +31,8 @@ std::string RunScript(std::vector<std::string> args) {
   // The script's watchdog destroys the server once this process is gone, even after a crash or SIGKILL.
   const CommandResult result = RunCommand(args, {{"PGPULSE_OWNER_PID", std::to_string(getpid())}}, 300);
   if (result.exit_status != 0) {
-    throw std::runtime_error("pgserver.sh " + args[2] + " failed (exit status " +
-                             std::to_string(result.exit_status) + "):\n" + result.output);
+    throw std::runtime_error("pgserver.sh " + args[2] + " failed (exit status " + std::to_string(result.exit_status) +
+                             "):\n" + result.output);
   }
   return result.output;
 }
@@ -103,8 +103,7 @@ PostgresServer::~PostgresServer() {
     size_t pos = log.size();
     for (int lines = 0; lines < 60 && pos != std::string::npos && pos > 0; ++lines) pos = log.rfind('\n', pos - 1);
     std::cerr << "---- postgres log (tail) " << dir_ << "/postgres.log ----\n"
-              << (pos == std::string::npos ? log : log.substr(pos + 1)) << "---- end of postgres log ----"
-              << std::endl;
+              << (pos == std::string::npos ? log : log.substr(pos + 1)) << "---- end of postgres log ----" << std::endl;
   }
   Destroy(dir_);
 }

@@ -18,9 +18,10 @@ class PostgresServer {
   static std::unique_ptr<PostgresServer> Start(std::vector<std::string> extra_conf = {});
   // A streaming standby of a running primary: a base backup of it (pg_basebackup -R -X stream; where the server's
   // bin dir has none, as npm's builds for PGPULSE_PG_MAJOR, a copy of its data dir taken while it is briefly
-  // stopped, so its open connections are cut) started in its own dir on its own port. extra_conf as for Start, e.g. "cluster_name='standby1'" (the application_name the
-  // primary's pg_stat_replication shows; "walreceiver" without it). Returns once the standby accepts connections;
-  // it may not be streaming yet. Destroy it before the primary, or its log fills with reconnect attempts.
+  // stopped, so its open connections are cut) started in its own dir on its own port. extra_conf as for Start, e.g.
+  // "cluster_name='standby1'" (the application_name the primary's pg_stat_replication shows; "walreceiver" without it).
+  // Returns once the standby accepts connections; it may not be streaming yet. Destroy it before the primary, or its
+  // log fills with reconnect attempts.
   static std::unique_ptr<PostgresServer> StartStandbyOf(const PostgresServer& primary,
                                                         std::vector<std::string> extra_conf = {});
 

@@ -23,7 +23,6 @@
 #include "tests/harness/http_client.h"
 #include "tests/harness/spawn.h"
 
-
 namespace pgpulse::testing {
 
 using detail::Json;
@@ -38,8 +37,6 @@ std::string Errno(const std::string& what) { return what + ": " + std::strerror(
 Clock::time_point Deadline(double seconds) {
   return Clock::now() + std::chrono::milliseconds(static_cast<long>(seconds * 1000));
 }
-
-
 
 std::string Indent(const std::string& lines, const std::string& prefix) {
   std::string out;
@@ -62,8 +59,7 @@ void SplitAlertmanagerUrl(const std::string& url, std::string* scheme, std::stri
 
 std::string ConfigYaml(const PrometheusServer::Options& options, const std::vector<std::string>& rule_paths) {
   std::ostringstream y;
-  y << "global:\n  evaluation_interval: " << options.evaluation_interval << "\n"
-    << Indent(options.extra_global, "  ");
+  y << "global:\n  evaluation_interval: " << options.evaluation_interval << "\n" << Indent(options.extra_global, "  ");
   if (!rule_paths.empty()) {
     y << "rule_files:\n";
     for (const auto& path : rule_paths) y << "  - " << QuoteYaml(path) << "\n";
@@ -314,8 +310,7 @@ class JsonParser {
           AppendUtf8(out, code);
           break;
         }
-        default:
-          Fail(std::string("bad escape '\\") + e + "'");
+        default: Fail(std::string("bad escape '\\") + e + "'");
       }
     }
   }
@@ -415,8 +410,8 @@ bool ServerProcess::TryLaunch(const std::vector<std::string>& argv, int port, co
     if (!Running()) {
       const std::string output = Log();
       if (!last && output.find("address already in use") != std::string::npos) return false;
-      throw std::runtime_error(name_ + " exited with status " + std::to_string(exit_status_) + " before " +
-                               ready_path + " answered 200; log:\n" + LastLines(output, 60));
+      throw std::runtime_error(name_ + " exited with status " + std::to_string(exit_status_) + " before " + ready_path +
+                               " answered 200; log:\n" + LastLines(output, 60));
     }
     try {
       const HttpResponse response = HttpGet(url(ready_path), {}, 2);
@@ -429,8 +424,7 @@ bool ServerProcess::TryLaunch(const std::vector<std::string>& argv, int port, co
   }
   const int status = Stop();
   throw std::runtime_error(name_ + " not ready within " + std::to_string(timeout_seconds) + " s (" + last_error +
-                           "); stopped with status " + std::to_string(status) + "; log:\n" +
-                           LastLines(Log(), 60));
+                           "); stopped with status " + std::to_string(status) + "; log:\n" + LastLines(Log(), 60));
 }
 
 bool ServerProcess::Running() {
@@ -484,9 +478,7 @@ std::unique_ptr<PrometheusServer> PrometheusServer::Start(const Options& options
 
   process->Launch(
       [&](int port) {
-        std::vector<std::string> argv{"prometheus",
-                                      "--config.file=" + config,
-                                      "--storage.tsdb.path=" + dir + "/data",
+        std::vector<std::string> argv{"prometheus", "--config.file=" + config, "--storage.tsdb.path=" + dir + "/data",
                                       "--web.listen-address=127.0.0.1:" + std::to_string(port),
                                       "--rules.alert.resend-delay=1s"};
         argv.insert(argv.end(), options.extra_args.begin(), options.extra_args.end());
@@ -581,8 +573,8 @@ std::vector<PrometheusServer::Alert> PrometheusServer::Alerts() const {
   std::vector<Alert> alerts;
   const Json data = ApiData("/api/v1/alerts");
   for (const Json& a : data["alerts"].items()) {
-    alerts.push_back({a["labels"]["alertname"].str(), a["state"].str(), a["labels"].StringMap(),
-                      a["annotations"].StringMap()});
+    alerts.push_back(
+        {a["labels"]["alertname"].str(), a["state"].str(), a["labels"].StringMap(), a["annotations"].StringMap()});
   }
   return alerts;
 }
@@ -636,8 +628,7 @@ double OwnMetric(const PrometheusServer& prometheus, const std::string& name) {
   }
   for (size_t i = 0; i < rule_files.size(); ++i) {
     std::error_code error;
-    std::filesystem::copy_file(rule_files[i], rule_paths_[i], std::filesystem::copy_options::overwrite_existing,
-                               error);
+    std::filesystem::copy_file(rule_files[i], rule_paths_[i], std::filesystem::copy_options::overwrite_existing, error);
     if (error) return ::testing::AssertionFailure() << "cannot copy " << rule_files[i] << ": " << error.message();
   }
   const char* const kSuccessTime = "prometheus_config_last_reload_success_timestamp_seconds";
@@ -658,8 +649,8 @@ double OwnMetric(const PrometheusServer& prometheus, const std::string& name) {
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  return ::testing::AssertionFailure() << "Prometheus did not reload its rules within " << timeout_seconds
-                                       << " s:\n" << LastLines(Log(), 20);
+  return ::testing::AssertionFailure() << "Prometheus did not reload its rules within " << timeout_seconds << " s:\n"
+                                       << LastLines(Log(), 20);
 }
 
 }  // namespace pgpulse::testing

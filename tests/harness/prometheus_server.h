@@ -187,8 +187,8 @@ class ServerProcess {
 
  private:
   // False if the port was taken and last is false (Launch tries again); throws on any other failure.
-  bool TryLaunch(const std::vector<std::string>& argv, int port, const std::string& ready_path,
-                 double timeout_seconds, bool last);
+  bool TryLaunch(const std::vector<std::string>& argv, int port, const std::string& ready_path, double timeout_seconds,
+                 bool last);
 
   std::string name_;  // "prometheus": the log is prometheus.log
   std::string dir_;

@@ -88,7 +88,6 @@ pid_t SpawnChild(const std::vector<std::string>& argv, const std::map<std::strin
   return pid;
 }
 
-
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream out;

@@ -31,8 +31,8 @@ int IgnoreLogMessage(const mg_connection*, const char*) { return 1; }
 std::unique_ptr<WebhookReceiver> WebhookReceiver::Start() {
   std::unique_ptr<WebhookReceiver> receiver(new WebhookReceiver());
   // Port 0: the kernel picks a free one, read back below, so no other process can take it in between.
-  const char* options[] = {"listening_ports", "127.0.0.1:0", "num_threads", "4", "request_timeout_ms", "10000",
-                           nullptr};
+  const char* options[] = {"listening_ports",    "127.0.0.1:0", "num_threads", "4",
+                           "request_timeout_ms", "10000",       nullptr};
   mg_callbacks callbacks;
   std::memset(&callbacks, 0, sizeof callbacks);
   callbacks.log_message = IgnoreLogMessage;
@@ -104,8 +104,8 @@ int WebhookReceiver::Record(mg_connection* conn) {
   try {
     const detail::Json payload = detail::Json::Parse(body);
     for (const detail::Json& a : payload["alerts"].items()) {
-      alerts.push_back({a["labels"]["alertname"].str(), a["status"].str(), a["labels"].StringMap(),
-                        a["annotations"].StringMap()});
+      alerts.push_back(
+          {a["labels"]["alertname"].str(), a["status"].str(), a["labels"].StringMap(), a["annotations"].StringMap()});
     }
   } catch (const std::exception& e) {
     error = e.what();

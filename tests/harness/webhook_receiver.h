@@ -59,7 +59,7 @@ class WebhookReceiver {
 
   mutable std::mutex mutex_;
   mutable std::condition_variable arrived_;
-  std::vector<Alert> alerts_;         // guarded by mutex_
+  std::vector<Alert> alerts_;          // guarded by mutex_
   std::vector<std::string> payloads_;  // guarded by mutex_
 };
 

@@ -49,7 +49,8 @@ std::string ConfigFor(const PostgresServer& pg, const std::string& defs_dir, con
 }
 
 int StatementCalls(const PostgresServer& pg, const std::string& marker) {
-  std::string v = pg.Query("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%" + marker + "%'"
+  std::string v = pg.Query("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%" + marker +
+                           "%'"
                            " AND query NOT LIKE '%pg_stat_statements%'");
   return std::stoi(v);
 }
@@ -77,8 +78,8 @@ TEST_F(AgentTest, ServesServerMetricsAndInfo) {
 TEST_F(AgentTest, OneConnectionIsReusedAcrossScrapes) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
   for (int i = 0; i < 5; ++i) Scrape(*agent);
-  std::string pids = pg_->Query(
-      "SELECT count(DISTINCT backend_start) FROM pg_stat_activity WHERE application_name = 'pgpulse'");
+  std::string pids =
+      pg_->Query("SELECT count(DISTINCT backend_start) FROM pg_stat_activity WHERE application_name = 'pgpulse'");
   EXPECT_EQ(pids, "1");
 }
 
@@ -195,8 +196,10 @@ TEST_F(AgentTest, DuplicateRowsAreDroppedNotAServerError) {
   EXPECT_EQ(SampleValue(body, "pg_dupes{l=\"a\"}"), 1.0);
   EXPECT_EQ(SampleValue(body, "pg_dupes{l=\"b\"}"), 3.0);
   EXPECT_EQ(CountSamples(body, "pg_dupes"), 2);
-  EXPECT_EQ(SampleValue(body, "pgpulse_collector_series_dropped_total{collector=\"dupes\",reason=\"duplicate\",target=\"main\"}"),
-            1.0)
+  EXPECT_EQ(
+      SampleValue(body,
+                  "pgpulse_collector_series_dropped_total{collector=\"dupes\",reason=\"duplicate\",target=\"main\"}"),
+      1.0)
       << body;
 }
 
@@ -246,7 +249,9 @@ TEST_F(AgentTest, LockedTableTimesOutInsteadOfQueueing) {
 }
 
 TEST_F(AgentTest, ATableLockedExclusivelyDoesNotStallTheShippedCollectors) {
-  pg_->Exec("CREATE TABLE IF NOT EXISTS being_altered (id int); CREATE INDEX IF NOT EXISTS being_altered_id ON being_altered (id)");
+  pg_->Exec(
+      "CREATE TABLE IF NOT EXISTS being_altered (id int); CREATE INDEX IF NOT EXISTS being_altered_id ON being_altered "
+      "(id)");
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
   pqxx::connection holder(pg_->dsn());
   pqxx::work tx(holder);
@@ -359,8 +364,8 @@ TEST(AgentEncoding, NamesFromLatin1AndSqlAsciiDatabasesAreValidUtf8) {
     pqxx::connection ascii(pg->dsn() + " dbname=ascii client_encoding=SQL_ASCII");
     pqxx::nontransaction(ascii).exec("CREATE TABLE \"bad\xe9\xff\" (i int)");
   }
-  std::string cfg = WriteTempFile("encodings.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
-                                                     "\"\n    databases: {discover: true}\n");
+  std::string cfg = WriteTempFile(
+      "encodings.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n    databases: {discover: true}\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_NE(body.find("\"caf\xc3\xa9\""), std::string::npos) << "LATIN1 converted to UTF-8";
@@ -382,7 +387,8 @@ TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
   std::string body = ScrapeUntilValue(*agent, "pgpulse_config_last_reload_successful", 0, 5);
   EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 0.0);
   EXPECT_EQ(SampleValue(body, "pg_up"), 1.0);
-  EXPECT_NE(agent->Log().find("reload.yml:3:10: target 'main'.dsn must be a string"), std::string::npos) << agent->Log();
+  EXPECT_NE(agent->Log().find("reload.yml:3:10: target 'main'.dsn must be a string"), std::string::npos)
+      << agent->Log();
   EXPECT_TRUE(agent->Running());
 
   DefinitionsDir defs(R"(collectors:
@@ -394,17 +400,21 @@ TEST_F(AgentTest, ReloadWithBadConfigKeepsServing) {
 )");
   WriteTempFile("reload.yml", ConfigFor(*pg_, defs.path()));
   agent->Signal(SIGHUP);
-  body = ScrapeUntil(*agent, [](const std::string& b) { return SampleValue(b, "pg_added_by_reload").has_value(); }, 5);
+  body = ScrapeUntil(
+      *agent, [](const std::string& b) { return SampleValue(b, "pg_added_by_reload").has_value(); }, 5);
   EXPECT_EQ(SampleValue(body, "pg_added_by_reload"), 42.0);
   EXPECT_EQ(SampleValue(body, "pgpulse_config_last_reload_successful"), 1.0);
 }
 
 TEST_F(AgentTest, ProbeServesOneConfiguredTargetWithItsLabels) {
-  std::string cfg = WriteTempFile("probe.yml", "targets:\n"
-                                               "  - name: first\n    dsn: \"" + pg_->uri() + "\"\n"
-                                               "    labels: {cluster: blue, env: test}\n"
-                                               "  - name: second\n    dsn: \"host=127.0.0.1 port=1 connect_timeout=2\"\n"
-                                               "scrape:\n  collect_on_metrics_path: false\n");
+  std::string cfg = WriteTempFile("probe.yml",
+                                  "targets:\n"
+                                  "  - name: first\n    dsn: \"" +
+                                      pg_->uri() +
+                                      "\"\n"
+                                      "    labels: {cluster: blue, env: test}\n"
+                                      "  - name: second\n    dsn: \"host=127.0.0.1 port=1 connect_timeout=2\"\n"
+                                      "scrape:\n  collect_on_metrics_path: false\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   HttpResponse first = HttpGet(agent->url("/probe?target=first"));
   ASSERT_EQ(first.status, 200);
@@ -425,12 +435,16 @@ TEST_F(AgentTest, ProbeServesOneConfiguredTargetWithItsLabels) {
 TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
   const std::string secret = "Adhoc-Secret-91x";
   std::string pw = WriteTempFile("module.pw", secret + "\n");
-  std::string cfg = WriteTempFile("modules.yml", "auth_modules:\n  local:\n    user: postgres\n"
-                                                 "    password_file: \"" + pw + "\"\n"
-                                                 "    options: {sslmode: disable, application_name: ignored}\n"
-                                                 "    allowed_targets: [127.0.0.1]\n"
-                                                 "    allow_unverified_server: true\n"
-                                                 "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  std::string cfg = WriteTempFile("modules.yml",
+                                  "auth_modules:\n  local:\n    user: postgres\n"
+                                  "    password_file: \"" +
+                                      pw +
+                                      "\"\n"
+                                      "    options: {sslmode: disable, application_name: ignored}\n"
+                                      "    allowed_targets: [127.0.0.1]\n"
+                                      "    allow_unverified_server: true\n"
+                                      "targets:\n  - name: main\n    dsn: \"" +
+                                      pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--log.level=debug"});
   std::string address = "127.0.0.1:" + std::to_string(pg_->port()) + "/postgres";
   HttpResponse r = HttpGet(agent->url("/probe?target=" + address + "&auth_module=local"));
@@ -528,23 +542,36 @@ TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
   std::string pw = WriteTempFile("trap.pw", secret + "\n");
   PasswordTrap trap;
   const std::string trap_port = std::to_string(trap.port());
-  std::string cfg = WriteTempFile(
-      "trap.yml", "auth_modules:\n"
-                  "  mon:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
-                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
-                  "    allowed_targets: [\"127.0.0.1:" + std::to_string(pg_->port()) + "\", 10.0.0.0/8]\n"
-                  "  verified:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
-                  "    options: {sslmode: verify-full, sslrootcert: /nonexistent/ca.pem}\n"
-                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
-                  "  careless:\n    user: postgres\n    password_file: \"" + pw + "\"\n"
-                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
-                  "    allowed_targets: [\"127.0.0.1:" + trap_port + "\"]\n"
-                  "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  std::string cfg = WriteTempFile("trap.yml",
+                                  "auth_modules:\n"
+                                  "  mon:\n    user: postgres\n    password_file: \"" +
+                                      pw +
+                                      "\"\n"
+                                      "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                      "    allowed_targets: [\"127.0.0.1:" +
+                                      std::to_string(pg_->port()) +
+                                      "\", 10.0.0.0/8]\n"
+                                      "  verified:\n    user: postgres\n    password_file: \"" +
+                                      pw +
+                                      "\"\n"
+                                      "    options: {sslmode: verify-full, sslrootcert: /nonexistent/ca.pem}\n"
+                                      "    allowed_targets: [\"127.0.0.1:" +
+                                      trap_port +
+                                      "\"]\n"
+                                      "  careless:\n    user: postgres\n    password_file: \"" +
+                                      pw +
+                                      "\"\n"
+                                      "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                      "    allowed_targets: [\"127.0.0.1:" +
+                                      trap_port +
+                                      "\"]\n"
+                                      "targets:\n  - name: main\n    dsn: \"" +
+                                      pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
 
   // Outside the allow-list: refused before any connection, by address, by port, by name.
-  for (const std::string& target : {"127.0.0.1:" + trap_port + "/postgres", "localhost:" + trap_port,
-                                    "127.0.0.2:" + std::to_string(pg_->port())}) {
+  for (const std::string& target :
+       {"127.0.0.1:" + trap_port + "/postgres", "localhost:" + trap_port, "127.0.0.2:" + std::to_string(pg_->port())}) {
     HttpResponse r = HttpGet(agent->url("/probe?target=" + target + "&auth_module=mon"));
     EXPECT_EQ(r.status, 403) << target << ": " << r.body;
     EXPECT_NE(r.body.find("not in the allowed_targets of auth module 'mon'"), std::string::npos) << r.body;
@@ -569,22 +596,24 @@ TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
   // A module that would send the password unverified is refused at load, unless it says so.
   for (const char* sslmode : {"disable", "require", "prefer"}) {
     std::string bad = WriteTempFile("unverified.yml", std::string("auth_modules:\n  m:\n    user: x\n"
-                                                                  "    options: {sslmode: ") + sslmode +
-                                                          "}\n    allowed_targets: [db7.example]\n");
+                                                                  "    options: {sslmode: ") +
+                                                          sslmode + "}\n    allowed_targets: [db7.example]\n");
     CommandResult r = AgentProcess::Run({"check", "--config.file=" + bad});
     EXPECT_EQ(r.exit_status, 1) << sslmode;
     EXPECT_NE(r.output.find("unverified.yml:3:5: auth_modules.m: options.sslmode is '" + std::string(sslmode) + "'"),
               std::string::npos)
         << r.output;
   }
-  std::string missing = WriteTempFile("noallow.yml", "auth_modules:\n  m:\n    user: x\n"
-                                                     "    options: {sslmode: verify-full}\n");
+  std::string missing = WriteTempFile("noallow.yml",
+                                      "auth_modules:\n  m:\n    user: x\n"
+                                      "    options: {sslmode: verify-full}\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + missing});
   EXPECT_EQ(r.exit_status, 1);
   EXPECT_NE(r.output.find("auth_modules.m: missing required key 'allowed_targets'"), std::string::npos) << r.output;
-  std::string malformed = WriteTempFile("badallow.yml", "auth_modules:\n  m:\n    user: x\n"
-                                                        "    options: {sslmode: verify-full}\n"
-                                                        "    allowed_targets: [\"10.0.0.0/33\", \"db:99999\"]\n");
+  std::string malformed = WriteTempFile("badallow.yml",
+                                        "auth_modules:\n  m:\n    user: x\n"
+                                        "    options: {sslmode: verify-full}\n"
+                                        "    allowed_targets: [\"10.0.0.0/33\", \"db:99999\"]\n");
   r = AgentProcess::Run({"check", "--config.file=" + malformed});
   EXPECT_NE(r.output.find("'10.0.0.0/33': prefix length must be 0 to 32"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("'db:99999': expected a port from 1 to 65535"), std::string::npos) << r.output;
@@ -594,11 +623,13 @@ TEST_F(AgentTest, ProbeNeverSendsAnAuthModulesPasswordToAServerItDoesNotTrust) {
 // series after 1,575 targets). An evicted target takes its series with it.
 TEST_F(AgentTest, EvictedProbeTargetsTakeTheirSeriesWithThem) {
   const std::string port = std::to_string(pg_->port());
-  std::string cfg = WriteTempFile("evict.yml", "auth_modules:\n  local:\n    user: postgres\n"
-                                               "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
-                                               "    allowed_targets: [127.0.0.1]\n"
-                                               "max_probe_targets: 1\n"
-                                               "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  std::string cfg = WriteTempFile("evict.yml",
+                                  "auth_modules:\n  local:\n    user: postgres\n"
+                                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                  "    allowed_targets: [127.0.0.1]\n"
+                                  "max_probe_targets: 1\n"
+                                  "targets:\n  - name: main\n    dsn: \"" +
+                                      pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   const std::vector<std::string> targets = {"127.0.0.1:" + port + "/postgres", "127.0.0.1:" + port + "/template1",
                                             "127.0.0.1:" + port};
@@ -638,19 +669,21 @@ TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
   ASSERT_EQ(listen(silent, 16), 0);
   ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
   const std::string hung = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
-  std::string cfg = WriteTempFile("hung.yml", "auth_modules:\n  local:\n    user: postgres\n"
-                                              "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
-                                              "    allowed_targets: [127.0.0.1]\n"
-                                              "max_probe_targets: 1\nconnect_timeout: 10s\n"
-                                              "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  std::string cfg = WriteTempFile("hung.yml",
+                                  "auth_modules:\n  local:\n    user: postgres\n"
+                                  "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
+                                  "    allowed_targets: [127.0.0.1]\n"
+                                  "max_probe_targets: 1\nconnect_timeout: 10s\n"
+                                  "targets:\n  - name: main\n    dsn: \"" +
+                                      pg_->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   // The hung probe answers pg_up 0 at its deadline (1 s here); its worker keeps waiting on the connect.
-  HttpResponse down = HttpGet(agent->url("/probe?target=" + hung + "&auth_module=local"),
-                              {"X-Prometheus-Scrape-Timeout-Seconds: 1.5"});
+  HttpResponse down =
+      HttpGet(agent->url("/probe?target=" + hung + "&auth_module=local"), {"X-Prometheus-Scrape-Timeout-Seconds: 1.5"});
   EXPECT_EQ(SampleValue(down.body, "pg_up"), 0.0) << down.body;
   auto start = std::chrono::steady_clock::now();
-  HttpResponse other = HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) +
-                                          "&auth_module=local"));
+  HttpResponse other =
+      HttpGet(agent->url("/probe?target=127.0.0.1:" + std::to_string(pg_->port()) + "&auth_module=local"));
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(SampleValue(other.body, "pg_up"), 1.0) << other.body;
   EXPECT_LT(seconds, 3.0) << "the probe that evicted the hung target waited for it";
@@ -667,9 +700,10 @@ TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
   ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   ASSERT_EQ(listen(silent, 16), 0);
   ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  std::string cfg = WriteTempFile("hungstop.yml", "connect_timeout: 30s\ntargets:\n  - name: hung\n    dsn: \""
-                                                  "host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) +
-                                                  " user=x sslmode=disable\"\n");
+  std::string cfg = WriteTempFile("hungstop.yml",
+                                  "connect_timeout: 30s\ntargets:\n  - name: hung\n    dsn: \""
+                                  "host=127.0.0.1 port=" +
+                                      std::to_string(ntohs(a.sin_port)) + " user=x sslmode=disable\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 1"});
   EXPECT_EQ(SampleValue(r.body, "pg_up"), 0.0) << r.body;  // its worker is now stuck connecting
@@ -713,8 +747,8 @@ TEST_F(AgentTest, CheckNeedsNoThreadPerTarget) {
   for (int i = 0; i < 600; ++i)
     cfg += "  - name: t" + std::to_string(i) + "\n    dsn: \"host=127.0.0.1 port=1 user=x\"\n";
   std::string path = WriteTempFile("many.yml", cfg);
-  CommandResult r = RunCommand({"sh", "-c", std::string("ulimit -v 1000000; exec '") + PGPULSE_BINARY +
-                                                "' check --config.file='" + path + "'"});
+  CommandResult r = RunCommand(
+      {"sh", "-c", std::string("ulimit -v 1000000; exec '") + PGPULSE_BINARY + "' check --config.file='" + path + "'"});
   EXPECT_EQ(r.exit_status, 0) << r.output.substr(0, 2000);
 }
 
@@ -738,8 +772,8 @@ TEST_F(AgentTest, CheckWarnsAboutCollectorsThatChangeTheServer) {
       n: {gauge: pg_test_role, help: One.}
 )");
   std::string cfg = WriteTempFile("sidefx.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                  "\"\ncollectors:\n  directories: [\"" +
-                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+                                                    "\"\ncollectors:\n  directories: [\"" +
+                                                    defs.substr(0, defs.rfind('/')) + "\"]\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 0) << r.output;
   EXPECT_NE(r.output.find("warning: " + defs + ":2"), std::string::npos) << r.output;
@@ -768,8 +802,8 @@ TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
       v: {gauge: pg_test_after_slow, help: One.}
 )");
   std::string cfg = WriteTempFile("shared.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                  "\"\ncollectors:\n  directories: [\"" +
-                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+                                                    "\"\ncollectors:\n  directories: [\"" +
+                                                    defs.substr(0, defs.rfind('/')) + "\"]\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);  // connected, facts cached
   auto hurried = std::async(std::launch::async, [&] {
@@ -799,8 +833,8 @@ TEST_F(AgentTest, ACollectorsRoleChangeDoesNotOutliveIt) {
       same: {gauge: pg_test_role_same, help: 1 while no role change is in effect.}
 )");
   std::string cfg = WriteTempFile("role.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                "\"\ncollectors:\n  directories: [\"" +
-                                                defs.substr(0, defs.rfind('/')) + "\"]\n");
+                                                  "\"\ncollectors:\n  directories: [\"" +
+                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   for (int i = 0; i < 2; ++i) {
     std::string body = HttpGet(agent->url("/metrics")).body;
@@ -810,8 +844,9 @@ TEST_F(AgentTest, ACollectorsRoleChangeDoesNotOutliveIt) {
 }
 
 TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
-  std::string cfg = WriteTempFile("badmodule.yml", "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
-                                                   "  n:\n    user: y\n    options: {host: elsewhere}\n");
+  std::string cfg = WriteTempFile("badmodule.yml",
+                                  "auth_modules:\n  m:\n    user: x\n    options: {sslmod: require}\n"
+                                  "  n:\n    user: y\n    options: {host: elsewhere}\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 1);
   EXPECT_NE(r.output.find("auth module 'm': options: invalid DSN"), std::string::npos) << r.output;
@@ -819,15 +854,16 @@ TEST_F(AgentTest, AuthModuleWithAnUnknownOptionIsRejected) {
 }
 
 TEST_F(AgentTest, ConstantLabelThatCollidesWithACollectorLabelIsRejected) {
-  std::string cfg = WriteTempFile("collide.yml", "targets:\n  - name: a\n    dsn: \"" + pg_->uri() +
-                                                   "\"\n    labels: {state: x}\n");
+  std::string cfg =
+      WriteTempFile("collide.yml", "targets:\n  - name: a\n    dsn: \"" + pg_->uri() + "\"\n    labels: {state: x}\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 1);
   EXPECT_NE(r.output.find("constant label 'state' is also produced by a collector"), std::string::npos) << r.output;
 }
 
 TEST_F(AgentTest, BadDefinitionAtStartupIsRefusedWithPosition) {
-  DefinitionsDir defs("collectors:\n  - name: x\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, halp: h}}\n");
+  DefinitionsDir defs(
+      "collectors:\n  - name: x\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, halp: h}}\n");
   std::string cfg = WriteTempFile("baddef.yml", ConfigFor(*pg_, defs.path()));
   CommandResult r = AgentProcess::Run({"--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 1);

@@ -64,7 +64,8 @@ class Session {
   // Starts sql and returns at once.
   void Send(const std::string& sql) {
     if (busy_) throw std::logic_error("a statement is still running on this session");
-    if (!PQsendQuery(conn_, sql.c_str())) throw std::runtime_error(std::string("send failed: ") + PQerrorMessage(conn_));
+    if (!PQsendQuery(conn_, sql.c_str()))
+      throw std::runtime_error(std::string("send failed: ") + PQerrorMessage(conn_));
     busy_ = true;
     error_.clear();
   }
@@ -193,12 +194,10 @@ TEST_F(ActivityCollectorsTest, BlockedSessionsShowInLockWaitsAndBlockerFanOut) {
   waiter1.Send("SELECT count(*) FROM lock_target");
   waiter2.Send("SELECT count(*) FROM lock_target");
   // waitstart is set a moment after the wait begins.
-  ASSERT_TRUE(PollUntil([&] {
-    return pg_->Query("SELECT count(*) FROM pg_locks WHERE NOT granted AND waitstart IS NOT NULL") == "2";
-  }));
+  ASSERT_TRUE(PollUntil(
+      [&] { return pg_->Query("SELECT count(*) FROM pg_locks WHERE NOT granted AND waitstart IS NOT NULL") == "2"; }));
 
-  const std::string direct_age =
-      "SELECT extract(epoch FROM now() - min(waitstart)) FROM pg_locks WHERE NOT granted";
+  const std::string direct_age = "SELECT extract(epoch FROM now() - min(waitstart)) FROM pg_locks WHERE NOT granted";
   double before = Num(pg_->Query(direct_age));
   std::string body = Scrape();
   double after = Num(pg_->Query(direct_age));
@@ -251,11 +250,17 @@ TEST_F(ActivityCollectorsTest, IdleInTransactionSessionIsCountedWithItsAge) {
   SleepSeconds(1.5);
   double waited = SecondsSince(start);
   std::string body = Scrape();
-  EXPECT_EQ(Value(body, R"(pg_connections{datname="postgres",usename="postgres",state="idle in transaction",wait_event_type="Client"})"),
-            1.0)
+  EXPECT_EQ(
+      Value(
+          body,
+          R"(pg_connections{datname="postgres",usename="postgres",state="idle in transaction",wait_event_type="Client"})"),
+      1.0)
       << body;
-  EXPECT_EQ(Value(body, R"(pg_connections_by_application{datname="postgres",application_name="idle_tx",state="idle in transaction"})"),
-            1.0);
+  EXPECT_EQ(
+      Value(
+          body,
+          R"(pg_connections_by_application{datname="postgres",application_name="idle_tx",state="idle in transaction"})"),
+      1.0);
   double idle_age = Value(body, R"(pg_activity_oldest_idle_in_transaction_age_seconds{datname="postgres"})");
   EXPECT_GE(idle_age, waited);
   EXPECT_LT(idle_age, waited + 5);
@@ -263,8 +268,11 @@ TEST_F(ActivityCollectorsTest, IdleInTransactionSessionIsCountedWithItsAge) {
 
   idle.Exec("COMMIT");
   body = Scrape();
-  EXPECT_EQ(SampleValue(body, R"(pg_connections{datname="postgres",usename="postgres",state="idle in transaction",wait_event_type="Client"})"),
-            std::nullopt);
+  EXPECT_EQ(
+      SampleValue(
+          body,
+          R"(pg_connections{datname="postgres",usename="postgres",state="idle in transaction",wait_event_type="Client"})"),
+      std::nullopt);
   EXPECT_EQ(Value(body, R"(pg_activity_oldest_idle_in_transaction_age_seconds{datname="postgres"})"), 0.0);
 }
 
@@ -273,8 +281,8 @@ TEST_F(ActivityCollectorsTest, RunningQueryAgeIsReported) {
   auto start = Clock::now();
   sleeper.Send("SELECT pg_sleep(60)");
   ASSERT_TRUE(PollUntil([&] {
-    return pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(60)'") ==
-           "1";
+    return pg_->Query(
+               "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(60)'") == "1";
   }));
   SleepSeconds(1.2);
   double upper = SecondsSince(start);
@@ -282,8 +290,9 @@ TEST_F(ActivityCollectorsTest, RunningQueryAgeIsReported) {
   double age = Value(body, R"(pg_activity_oldest_query_age_seconds{datname="postgres"})");
   EXPECT_GE(age, 1.2);
   EXPECT_LT(age, upper + 5);
-  EXPECT_EQ(Value(body, R"(pg_connections_by_application{datname="postgres",application_name="sleeper",state="active"})"),
-            1.0);
+  EXPECT_EQ(
+      Value(body, R"(pg_connections_by_application{datname="postgres",application_name="sleeper",state="active"})"),
+      1.0);
 }
 
 TEST_F(ActivityCollectorsTest, StatementCallsMatchPgStatStatements) {
@@ -312,9 +321,11 @@ TEST_F(ActivityCollectorsTest, StatementCallsMatchPgStatStatements) {
                 Value(body, "pg_stat_statements_shared_blocks_read_total" + labels),
             kCalls);
   EXPECT_GE(Value(body, "pg_stat_statements_wal_bytes_total" + labels), 0.0);
-  EXPECT_EQ(Value(body, "pg_stat_statements_query_info{queryid=\"" + queryid +
-                            R"(",datname="postgres",usename="postgres",query="SELECT id FROM stmt_marker_tbl WHERE id > $1"})"),
-            1.0);
+  EXPECT_EQ(
+      Value(body,
+            "pg_stat_statements_query_info{queryid=\"" + queryid +
+                R"(",datname="postgres",usename="postgres",query="SELECT id FROM stmt_marker_tbl WHERE id > $1"})"),
+      1.0);
 
   EXPECT_EQ(Value(body, "pg_stat_statements_deallocations_total"),
             Num(pg_->Query("SELECT dealloc FROM pg_stat_statements_info")));
@@ -413,7 +424,8 @@ TEST_F(ActivityCollectorsTest, XidAndMultixactAgesMatchTheServer) {
 
 TEST_F(ActivityCollectorsTest, SettingsInBaseUnitsAndPendingRestart) {
   std::string body = Scrape();
-  EXPECT_EQ(Value(body, R"(pg_settings_value{name="max_connections",unit=""})"), Num(pg_->Query("SHOW max_connections")));
+  EXPECT_EQ(Value(body, R"(pg_settings_value{name="max_connections",unit=""})"),
+            Num(pg_->Query("SHOW max_connections")));
   EXPECT_EQ(Value(body, R"(pg_connections_max)"), Num(pg_->Query("SHOW max_connections")));
   EXPECT_EQ(Value(body, R"(pg_settings_value{name="shared_buffers",unit="bytes"})"),
             Num(pg_->Query("SELECT pg_size_bytes(current_setting('shared_buffers'))")));
@@ -474,17 +486,20 @@ TEST_F(ActivityCollectorsTest, SequenceNearItsEndShowsTheFractionUsed) {
   pg_->Exec("CREATE SEQUENCE seq_cycle MAXVALUE 10 CYCLE; SELECT setval('seq_cycle', 9)");
   pg_->Exec("CREATE SEQUENCE seq_unused");
   std::string body = Scrape();
-  EXPECT_DOUBLE_EQ(Value(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_up"})"),
-                   0.9);
-  EXPECT_DOUBLE_EQ(Value(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_down"})"),
-                   0.0);
-  EXPECT_EQ(SampleValue(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_cycle"})"),
-            std::nullopt);
-  EXPECT_EQ(SampleValue(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_unused"})"),
-            std::nullopt);
+  EXPECT_DOUBLE_EQ(
+      Value(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_up"})"), 0.9);
+  EXPECT_DOUBLE_EQ(
+      Value(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_down"})"), 0.0);
+  EXPECT_EQ(
+      SampleValue(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_cycle"})"),
+      std::nullopt);
+  EXPECT_EQ(
+      SampleValue(body, R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_unused"})"),
+      std::nullopt);
   pg_->Exec("SELECT nextval('seq_down') FROM generate_series(1, 33)");
-  EXPECT_DOUBLE_EQ(Value(Scrape(), R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_down"})"),
-                   1.0 / 3);
+  EXPECT_DOUBLE_EQ(
+      Value(Scrape(), R"(pg_sequence_used_ratio{datname="postgres",schemaname="public",sequencename="seq_down"})"),
+      1.0 / 3);
 }
 
 }  // namespace

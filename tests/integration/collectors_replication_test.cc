@@ -74,13 +74,14 @@ class ReplicationTest : public ::testing::Test {
   static void SetUpTestSuite() {
     primary_ = PostgresServer::Start().release();
     // Reports every second (not 10 s), so the primary sees replay progress promptly.
-    standby_ = PostgresServer::StartStandbyOf(*primary_, {"cluster_name = 'standby1'",
-                                                          "wal_receiver_status_interval = 1s"})
-                   .release();
+    standby_ =
+        PostgresServer::StartStandbyOf(*primary_, {"cluster_name = 'standby1'", "wal_receiver_status_interval = 1s"})
+            .release();
     const bool streaming = WaitUntil(
         [] {
-          return primary_->Query("SELECT count(*) FROM pg_stat_replication"
-                                 " WHERE application_name = 'standby1' AND state = 'streaming'") == "1";
+          return primary_->Query(
+                     "SELECT count(*) FROM pg_stat_replication"
+                     " WHERE application_name = 'standby1' AND state = 'streaming'") == "1";
         },
         30);
     if (!streaming) throw std::runtime_error("the standby never started streaming:\n" + standby_->Log());
@@ -121,9 +122,9 @@ AgentProcess* ReplicationTest::standby_agent_ = nullptr;
 
 TEST_F(ReplicationTest, PrimaryShowsTheStandbyStreamingWithByteLags) {
   std::string body = Scrape(*primary_agent_);
-  EXPECT_EQ(Sample(body, "pg_replication_standby_info",
-                   {kStandby, kLoopback, "state=\"streaming\"", "sync_state=\"async\""}),
-            1.0)
+  EXPECT_EQ(
+      Sample(body, "pg_replication_standby_info", {kStandby, kLoopback, "state=\"streaming\"", "sync_state=\"async\""}),
+      1.0)
       << body;
   for (const char* metric : {"pg_replication_standby_sent_lag_bytes", "pg_replication_standby_write_lag_bytes",
                              "pg_replication_standby_flush_lag_bytes", "pg_replication_standby_replay_lag_bytes"}) {
@@ -178,11 +179,12 @@ TEST_F(ReplicationTest, PausedReplayShowsLagOnBothSidesAndClearsOnResume) {
   } resume_at_exit;
   ASSERT_TRUE(WaitUntil([] { return standby_->Query("SELECT pg_get_wal_replay_pause_state()") == "paused"; }, 10));
 
-  primary_->Exec("CREATE TABLE paused_writes (id int, payload text);"
-                 "INSERT INTO paused_writes SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g");
+  primary_->Exec(
+      "CREATE TABLE paused_writes (id int, payload text);"
+      "INSERT INTO paused_writes SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g");
   const std::string written = primary_->Query("SELECT pg_current_wal_lsn()");
-  ASSERT_TRUE(WaitUntil([&] { return standby_->Query("SELECT pg_last_wal_receive_lsn() >= '" + written + "'") == "t"; },
-                        20));
+  ASSERT_TRUE(
+      WaitUntil([&] { return standby_->Query("SELECT pg_last_wal_receive_lsn() >= '" + written + "'") == "t"; }, 20));
 
   // While replay stands still, receive - replay only grows: the agent's value lies between two direct reads.
   const std::string lag_sql = "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())";
@@ -229,9 +231,7 @@ TEST_F(ReplicationTest, PausedReplayShowsLagOnBothSidesAndClearsOnResume) {
       },
       20));
   EXPECT_TRUE(WaitUntil(
-      [&] {
-        return Sample(Scrape(*primary_agent_), "pg_replication_standby_replay_lag_bytes", {kStandby}) == 0.0;
-      },
+      [&] { return Sample(Scrape(*primary_agent_), "pg_replication_standby_replay_lag_bytes", {kStandby}) == 0.0; },
       20));
 }
 
@@ -271,8 +271,8 @@ TEST_F(ReplicationTest, InactiveSlotShowsTheWalItRetains) {
   EXPECT_GT(*retained, 2.0 * 16 * 1024 * 1024);  // three switches of 16 MB segments since the slot's restart_lsn
   EXPECT_GE(*retained, before);
   EXPECT_LE(*retained, after);
-  EXPECT_EQ(Sample(body, "pg_replication_slot_wal_status", {slot}), 0.0);  // reserved: within max_wal_size
-  EXPECT_FALSE(Sample(body, "pg_replication_slot_safe_wal_bytes", {slot}));  // max_slot_wal_keep_size = -1
+  EXPECT_EQ(Sample(body, "pg_replication_slot_wal_status", {slot}), 0.0);               // reserved: within max_wal_size
+  EXPECT_FALSE(Sample(body, "pg_replication_slot_safe_wal_bytes", {slot}));             // max_slot_wal_keep_size = -1
   EXPECT_FALSE(Sample(body, "pg_replication_slot_confirmed_flush_lag_bytes", {slot}));  // physical
 }
 
@@ -341,8 +341,7 @@ TEST_F(SubscriptionTest, RunningSubscriptionAndItsPublisherSide) {
   std::optional<double> unconfirmed = Sample(body, "pg_replication_slot_confirmed_flush_lag_bytes", {slot});
   ASSERT_TRUE(unconfirmed) << body;
   EXPECT_GE(*unconfirmed, 0);
-  EXPECT_EQ(Sample(body, "pg_replication_standby_info", {"application_name=\"items_sub\"", "state=\"streaming\""}),
-            1.0)
+  EXPECT_EQ(Sample(body, "pg_replication_standby_info", {"application_name=\"items_sub\"", "state=\"streaming\""}), 1.0)
       << body;
 }
 

@@ -70,8 +70,8 @@ class Background {
   ~Background() {
     while (!done_) {
       try {
-        pg_.Query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
-                  application_name_ + "'");
+        pg_.Query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = '" + application_name_ +
+                  "'");
       } catch (const std::exception&) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -187,8 +187,7 @@ TEST_F(SignalsTest, OpenSessionHoldsTheHorizonWithItsDatabaseUserAndApplication)
   snapshot.exec("SELECT 1");  // takes the snapshot, which pins backend_xmin
   const auto opened_at = Clock::now();
   BurnXids(*pg_, 20);
-  const std::string age =
-      "SELECT age(backend_xmin) FROM pg_stat_activity WHERE application_name = 'horizon_holder'";
+  const std::string age = "SELECT age(backend_xmin) FROM pg_stat_activity WHERE application_name = 'horizon_holder'";
   const double before = Num(pg_->Query(age));
   const std::string body = Scrape(*agent_);
   const double after = Num(pg_->Query(age));
@@ -212,10 +211,11 @@ TEST_F(SignalsTest, AutovacuumThresholdsComeFromTheTablesOwnReloptions) {
                                                           "autovacuum_vacuum_insert_scale_factor = 0.5"
                                                         : "";
   pg_->Exec("DROP TABLE IF EXISTS av_tuned, av_plain");
-  pg_->Exec("CREATE TABLE av_tuned (id int) WITH (autovacuum_enabled = false, autovacuum_vacuum_threshold = 10, "
-            "autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_threshold = 7, "
-            "autovacuum_analyze_scale_factor = 0" +
-            insert_options + ")");
+  pg_->Exec(
+      "CREATE TABLE av_tuned (id int) WITH (autovacuum_enabled = false, autovacuum_vacuum_threshold = 10, "
+      "autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_threshold = 7, "
+      "autovacuum_analyze_scale_factor = 0" +
+      insert_options + ")");
   pg_->Exec("CREATE TABLE av_plain (id int) WITH (autovacuum_enabled = false)");
   pg_->Exec("ALTER TABLE av_plain RESET (autovacuum_enabled)");
   pg_->Exec("INSERT INTO av_tuned SELECT generate_series(1, 10000)");
@@ -285,8 +285,9 @@ TEST_F(SignalsTest, WaitEventsAreNamedNotOnlyTyped) {
   Background sleeper(*pg_, "sleeper", "SELECT pg_sleep(60)");
   ASSERT_TRUE(PollUntil(
       [&] {
-        return pg_->Query("SELECT count(*) FROM pg_stat_activity WHERE (application_name, wait_event) IN "
-                          "(('lock_waiter', 'relation'), ('sleeper', 'PgSleep'))") == "2";
+        return pg_->Query(
+                   "SELECT count(*) FROM pg_stat_activity WHERE (application_name, wait_event) IN "
+                   "(('lock_waiter', 'relation'), ('sleeper', 'PgSleep'))") == "2";
       },
       10));
   const std::string body = Scrape(*agent_);
@@ -307,8 +308,9 @@ TEST(StandbyFeedbackTest, StandbyQueryHoldsThePrimarysHorizon) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", primary->uri()}});
   ASSERT_TRUE(PollUntil(
       [&] {
-        return primary->Query("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'feedback_standby'"
-                              " AND state = 'streaming' AND backend_xmin IS NOT NULL") == "1";
+        return primary->Query(
+                   "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'feedback_standby'"
+                   " AND state = 'streaming' AND backend_xmin IS NOT NULL") == "1";
       },
       30))
       << "the standby does not stream with feedback";

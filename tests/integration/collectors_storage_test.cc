@@ -144,8 +144,9 @@ TEST_F(StorageCollectors, BloatedTableShowsEstimatedAndMeasuredBloat) {
 TEST_F(StorageCollectors, TableAndIndexFiguresMatchTheServer) {
   // Rows of 4 KB of incompressible text go to TOAST.
   pg_->Exec("CREATE TABLE sized (id int PRIMARY KEY, v int, payload text) WITH (autovacuum_enabled = off)");
-  pg_->Exec("INSERT INTO sized SELECT g, g % 100, (SELECT string_agg(md5(g::text || r::text), '') "
-            "FROM generate_series(1, 128) r) FROM generate_series(1, 3000) g");
+  pg_->Exec(
+      "INSERT INTO sized SELECT g, g % 100, (SELECT string_agg(md5(g::text || r::text), '') "
+      "FROM generate_series(1, 128) r) FROM generate_series(1, 3000) g");
   pg_->Exec("DELETE FROM sized WHERE id % 3 = 0");
   pg_->Exec("CREATE INDEX sized_v ON sized (v)");
   // A unique index built concurrently over duplicates fails and stays behind, invalid.
@@ -183,7 +184,8 @@ TEST_F(StorageCollectors, TableAndIndexFiguresMatchTheServer) {
   EXPECT_EQ(Value(body, Idx("pg_index_unused", "sized", "sized_pkey")), 0) << "a primary key is never unused";
   EXPECT_EQ(Value(body, Idx("pg_index_invalid", "dups", "dups_k")), 1);
   EXPECT_EQ(Value(body, Idx("pg_index_invalid", "sized", "sized_v")), 0);
-  EXPECT_FALSE(SampleValue(body, Rel("pg_table_last_vacuum_timestamp_seconds", "sized")).has_value()) << "never vacuumed";
+  EXPECT_FALSE(SampleValue(body, Rel("pg_table_last_vacuum_timestamp_seconds", "sized")).has_value())
+      << "never vacuumed";
 
   // Using the index and vacuuming the table show up on the next scrape.
   pg_->Exec("SET enable_seqscan = off; SET enable_bitmapscan = off; SELECT count(*) FROM sized WHERE v = 7");
@@ -221,7 +223,8 @@ TEST_F(StorageCollectors, RequestedCheckpointIsCounted) {
   double count_after = Value(after, "pg_checkpointer_checkpoints_requested_total");
   EXPECT_GE(count_after, count_before + 1);
   EXPECT_EQ(count_after, Number(*pg_, requested));
-  EXPECT_GT(Value(after, "pg_checkpointer_buffers_written_total"), Value(before, "pg_checkpointer_buffers_written_total"));
+  EXPECT_GT(Value(after, "pg_checkpointer_buffers_written_total"),
+            Value(before, "pg_checkpointer_buffers_written_total"));
   EXPECT_TRUE(SampleValue(after, "pg_checkpointer_checkpoints_timed_total").has_value());
   EXPECT_TRUE(CollectorOk(after, "bgwriter"));
   EXPECT_TRUE(SampleValue(after, "pg_bgwriter_buffers_allocated_total").has_value());
@@ -277,8 +280,9 @@ TEST_F(StorageCollectors, BuffercacheUsedPlusUnusedIsSharedBuffers) {
 }
 
 TEST_F(StorageCollectors, VacuumInProgressIsReportedWithItsPhase) {
-  pg_->Exec("CREATE TABLE slowvac WITH (autovacuum_enabled = off) AS "
-            "SELECT g, repeat('v', 100) AS payload FROM generate_series(1, 20000) g");
+  pg_->Exec(
+      "CREATE TABLE slowvac WITH (autovacuum_enabled = off) AS "
+      "SELECT g, repeat('v', 100) AS payload FROM generate_series(1, 20000) g");
   pg_->Exec("DELETE FROM slowvac WHERE g % 2 = 0");
   // Cost-based delay at its slowest sleeps 100 ms per page, so the vacuum is still scanning when
   // scraped; it is cancelled afterwards.
@@ -342,17 +346,20 @@ TEST_F(StorageCollectors, IoStatisticsStartWithPostgres16) {
 TEST(StorageTopN, LargestTablesAreKeptAndTheRestCounted) {
   auto pg = PostgresServer::Start();
   for (int i = 1; i <= 5; ++i)
-    pg->Exec("CREATE TABLE t" + std::to_string(i) + " AS SELECT g, repeat('x', 200) AS pad "
-             "FROM generate_series(1, " + std::to_string(i * 2000) + ") g");
+    pg->Exec("CREATE TABLE t" + std::to_string(i) +
+             " AS SELECT g, repeat('x', 200) AS pad "
+             "FROM generate_series(1, " +
+             std::to_string(i * 2000) + ") g");
   pg->Exec("CREATE INDEX t5_g ON t5 (g); CREATE INDEX t4_g ON t4 (g)");
   pg->Exec("CREATE TABLE dups (k int); INSERT INTO dups VALUES (1), (1)");
   EXPECT_THROW(pg->Exec("CREATE UNIQUE INDEX CONCURRENTLY dups_k ON dups (k)"), pqxx::sql_error);
   pg->Exec("VACUUM ANALYZE");
   std::string uri = "postgresql://postgres@127.0.0.1:" + std::to_string(pg->port()) + "/postgres";
   std::string cfg = WriteTempFile("topn-" + std::to_string(pg->port()) + ".yml",
-                                  "targets:\n  - name: main\n    dsn: \"" + uri + "\"\n"
-                                  "collectors:\n  overrides:\n    table_stats: {max_rows: 2}\n"
-                                  "    index_stats: {max_rows: 2}\n");
+                                  "targets:\n  - name: main\n    dsn: \"" + uri +
+                                      "\"\n"
+                                      "collectors:\n  overrides:\n    table_stats: {max_rows: 2}\n"
+                                      "    index_stats: {max_rows: 2}\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string body = Scrape(*agent);
   ASSERT_TRUE(CollectorOk(body, "table_stats")) << agent->Log();
@@ -368,7 +375,8 @@ TEST(StorageTopN, LargestTablesAreKeptAndTheRestCounted) {
 
   // Four user tables (t1..t3, dups) were left out: each counts once per metric column.
   double tables = Number(*pg, "SELECT count(*) FROM pg_stat_user_tables");
-  double dropped = Value(body, "pgpulse_collector_series_dropped_total{collector=\"table_stats\",reason=\"limit\",target=\"main\"}");
+  double dropped =
+      Value(body, "pgpulse_collector_series_dropped_total{collector=\"table_stats\",reason=\"limit\",target=\"main\"}");
   ASSERT_EQ(tables, 6);
   EXPECT_EQ(std::fmod(dropped, tables - 2), 0) << dropped;
   EXPECT_GE(dropped / (tables - 2), 24) << dropped;
@@ -379,15 +387,17 @@ TEST(StorageTopN, LargestTablesAreKeptAndTheRestCounted) {
   EXPECT_EQ(Value(body, Idx("pg_index_invalid", "t5", "t5_g")), 0);
   EXPECT_EQ(Value(body, Idx("pg_index_blocks_hit_total", "t5", "t5_g")),
             Number(*pg, "SELECT idx_blks_hit FROM pg_statio_user_indexes WHERE indexrelname = 't5_g'"));
-  EXPECT_GT(Value(body, "pgpulse_collector_series_dropped_total{collector=\"index_stats\",reason=\"limit\",target=\"main\"}"),
-            0);
+  EXPECT_GT(
+      Value(body, "pgpulse_collector_series_dropped_total{collector=\"index_stats\",reason=\"limit\",target=\"main\"}"),
+      0);
 }
 
 // Restarting empties shared buffers, so the first read of a table misses and the second hits.
 TEST(StorageCache, ColdReadsThenHitsAreCounted) {
   auto pg = PostgresServer::Start();
-  pg->Exec("CREATE TABLE cached WITH (autovacuum_enabled = off) AS "
-           "SELECT g, repeat('c', 100) AS payload FROM generate_series(1, 20000) g");
+  pg->Exec(
+      "CREATE TABLE cached WITH (autovacuum_enabled = off) AS "
+      "SELECT g, repeat('c', 100) AS payload FROM generate_series(1, 20000) g");
   pg->Exec("VACUUM ANALYZE cached");
   pg->Restart();
   double pages = Number(*pg, "SELECT relpages FROM pg_class WHERE relname = 'cached'");
@@ -447,10 +457,12 @@ TEST(StorageArchiver, FailuresThenSuccessesAreCounted) {
 
   pg->Exec("ALTER SYSTEM SET archive_command = '/bin/true'");
   pg->Exec("SELECT pg_reload_conf()");
-  ASSERT_TRUE(PollUntil([&] {
-    return Number(*pg, "SELECT archived_count FROM pg_stat_archiver") >= 1 &&
-           Number(*pg, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == 0;
-  }, 30));
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return Number(*pg, "SELECT archived_count FROM pg_stat_archiver") >= 1 &&
+               Number(*pg, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == 0;
+      },
+      30));
   body = Scrape(*agent);
   EXPECT_GE(Value(body, "pg_archiver_archived_total"), 1);
   EXPECT_EQ(Value(body, "pg_archiver_last_attempt_failed"), 0);

@@ -42,9 +42,11 @@ TEST(Discovery, AHangingConnectToAnotherDatabaseDoesNotLoseTheScrape) {
   std::string defs_dir = WriteTempFile("hang-defs/fanout.yaml", kDefinitions);
   defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
   std::string cfg = WriteTempFile("hang.yml", "connect_timeout: 20s\ntargets:\n  - name: main\n    dsn: \"" +
-                                                  pg->uri() + "\"\n    databases:\n      discover: true\n"
+                                                  pg->uri() +
+                                                  "\"\n    databases:\n      discover: true\n"
                                                   "      include: ['late', postgres]\n      refresh: 1s\n"
-                                                  "collectors:\n  directories: [\"" + defs_dir + "\"]\n");
+                                                  "collectors:\n  directories: [\"" +
+                                                  defs_dir + "\"]\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);
   pg->Exec("CREATE DATABASE late");
@@ -83,7 +85,8 @@ TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
                                                   "\"\n    databases:\n      discover: true\n"
                                                   "      include: ['app_.*', postgres]\n      refresh: 1s\n"
                                                   "      max_connections: 2\n"
-                                                  "collectors:\n  directories: [\"" + defs_dir + "\"]\n");
+                                                  "collectors:\n  directories: [\"" +
+                                                  defs_dir + "\"]\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"app_a\"}"), 2.0) << body;

@@ -148,9 +148,9 @@ TEST(DiskHeadroom, FilesystemBytesMatchDfForDataWalAndTablespace) {
 TEST(DiskHeadroom, UnixSocketConnectionIsLocal) {
   auto pg = PostgresServer::Start();
   const std::string data = pg->Query("SHOW data_directory");
-  auto agent = StartAgent(Config("host=" + pg->dir() + " port=" + std::to_string(pg->port()) +
-                                 " user=postgres dbname=postgres"),
-                          "disk-socket.yml");
+  auto agent =
+      StartAgent(Config("host=" + pg->dir() + " port=" + std::to_string(pg->port()) + " user=postgres dbname=postgres"),
+                 "disk-socket.yml");
   std::string body = Scrape(*agent);
   EXPECT_EQ(SampleValue(body, "pg_filesystem_visible" + Row("data", "", data, "", DeviceOf(data))), 1) << body;
 }
@@ -231,9 +231,9 @@ TEST(DiskHeadroom, AnotherOsUserCannotSeePgWalAndIsToldWhy) {
   const std::string bin_dir = bin.path;
   ASSERT_EQ(std::system(("chmod 755 '" + bin_dir + "' && cp '" PGPULSE_BINARY "' '" + bin_dir + "/pgpulse'").c_str()),
             0);
-  CommandResult r = RunCommand({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin_dir + "/pgpulse",
-                                "check", "--connect"},
-                               {{"DATA_SOURCE_NAME", Uri(*pg)}});
+  CommandResult r = RunCommand(
+      {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin_dir + "/pgpulse", "check", "--connect"},
+      {{"DATA_SOURCE_NAME", Uri(*pg)}});
   EXPECT_EQ(r.exit_status, 0) << r.output;
   size_t at = r.output.find("\nfilesystem ");
   ASSERT_NE(at, std::string::npos) << r.output;

@@ -44,10 +44,14 @@ TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
 
   auto scrape = std::async(std::launch::async, [&] { return HttpGet(agent->url("/metrics")); });
   // The crash must land while the scrape's slow collector runs.
-  ASSERT_TRUE(PollUntil([&] {
-    return pg->Query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active'"
-                     " AND pid <> pg_backend_pid()") != "0";
-  }, 10, 0.02)) << "the agent's slowish query never started";
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return pg->Query(
+                   "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1.5)%' AND state = 'active'"
+                   " AND pid <> pg_backend_pid()") != "0";
+      },
+      10, 0.02))
+      << "the agent's slowish query never started";
   // SIGQUIT is PostgreSQL's immediate shutdown: every backend dies at once, as in a crash.
   std::ifstream pidfile(pg->dir() + "/data/postmaster.pid");
   pid_t postmaster = 0;
@@ -109,13 +113,16 @@ TEST(Faults, CatalogLockedBySomeoneElseTimesOutOnTheServerAndTheScrapeAnswers) {
   // lock holder's own session: a new connection would itself queue behind the pg_database lock.)
   // (pg_stat_activity is a snapshot per transaction: cleared before each look.)
   int waiting = -1;
-  EXPECT_TRUE(PollUntil([&] {
-    tx.exec("SELECT pg_stat_clear_snapshot()");
-    waiting = tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
-                       " AND wait_event_type = 'Lock'")[0]
-                  .as<int>();
-    return waiting == 0;
-  }, 10));
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        tx.exec("SELECT pg_stat_clear_snapshot()");
+        waiting = tx.exec1(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse'"
+                        " AND wait_event_type = 'Lock'")[0]
+                      .as<int>();
+        return waiting == 0;
+      },
+      10));
   EXPECT_EQ(waiting, 0);
   tx.abort();
   std::string after = Scrape(*agent, 8);

@@ -50,9 +50,8 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
   HttpGet(agent->url("/metrics"));  // warm up: connect, first collection
   long rss_before = RssKb(agent->pid());
 
-  CommandResult wrk = RunCommand({"wrk", "-t", "2", "-c", "200", "-d", "60s", "--timeout", "15s", "--latency",
-                                  agent->url("/metrics")},
-                                 {}, 120);
+  CommandResult wrk = RunCommand(
+      {"wrk", "-t", "2", "-c", "200", "-d", "60s", "--timeout", "15s", "--latency", agent->url("/metrics")}, {}, 120);
   ASSERT_EQ(wrk.exit_status, 0) << wrk.output;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"((\d+) requests in)"))) << wrk.output;
@@ -62,13 +61,15 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
   EXPECT_EQ(wrk.output.find("Socket errors"), std::string::npos) << wrk.output;
   EXPECT_TRUE(agent->Running());
 
-  long calls = std::stol(pg->Query("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
-                                   " WHERE query LIKE '%load_marker_q%' AND query NOT LIKE '%pg_stat_statements%'"));
+  long calls =
+      std::stol(pg->Query("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements"
+                          " WHERE query LIKE '%load_marker_q%' AND query NOT LIKE '%pg_stat_statements%'"));
   // Concurrent scrapes share one collection: far fewer queries than requests.
   EXPECT_LT(calls * 8, requests) << calls << " collections for " << requests << " requests";
   long rss_after = RssKb(agent->pid());
 #ifndef __SANITIZE_ADDRESS__  // ASan's quarantine and shadow memory make RSS meaningless
-  EXPECT_LT(rss_after, std::max(rss_before * 4, 64L * 1024)) << rss_before << " kB before, " << rss_after << " kB after";
+  EXPECT_LT(rss_after, std::max(rss_before * 4, 64L * 1024))
+      << rss_before << " kB before, " << rss_after << " kB after";
 #endif
   std::cout << "wrk: " << requests << " requests, " << calls << " collections, RSS " << rss_before << " -> "
             << rss_after << " kB\n"
@@ -138,7 +139,7 @@ TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
   auto pg = PostgresServer::Start();
   std::string cfg = WriteTempFile("slow.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});  // the default per-client limit
-  ASSERT_EQ(HttpGet(agent->url("/metrics")).status, 200);  // warm up
+  ASSERT_EQ(HttpGet(agent->url("/metrics")).status, 200);      // warm up
   const int port = agent->port();
 
   std::atomic<bool> stop{false};

@@ -42,10 +42,13 @@ PostgresServer* ManagedRoles::pg_ = nullptr;
 
 // The collectors that need pg_monitor's privileges, and what each skip line must say.
 const char* const kNeedPgMonitor[][2] = {
-    {"filesystem", "needs the privileges of pg_read_all_settings (included in pg_monitor), which role connect_only "
-                   "lacks: GRANT pg_monitor TO connect_only"},
-    {"wal_directory", "needs the privileges of pg_monitor, which role connect_only lacks: GRANT pg_monitor TO connect_only"},
-    {"archiver_pending", "needs the privileges of pg_monitor, which role connect_only lacks: GRANT pg_monitor TO connect_only"},
+    {"filesystem",
+     "needs the privileges of pg_read_all_settings (included in pg_monitor), which role connect_only "
+     "lacks: GRANT pg_monitor TO connect_only"},
+    {"wal_directory",
+     "needs the privileges of pg_monitor, which role connect_only lacks: GRANT pg_monitor TO connect_only"},
+    {"archiver_pending",
+     "needs the privileges of pg_monitor, which role connect_only lacks: GRANT pg_monitor TO connect_only"},
 };
 
 TEST_F(ManagedRoles, ConnectOnlyRoleSkipsWhatNeedsPgMonitorAndSaysWhy) {

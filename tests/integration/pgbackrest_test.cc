@@ -65,9 +65,7 @@ class PgbackrestTest : public ::testing::Test {
   static std::string Config(const std::string& name, const std::string& pgbackrest_block) {
     return "  - name: " + name + "\n    dsn: \"" + pg_->uri() + "\"\n    pgbackrest:\n" + pgbackrest_block;
   }
-  static std::string GoodBlock() {
-    return repo_->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 20s\n";
-  }
+  static std::string GoodBlock() { return repo_->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 20s\n"; }
 
   static inline std::string dir_, conf_;
   static inline std::unique_ptr<PostgresServer> pg_;
@@ -165,13 +163,14 @@ TEST_F(PgbackrestTest, ReloadAppliesAChangedStanza) {
 TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsStay) {
   // A hanging "pgbackrest": killed at its timeout; its child sleep with it.
   const std::string pidfile = WriteTempFile("pgbackrest-hang.pid", "");
-  std::string hang = WriteTempFile("pgbackrest-hang.sh", "#!/bin/sh\necho 'waiting for S3' >&2\nsleep 60 &\necho $! > " +
-                                                           pidfile + "\nwait\n");
+  std::string hang = WriteTempFile(
+      "pgbackrest-hang.sh", "#!/bin/sh\necho 'waiting for S3' >&2\nsleep 60 &\necho $! > " + pidfile + "\nwait\n");
   chmod(hang.c_str(), 0755);
   std::string cfg = WriteTempFile(
       "pgbackrest-bad.yml",
-      "targets:\n" + Config("badrepo", "      command: " + std::string(kPgbackrest) + "\n      stanza: main\n      config: " +
-                                           conf_ + "\n      args: [--repo=3]\n      ttl: 0s\n") +
+      "targets:\n" +
+          Config("badrepo", "      command: " + std::string(kPgbackrest) + "\n      stanza: main\n      config: " +
+                                conf_ + "\n      args: [--repo=3]\n      ttl: 0s\n") +
           Config("hang", "      command: " + hang + "\n      stanza: main\n      timeout: 1s\n      ttl: 0s\n"));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   auto started = std::chrono::steady_clock::now();
@@ -184,8 +183,8 @@ TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsSt
     EXPECT_EQ(Value(body, std::string("pgpulse_collector_success{collector=\"pgbackrest\",target=\"") + t + "\"}"), 0);
     EXPECT_EQ(Value(body, std::string("pgpulse_collector_success{collector=\"connections\",target=\"") + t + "\"}"), 1);
   }
-  const std::string badrepo_error =
-      std::string(kPgbackrest) + " exited with status 32: ERROR: [032]: key '3' is not valid for 'repo' option";
+  const std::string badrepo_error = std::string(kPgbackrest) +
+                                    " exited with status 32: ERROR: [032]: key '3' is not valid for 'repo' option";
   const std::string hang_error = hang + " timed out after 1s, killed: waiting for S3";
   HttpResponse landing = HttpGet(agent->url("/"));
   std::string badrepo_html = badrepo_error;
@@ -197,9 +196,10 @@ TEST_F(PgbackrestTest, FailingAndHangingCommandsAreReportedAndTheServerMetricsSt
   EXPECT_NE(log.find(badrepo_error), std::string::npos) << log;
   EXPECT_NE(log.find(hang_error), std::string::npos) << log;
   // Found before any scrape: a command that cannot be run, a config that cannot be read.
-  std::string typo = WriteTempFile(
-      "pgbackrest-typo.yml", "targets:\n" + Config("main", "      command: /usr/bin/pgbackrestt\n      stanza: main\n"
-                                                          "      config: /nonexistent/pgbackrest.conf\n"));
+  std::string typo = WriteTempFile("pgbackrest-typo.yml",
+                                   "targets:\n" + Config("main",
+                                                         "      command: /usr/bin/pgbackrestt\n      stanza: main\n"
+                                                         "      config: /nonexistent/pgbackrest.conf\n"));
   CommandResult check = AgentProcess::Run({"check", "--config.file=" + typo});
   EXPECT_EQ(check.exit_status, 1) << check.output;
   EXPECT_NE(check.output.find("target 'main': pgbackrest.command /usr/bin/pgbackrestt cannot be run: No such file"),
@@ -222,7 +222,8 @@ TEST_F(PgbackrestTest, SlowRepositoryNeverHoldsAScrapePastItsDeadline) {
   chmod(slow.c_str(), 0755);
   std::string cfg = WriteTempFile(
       "pgbackrest-slow.yml",
-      "targets:\n" + Config("main", "      command: " + slow + "\n      stanza: main\n      timeout: 30s\n      ttl: 0s\n"));
+      "targets:\n" +
+          Config("main", "      command: " + slow + "\n      stanza: main\n      timeout: 30s\n      ttl: 0s\n"));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   auto timed_scrape = [&](double& seconds) {
     auto started = std::chrono::steady_clock::now();
@@ -278,8 +279,10 @@ TEST_F(PgbackrestTest, BrokenRepositoryShowsTheErrorWhileTheServerIsFine) {
   EXPECT_EQ(Value(after, "pg_up"), 1);
   EXPECT_EQ(Value(after, "pgbackrest_up{stanza=\"main\"}"), 0);
   EXPECT_EQ(Value(after, "pgbackrest_stanza_status_code{stanza=\"main\"}"), 3);
-  EXPECT_EQ(CountSamples(after, "pgbackrest_backup_last_completion_timestamp_seconds"), 0) << "stale backup data served";
-  EXPECT_EQ(CountSamples(after, "pgbackrest_backups"), 0) << "zero backups reported for a repository that cannot be read";
+  EXPECT_EQ(CountSamples(after, "pgbackrest_backup_last_completion_timestamp_seconds"), 0)
+      << "stale backup data served";
+  EXPECT_EQ(CountSamples(after, "pgbackrest_backups"), 0)
+      << "zero backups reported for a repository that cannot be read";
   EXPECT_EQ(Value(after, "pgpulse_collector_success{collector=\"pgbackrest\",target=\"main\"}"), 0);
   EXPECT_EQ(Value(after, "pgpulse_collector_success{collector=\"database_stats\",target=\"main\"}"), 1);
   const std::string error = "stanza main: status 3 (missing stanza data); repo1: missing stanza data";

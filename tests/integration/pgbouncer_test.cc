@@ -30,9 +30,12 @@ std::string Config(const PostgresServer& pg, const PgBouncerServer& bouncer) {
   // The console target is found by its DSN's dbname; no type key needed.
   return "targets:\n"
          "  - name: bouncer\n"
-         "    dsn: \"" + bouncer.admin_dsn() + "\"\n"
+         "    dsn: \"" +
+         bouncer.admin_dsn() +
+         "\"\n"
          "  - name: pg\n"
-         "    dsn: \"" + pg.dsn() + "\"\n";
+         "    dsn: \"" +
+         pg.dsn() + "\"\n";
 }
 
 class PgBouncerTest : public SharedServerTest {};
@@ -50,14 +53,16 @@ TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
   EXPECT_EQ(SampleValue(idle, "pgbouncer_config_max_client_connections{target=\"bouncer\"}"), 100);
   EXPECT_EQ(SampleValue(idle, "pgbouncer_config_default_pool_size{target=\"bouncer\"}"), 2);
   EXPECT_EQ(SampleValue(idle, "pgbouncer_database_pool_size{target=\"bouncer\",database=\"postgres\"}"), 2);
-  EXPECT_EQ(SampleValue(idle, "pgbouncer_lists_used_clients{target=\"bouncer\"}"), 1) << "the agent's own console connection";
+  EXPECT_EQ(SampleValue(idle, "pgbouncer_lists_used_clients{target=\"bouncer\"}"), 1)
+      << "the agent's own console connection";
   // Every collector on both targets ran cleanly: neither ran the other's definitions.
   EXPECT_EQ(idle.find("pgpulse_collector_success{") == std::string::npos, false);
   for (size_t at = idle.find("\npgpulse_collector_success{"); at != std::string::npos;
        at = idle.find("\npgpulse_collector_success{", at + 1)) {
     std::string line = idle.substr(at + 1, idle.find('\n', at + 1) - at - 1);
     EXPECT_EQ(line.substr(line.size() - 2), " 1") << line;
-    EXPECT_EQ(line.find("collector=\"pgbouncer_") != std::string::npos, line.find("target=\"bouncer\"") != std::string::npos)
+    EXPECT_EQ(line.find("collector=\"pgbouncer_") != std::string::npos,
+              line.find("target=\"bouncer\"") != std::string::npos)
         << line;
   }
 
@@ -86,8 +91,10 @@ TEST_F(PgBouncerTest, ExhaustedPoolShowsWaitingClientsAndGrowingMaxWait) {
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_waiting_connections" + kPool), 4) << first;
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_client_active_connections" + kPool), 2);
   EXPECT_EQ(SampleValue(first, "pgbouncer_pool_server_active_connections" + kPool), 2);
-  EXPECT_EQ(SampleValue(first, "pgbouncer_pool_mode_info{target=\"bouncer\",database=\"postgres\",user=\"postgres\","
-                               "pool_mode=\"session\"}"), 1);
+  EXPECT_EQ(SampleValue(first,
+                        "pgbouncer_pool_mode_info{target=\"bouncer\",database=\"postgres\",user=\"postgres\","
+                        "pool_mode=\"session\"}"),
+            1);
   auto wait1 = SampleValue(first, "pgbouncer_pool_max_wait_seconds" + kPool);
   std::this_thread::sleep_for(std::chrono::milliseconds(700));
   std::string second = Scrape(*agent);
@@ -168,7 +175,8 @@ TEST_F(PgBouncerTest, CheckConnectAndExpositionAreClean) {
   EXPECT_NE(check.output.find("up, PgBouncer 1.18.0 (admin console)"), std::string::npos) << check.output;
   EXPECT_NE(check.output.find("pgbouncer_pools"), std::string::npos) << check.output;
   EXPECT_EQ(check.output.find("failed"), std::string::npos) << check.output;
-  EXPECT_EQ(check.output.find("table_stats"), std::string::npos) << "PostgreSQL collectors are not listed: " << check.output;
+  EXPECT_EQ(check.output.find("table_stats"), std::string::npos)
+      << "PostgreSQL collectors are not listed: " << check.output;
 
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", bouncer->admin_dsn()}});
   const std::string body = Scrape(*agent);
@@ -181,7 +189,8 @@ TEST_F(PgBouncerTest, CheckConnectAndExpositionAreClean) {
 }
 
 TEST_F(PgBouncerTest, BadTypeAndBadDefinitionAreRejectedWithPosition) {
-  std::string cfg = WriteTempFile("badtype.yml", "targets:\n  - name: b\n    dsn: dbname=pgbouncer\n    type: bouncer\n");
+  std::string cfg =
+      WriteTempFile("badtype.yml", "targets:\n  - name: b\n    dsn: dbname=pgbouncer\n    type: bouncer\n");
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 1) << r.output;
   EXPECT_NE(r.output.find(cfg + ":4:11: target 'b'.type must be 'postgres' or 'pgbouncer', got 'bouncer'"),
@@ -225,8 +234,8 @@ TEST_F(PgBouncerTest, TransactionPoolingNeedsPreparedStatementsOff) {
     auto agent = AgentProcess::Start({"--config.file=" + cfg});
     auto first_holder = hold();
     std::string first = Scrape(*agent);  // on the other server connection
-    auto second_holder = hold();          // takes that one
-    first_holder.second.reset();          // and frees the first
+    auto second_holder = hold();         // takes that one
+    first_holder.second.reset();         // and frees the first
     first_holder.first.reset();
     std::string second = Scrape(*agent);
     const std::string ok = "pgpulse_collector_success{collector=\"connections\",target=\"main\"}";

@@ -19,8 +19,8 @@ class ReloadTest : public SharedServerTest {
  protected:
   // Starts the agent on `config`, kept as a file of the test's own name.
   std::unique_ptr<AgentProcess> Start(const std::string& config) {
-    file_ = WriteTempFile(std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".yml",
-                          config);
+    file_ =
+        WriteTempFile(std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".yml", config);
     return AgentProcess::Start({"--config.file=" + file_});
   }
   // Rewrites the config file and sends SIGHUP; waits until the agent has counted one more reload.
@@ -29,9 +29,8 @@ class ReloadTest : public SharedServerTest {
     const double before = SampleValue(Scrape(agent), reloads).value_or(0);
     WriteTempFile(std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".yml", config);
     agent.Signal(SIGHUP);
-    std::string body = ScrapeUntil(agent, [&](const std::string& b) {
-      return SampleValue(b, reloads).value_or(0) > before;
-    });
+    std::string body =
+        ScrapeUntil(agent, [&](const std::string& b) { return SampleValue(b, reloads).value_or(0) > before; });
     ASSERT_GT(SampleValue(body, reloads).value_or(0), before) << agent.Log();
   }
   std::string Target(const std::string& name, const std::string& extra = "") const {
@@ -124,8 +123,12 @@ TEST_F(ReloadTest, CollectorsDisableEnableAndOverridesApply) {
   Reload(*agent, "targets:\n" + Target("main") + "collectors:\n  overrides:\n    database_stats: {max_series: 1}\n");
   body = Scrape(*agent);
   EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"database_stats\",target=\"main\"}"), 1.0);
-  EXPECT_GT(SampleValue(body, "pgpulse_collector_series_dropped_total{collector=\"database_stats\",reason=\"limit\","
-                              "target=\"main\"}").value_or(0), 0) << body;
+  EXPECT_GT(SampleValue(body,
+                        "pgpulse_collector_series_dropped_total{collector=\"database_stats\",reason=\"limit\","
+                        "target=\"main\"}")
+                .value_or(0),
+            0)
+      << body;
 }
 
 TEST_F(ReloadTest, ScrapeSectionApplies) {

@@ -32,9 +32,9 @@ class WebConfigTest : public SharedServerTest {
     SharedServerTest::SetUpTestSuite();
     cert_ = WriteTempFile("tls/cert.pem", "");
     key_ = WriteTempFile("tls/key.pem", "");
-    CommandResult made = RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_, "-out",
-                                     cert_, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
-                                     "subjectAltName=IP:127.0.0.1"});
+    CommandResult made =
+        RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key_, "-out", cert_, "-days",
+                    "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"});
     ASSERT_EQ(made.exit_status, 0) << made.output;
   }
   // Status code from curl, "000" when no HTTP response came back.
@@ -69,9 +69,10 @@ TEST_F(WebConfigTest, TlsWithBasicAuthAcceptsOnlyTheRightCredentials) {
 }
 
 TEST_F(WebConfigTest, BadWebConfigIsRefusedWithPosition) {
-  std::string web = WriteTempFile("badweb.yml", "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: " + key_ +
-                                                    "\n  min_version: TLS9\nbasic_auth_users:\n  bob: plaintext\n"
-                                                    "http_server_config: {http2: true}\n");
+  std::string web =
+      WriteTempFile("badweb.yml", "tls_server_config:\n  cert_file: /nonexistent.pem\n  key_file: " + key_ +
+                                      "\n  min_version: TLS9\nbasic_auth_users:\n  bob: plaintext\n"
+                                      "http_server_config: {http2: true}\n");
   CommandResult r = AgentProcess::Run({"--web.config.file=" + web}, {{"DATA_SOURCE_NAME", pg_->uri()}});
   EXPECT_EQ(r.exit_status, 1);
   EXPECT_NE(r.output.find("badweb.yml:2:14: tls_server_config.cert_file: cannot read '/nonexistent.pem'"),
@@ -79,8 +80,9 @@ TEST_F(WebConfigTest, BadWebConfigIsRefusedWithPosition) {
       << r.output;
   EXPECT_NE(r.output.find("min_version must be TLS10, TLS11, TLS12 or TLS13"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("basic_auth_users.bob: expected a bcrypt hash"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("web config: unknown key 'http_server_config' (allowed: tls_server_config, basic_auth_users)"),
-            std::string::npos)
+  EXPECT_NE(
+      r.output.find("web config: unknown key 'http_server_config' (allowed: tls_server_config, basic_auth_users)"),
+      std::string::npos)
       << r.output;
 }
 
@@ -119,8 +121,8 @@ TEST_F(WebConfigTest, UnknownUserTakesAsLongAsAWrongPassword) {
 // TLS and basic auth are set up when the HTTP server starts: a SIGHUP that finds the web config
 // changed refuses the whole reload, says so, and the running credentials keep working.
 TEST_F(WebConfigTest, ReloadRefusesAChangedWebConfigLoudly) {
-  const std::string cfg = WriteTempFile("webreload-agent.yml", "targets:\n  - name: main\n    dsn: \"" +
-                                                                   pg_->uri() + "\"\n");
+  const std::string cfg =
+      WriteTempFile("webreload-agent.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
   const std::string original = "basic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n";
   std::string web = WriteTempFile("webreload.yml", original);
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.config.file=" + web});

@@ -135,8 +135,8 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   // A subscription to the same server: its slot is made beforehand, as CREATE SUBSCRIPTION would wait on itself.
   primary->Exec("SELECT pg_create_logical_replication_slot('matrix_sub', 'pgoutput')");
   primary->Exec("CREATE DATABASE matrix_subscriber");
-  const std::string subscriber_dsn =
-      "host=127.0.0.1 port=" + std::to_string(primary->port()) + " user=postgres dbname=matrix_subscriber";
+  const std::string subscriber_dsn = "host=127.0.0.1 port=" + std::to_string(primary->port()) +
+                                     " user=postgres dbname=matrix_subscriber";
   {
     pqxx::connection c(subscriber_dsn);
     pqxx::nontransaction tx(c);
@@ -146,10 +146,14 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
             " WITH (create_slot = false, slot_name = 'matrix_sub')");
   }
   auto standby = PostgresServer::StartStandbyOf(*primary, {"cluster_name = 'standby1'"});
-  ASSERT_TRUE(PollUntil([&] {
-    return primary->Query("SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' "
-                          "AND state = 'streaming'") == "1";
-  }, 30)) << "the standby never streamed";
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return primary->Query(
+                   "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'standby1' "
+                   "AND state = 'streaming'") == "1";
+      },
+      30))
+      << "the standby never streamed";
 
   // A little load while the collectors run: bounded updates and reads, paced, stopped at the end.
   std::atomic<bool> stop{false};
@@ -185,8 +189,8 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   if (major >= 13) {
     const std::string old_version = major >= 14 ? "1.8" : "1.7";
     primary->Exec("CREATE DATABASE matrix_old_pgss");
-    const std::string old_dsn =
-        "host=127.0.0.1 port=" + std::to_string(primary->port()) + " user=postgres dbname=matrix_old_pgss";
+    const std::string old_dsn = "host=127.0.0.1 port=" + std::to_string(primary->port()) +
+                                " user=postgres dbname=matrix_old_pgss";
     {
       pqxx::connection c(old_dsn);
       pqxx::nontransaction tx(c);
@@ -212,11 +216,15 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
 
   // The subscription's apply worker (12 has no max(pg_lsn): its variant takes the maximum of the offset).
   std::string body;
-  EXPECT_TRUE(PollUntil([&] {
-    body = Scrape(*primary_agent);
-    return FindSample(body, "pg_subscription_apply_worker_running", "subname=\"matrix_sub\"") == 1.0 &&
-           FindSample(body, "pg_subscription_received_lsn_bytes", "subname=\"matrix_sub\"").value_or(0) > 0;
-  }, 30)) << "the subscription's apply worker never reported:\n" << body;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        body = Scrape(*primary_agent);
+        return FindSample(body, "pg_subscription_apply_worker_running", "subname=\"matrix_sub\"") == 1.0 &&
+               FindSample(body, "pg_subscription_received_lsn_bytes", "subname=\"matrix_sub\"").value_or(0) > 0;
+      },
+      30))
+      << "the subscription's apply worker never reported:\n"
+      << body;
 
   // Checkpointer: pg_stat_bgwriter before 17, pg_stat_checkpointer from 17, num_done from 18.
   body = Scrape(*primary_agent);
@@ -224,10 +232,13 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   ASSERT_TRUE(requested.has_value()) << body;
   primary->Exec("CHECKPOINT");
   // Counters reach the statistics a little after the checkpoint (through the stats collector before 15).
-  EXPECT_TRUE(PollUntil([&] {
-    body = Scrape(*primary_agent);
-    return FindSample(body, "pg_checkpointer_checkpoints_requested_total").value_or(0) >= *requested + 1;
-  }, 30)) << "CHECKPOINT not counted: " << *requested << " before";
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        body = Scrape(*primary_agent);
+        return FindSample(body, "pg_checkpointer_checkpoints_requested_total").value_or(0) >= *requested + 1;
+      },
+      30))
+      << "CHECKPOINT not counted: " << *requested << " before";
   EXPECT_TRUE(FindSample(body, "pg_checkpointer_buffers_written_total").has_value());
   EXPECT_EQ(FindSample(body, "pg_checkpointer_checkpoints_done_total").has_value(), major >= 18);
   EXPECT_EQ(FindSample(body, "pg_bgwriter_backend_buffers_written_total").has_value(), major < 17);
@@ -257,25 +268,29 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   standby->Exec("SELECT pg_wal_replay_pause()");
   primary->Exec("INSERT INTO matrix_load SELECT g, 0 FROM generate_series(40001, 41000) AS g");
   std::string standby_body;
-  EXPECT_TRUE(PollUntil([&] {
-    body = Scrape(*primary_agent);
-    standby_body = Scrape(*standby_agent);
-    return FindSample(body, "pg_replication_standby_replay_lag_bytes", "application_name=\"standby1\"")
-                   .value_or(0) > 0 &&
-           FindSample(standby_body, "pg_replication_replica_replay_lag_bytes").value_or(0) > 0 &&
-           FindSample(standby_body, "pg_replication_replica_replay_pause_requested") == 1.0;
-  }, 30)) << "no replay lag on the paused standby:\n" << standby_body;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        body = Scrape(*primary_agent);
+        standby_body = Scrape(*standby_agent);
+        return FindSample(body, "pg_replication_standby_replay_lag_bytes", "application_name=\"standby1\"")
+                       .value_or(0) > 0 &&
+               FindSample(standby_body, "pg_replication_replica_replay_lag_bytes").value_or(0) > 0 &&
+               FindSample(standby_body, "pg_replication_replica_replay_pause_requested") == 1.0;
+      },
+      30))
+      << "no replay lag on the paused standby:\n"
+      << standby_body;
   if (major >= 14) {
-    EXPECT_TRUE(PollUntil([&] {
-      return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_paused") == 1.0;
-    }, 30)) << "14+ tells a finished pause (pg_get_wal_replay_pause_state)";
+    EXPECT_TRUE(PollUntil(
+        [&] { return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_paused") == 1.0; }, 30))
+        << "14+ tells a finished pause (pg_get_wal_replay_pause_state)";
   }
   EXPECT_EQ(FindSample(standby_body, "pg_replication_is_replica"), 1.0);
   EXPECT_EQ(FindSample(standby_body, "pg_replication_wal_receiver_connected"), 1.0);
   standby->Exec("SELECT pg_wal_replay_resume()");
-  EXPECT_TRUE(PollUntil([&] {
-    return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_lag_bytes") == 0.0;
-  }, 30)) << "the standby never caught up after the pause";
+  EXPECT_TRUE(PollUntil(
+      [&] { return FindSample(Scrape(*standby_agent), "pg_replication_replica_replay_lag_bytes") == 0.0; }, 30))
+      << "the standby never caught up after the pause";
 
   ExpectPromtoolClean("primary.prom", Scrape(*primary_agent));
   ExpectPromtoolClean("standby.prom", Scrape(*standby_agent));

@@ -92,8 +92,9 @@ TEST(Config, ErrorsNameFileLineAndProblem) {
 }
 
 TEST(Config, PreparedStatementsCanBeTurnedOffPerTarget) {
-  std::string p = Write("targets:\n  - name: a\n  - name: b\n    prepared_statements: false\n"
-                        "  - name: c\n    prepared_statements: sometimes\n");
+  std::string p = Write(
+      "targets:\n  - name: a\n  - name: b\n    prepared_statements: false\n"
+      "  - name: c\n    prepared_statements: sometimes\n");
   ConfigResult r = LoadConfig(p, "", "");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(Joined(r.errors).find(p + ":6:26: target 'c'.prepared_statements must be true or false"), std::string::npos)
@@ -138,7 +139,8 @@ TEST(Dsn, UriAndKeyValueFormsGetAgentSettings) {
   EXPECT_NE(a->conninfo.find("application_name='pgpulse'"), std::string::npos);
   EXPECT_NE(a->conninfo.find("sslmode='require'"), std::string::npos);
   EXPECT_NE(a->conninfo.find("connect_timeout='5'"), std::string::npos);
-  auto b = ParseDsn("host=/var/run/postgresql user=mon application_name=other connect_timeout=9", "", Millis(5000), err);
+  auto b =
+      ParseDsn("host=/var/run/postgresql user=mon application_name=other connect_timeout=9", "", Millis(5000), err);
   ASSERT_TRUE(b) << err;
   EXPECT_NE(b->conninfo.find("application_name='pgpulse'"), std::string::npos);
   EXPECT_EQ(b->conninfo.find("application_name='other'"), std::string::npos);

@@ -104,38 +104,55 @@ TEST_P(DefinitionRejects, WithPositionAndReason) {
 INSTANTIATE_TEST_SUITE_P(
     All, DefinitionRejects,
     ::testing::Values(
-        Rejection{"UnknownKey", BASE "    sql: SELECT 1 AS v\n    colums: {}\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"UnknownKey",
+                  BASE "    sql: SELECT 1 AS v\n    colums: {}\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "unknown key 'colums'"},
-        Rejection{"UnknownColumnKey", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h, colour: red}}\n",
+        Rejection{"UnknownColumnKey",
+                  BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h, colour: red}}\n",
                   "unknown key 'colour'"},
-        Rejection{"WrongTypeTimeout", BASE "    timeout: [1]\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"WrongTypeTimeout",
+                  BASE "    timeout: [1]\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "timeout must be a duration"},
-        Rejection{"BadDuration", BASE "    ttl: 5 minutes\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"BadDuration",
+                  BASE "    ttl: 5 minutes\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "got '5 minutes'"},
-        Rejection{"WrongTypeMaxSeries", BASE "    max_series: lots\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"WrongTypeMaxSeries",
+                  BASE "    max_series: lots\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "max_series must be an integer"},
-        Rejection{"BadScope", BASE "    scope: cluster\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"BadScope",
+                  BASE "    scope: cluster\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "must be 'server' or 'database'"},
-        Rejection{"BadRole", BASE "    requires: {role: leader}\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"BadRole",
+                  BASE
+                  "    requires: {role: leader}\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "must be primary, replica or any"},
         Rejection{"InvalidMetricName", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: 9bad-name, help: h}}\n",
                   "invalid metric name '9bad-name'"},
-        Rejection{"InvalidLabelName", BASE "    sql: SELECT 1 AS v, 2 AS w\n    columns: {w: {label: __reserved}, v: {gauge: pg_x, help: h}}\n",
+        Rejection{"InvalidLabelName",
+                  BASE
+                  "    sql: SELECT 1 AS v, 2 AS w\n    columns: {w: {label: __reserved}, v: {gauge: pg_x, help: h}}\n",
                   "invalid label name '__reserved'"},
         Rejection{"CounterWithoutTotal", BASE "    sql: SELECT 1 AS v\n    columns: {v: {counter: pg_x, help: h}}\n",
                   "must end in _total"},
         Rejection{"GaugeWithTotal", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x_total, help: h}}\n",
                   "must not end in _total"},
-        Rejection{"UnitMissingFromName", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h, unit: seconds}}\n",
+        Rejection{"UnitMissingFromName",
+                  BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h, unit: seconds}}\n",
                   "must carry its unit '_seconds'"},
-        Rejection{"MetricWithoutHelp", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x}}\n", "needs a help text"},
+        Rejection{"MetricWithoutHelp", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x}}\n",
+                  "needs a help text"},
         Rejection{"NoMetricColumn", BASE "    sql: SELECT 1 AS v\n    columns: {v: label}\n", "produces nothing"},
-        Rejection{"TwoKindsInOneColumn", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, counter: pg_y_total, help: h}}\n",
+        Rejection{"TwoKindsInOneColumn",
+                  BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, counter: pg_y_total, help: h}}\n",
                   "exactly one of label, gauge, counter, ignore"},
-        Rejection{"DuplicateMetricInCollector",
-                  BASE "    sql: SELECT 1 AS v, 2 AS w\n    columns: {v: {gauge: pg_x, help: h}, w: {gauge: pg_x, help: h}}\n",
-                  "produced by two columns"},
-        Rejection{"DuplicateLabel", BASE "    sql: SELECT 1 AS a, 1 AS b, 1 AS v\n    columns: {a: {label: l}, b: {label: l}, v: {gauge: pg_x, help: h}}\n",
+        Rejection{
+            "DuplicateMetricInCollector",
+            BASE
+            "    sql: SELECT 1 AS v, 2 AS w\n    columns: {v: {gauge: pg_x, help: h}, w: {gauge: pg_x, help: h}}\n",
+            "produced by two columns"},
+        Rejection{"DuplicateLabel",
+                  BASE "    sql: SELECT 1 AS a, 1 AS b, 1 AS v\n    columns: {a: {label: l}, b: {label: l}, v: {gauge: "
+                       "pg_x, help: h}}\n",
                   "label 'l' is produced by columns 'a' and 'b'"},
         Rejection{"OverlappingVersions",
                   BASE "    variants:\n      - {min_version: 120000, max_version: 150000, sql: SELECT 1 AS v}\n"
@@ -146,18 +163,24 @@ INSTANTIATE_TEST_SUITE_P(
                        "    columns: {v: {gauge: pg_x, help: h}}\n",
                   "must be below max_version"},
         Rejection{"SqlAndVariants",
-                  BASE "    sql: SELECT 1 AS v\n    variants:\n      - {sql: SELECT 1 AS v}\n    columns: {v: {gauge: pg_x, help: h}}\n",
+                  BASE "    sql: SELECT 1 AS v\n    variants:\n      - {sql: SELECT 1 AS v}\n    columns: {v: {gauge: "
+                       "pg_x, help: h}}\n",
                   "either 'sql' or 'variants'"},
         Rejection{"MissingSql", BASE "    columns: {v: {gauge: pg_x, help: h}}\n", "missing required key 'sql'"},
         Rejection{"MissingColumns", BASE "    sql: SELECT 1 AS v\n", "missing required key 'columns'"},
-        Rejection{"MissingName", "collectors:\n  - help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"MissingName",
+                  "collectors:\n  - help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "missing required key 'name'"},
-        Rejection{"BadCollectorName", "collectors:\n  - name: Bad-Name\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"BadCollectorName",
+                  "collectors:\n  - name: Bad-Name\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: "
+                  "pg_x, help: h}}\n",
                   "name must match"},
         Rejection{"DatnameOnDatabaseScope",
-                  BASE "    scope: database\n    sql: SELECT 1 AS v, 'x' AS datname\n    columns: {datname: label, v: {gauge: pg_x, help: h}}\n",
+                  BASE "    scope: database\n    sql: SELECT 1 AS v, 'x' AS datname\n    columns: {datname: label, v: "
+                       "{gauge: pg_x, help: h}}\n",
                   "label 'datname' is added by the agent"},
-        Rejection{"DuplicateKey", BASE "    help: again\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+        Rejection{"DuplicateKey",
+                  BASE "    help: again\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "key 'help' is given twice"},
         Rejection{"NotAList", "collectors: {name: x}\n", "'collectors' must be a list"},
         Rejection{"TopLevelUnknown", "collectors: []\nextra: 1\n", "unknown key 'extra'"},
@@ -175,7 +198,8 @@ TEST(Definition, ReportsTheLineAndColumnOfTheBadKey) {
 }
 
 TEST(Definition, ReportsEveryErrorNotJustTheFirst) {
-  LoadResult r = LoadOne(BASE "    ttl: soon\n    scope: nowhere\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  LoadResult r = LoadOne(
+      BASE "    ttl: soon\n    scope: nowhere\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
   EXPECT_EQ(r.errors.size(), 2u) << AllErrors(r);
 }
 
@@ -193,7 +217,9 @@ TEST(Definition, LaterSourceOverridesByName) {
 TEST(Definition, SameMetricFromTwoCollectorsIsRejected) {
   LoadResult r = LoadDefinitions({
       Source{"a.yaml", BASE "    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n"},
-      Source{"b.yaml", "collectors:\n  - name: y\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n"},
+      Source{
+          "b.yaml",
+          "collectors:\n  - name: y\n    help: h\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n"},
   });
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.definitions.empty());
@@ -211,9 +237,10 @@ TEST(Definition, OneBadFileRejectsEverything) {
 }
 
 TEST(Definition, ShorthandColumnsAndScale) {
-  LoadResult r = LoadOne(BASE "    sql: SELECT 1 AS v, 'a' AS state, 3 AS junk\n"
-                              "    columns:\n      state: label\n      junk: ignore\n"
-                              "      v: {counter: pg_x_seconds_total, help: h, unit: seconds, scale: 0.001}\n");
+  LoadResult r = LoadOne(BASE
+                         "    sql: SELECT 1 AS v, 'a' AS state, 3 AS junk\n"
+                         "    columns:\n      state: label\n      junk: ignore\n"
+                         "      v: {counter: pg_x_seconds_total, help: h, unit: seconds, scale: 0.001}\n");
   ASSERT_TRUE(r.ok()) << AllErrors(r);
   const Definition& d = r.definitions[0];
   EXPECT_EQ(d.FindColumn("state")->label, "state");
@@ -222,32 +249,38 @@ TEST(Definition, ShorthandColumnsAndScale) {
 }
 
 TEST(Definition, MaxRowsAndEnabled) {
-  LoadResult r = LoadOne(BASE "    enabled: false\n    max_rows: 25\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  LoadResult r = LoadOne(
+      BASE "    enabled: false\n    max_rows: 25\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
   ASSERT_TRUE(r.ok()) << AllErrors(r);
   EXPECT_FALSE(r.definitions[0].enabled);
   EXPECT_EQ(r.definitions[0].max_rows, 25u);
-  LoadResult bad = LoadOne(BASE "    enabled: maybe\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  LoadResult bad =
+      LoadOne(BASE "    enabled: maybe\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
   EXPECT_NE(AllErrors(bad).find("enabled must be true or false"), std::string::npos) << AllErrors(bad);
 }
 
 TEST(Definition, RowsBeforeLimitMeansTheSqlLimitsItselfAndNeedsMaxRows) {
-  LoadResult r = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
-                              "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
+  LoadResult r = LoadOne(BASE
+                         "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
+                         "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
   ASSERT_TRUE(r.ok()) << AllErrors(r);
   EXPECT_TRUE(r.definitions[0].LimitsItself());
   EXPECT_EQ(r.definitions[0].FindColumn("total")->usage, ColumnUsage::RowsBeforeLimit);
 
-  LoadResult plain = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
+  LoadResult plain =
+      LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n");
   ASSERT_TRUE(plain.ok()) << AllErrors(plain);
   EXPECT_FALSE(plain.definitions[0].LimitsItself());
 
-  LoadResult no_max = LoadOne(BASE "    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
-                                   "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
+  LoadResult no_max = LoadOne(BASE
+                              "    sql: SELECT 1 AS v, 3 AS total LIMIT $1\n"
+                              "    columns: {v: {gauge: pg_x, help: h}, total: rows_before_limit}\n");
   EXPECT_NE(AllErrors(no_max).find("test.yaml:5:"), std::string::npos) << AllErrors(no_max);
   EXPECT_NE(AllErrors(no_max).find("needs max_rows"), std::string::npos) << AllErrors(no_max);
 
-  LoadResult two = LoadOne(BASE "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS a, 3 AS b LIMIT $1\n"
-                                "    columns: {v: {gauge: pg_x, help: h}, a: rows_before_limit, b: rows_before_limit}\n");
+  LoadResult two = LoadOne(BASE
+                           "    max_rows: 10\n    sql: SELECT 1 AS v, 3 AS a, 3 AS b LIMIT $1\n"
+                           "    columns: {v: {gauge: pg_x, help: h}, a: rows_before_limit, b: rows_before_limit}\n");
   EXPECT_NE(AllErrors(two).find("only one column can be rows_before_limit"), std::string::npos) << AllErrors(two);
 }
 

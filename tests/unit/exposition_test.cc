@@ -137,8 +137,26 @@ std::vector<double> RandomBitPatterns(size_t count) {
 // most 15 significant digits, zeros and the special values.
 std::vector<double> NiceValues() {
   std::mt19937_64 random(7);
-  std::vector<double> values = {0.0, -0.0, kNan, kInf, -kInf, 1.0, -1.0, 0.1, 0.3, 1e21, 1e22, 1e16, 1e15,
-                                1e-4, 1e-5, 1000000, 9007199254740992.0, -9007199254740992.0, 123456.5, 2.5e-5};
+  std::vector<double> values = {0.0,
+                                -0.0,
+                                kNan,
+                                kInf,
+                                -kInf,
+                                1.0,
+                                -1.0,
+                                0.1,
+                                0.3,
+                                1e21,
+                                1e22,
+                                1e16,
+                                1e15,
+                                1e-4,
+                                1e-5,
+                                1000000,
+                                9007199254740992.0,
+                                -9007199254740992.0,
+                                123456.5,
+                                2.5e-5};
   for (int i = 0; i < 20000; ++i) {
     double integer = static_cast<double>(random() % (uint64_t{1} << 53));
     values.push_back(i % 2 ? integer : -integer);
@@ -150,8 +168,8 @@ std::vector<double> NiceValues() {
     char text[64];
     int exponent = static_cast<int>(random() % 600) - 300;
     if (i % 2) exponent = static_cast<int>(random() % 40) - 20;  // the everyday range
-    std::snprintf(text, sizeof text, "%s%llue%d", i % 3 ? "" : "-",
-                  static_cast<unsigned long long>(random() % limit), exponent);
+    std::snprintf(text, sizeof text, "%s%llue%d", i % 3 ? "" : "-", static_cast<unsigned long long>(random() % limit),
+                  exponent);
     values.push_back(std::strtod(text, nullptr));
   }
   return values;
@@ -190,8 +208,8 @@ TEST(AppendLabel, EscapesEveryByteLikeTextSerializer) {
   // Unlike TextSerializer, bytes that are not valid UTF-8 (here every one from 0x80, each
   // alone) become U+FFFD: Prometheus rejects a scrape with invalid UTF-8 in a label value.
   size_t replaced = 0;
-  MetricFamily valid{"g", "", MetricType::Gauge,
-                     {GaugeMetric({{"a", ToValidUtf8(all_bytes, replaced)}, {"b", "\\\\\"\n\n"}}, 1)}};
+  MetricFamily valid{
+      "g", "", MetricType::Gauge, {GaugeMetric({{"a", ToValidUtf8(all_bytes, replaced)}, {"b", "\\\\\"\n\n"}}, 1)}};
   EXPECT_EQ(replaced, 128u);
   EXPECT_EQ(Write(FromPrometheus({family})), Reference({valid}));
 }
@@ -203,8 +221,8 @@ TEST(AppendLabel, FindsEscapesAtEveryPosition) {
         std::string value(length, 'x');
         value[position] = special;
         std::string escaped = special == '\n' ? "\\n" : std::string{'\\', special};
-        std::string expected =
-            "a=\"" + std::string(position, 'x') + escaped + std::string(length - position - 1, 'x') + "\"";
+        std::string expected = "a=\"" + std::string(position, 'x') + escaped + std::string(length - position - 1, 'x') +
+                               "\"";
         std::string out;
         AppendLabel(out, "a", value, true);
         ASSERT_EQ(out, expected);
@@ -314,7 +332,7 @@ TEST(AppendValue, AddsSeventeenthDigitWhereSixteenLoseThePrecision) {
   EXPECT_EQ(Value(std::numeric_limits<double>::max()), "1.7976931348623157e+308");
   EXPECT_EQ(Value(std::numeric_limits<double>::min()), "2.2250738585072014e-308");
   EXPECT_EQ(Value(-std::numeric_limits<double>::min()), "-2.2250738585072014e-308");
-  EXPECT_EQ(Value(12345678901234567.0), "12345678901234568");    // fixed up to 17 integer digits
+  EXPECT_EQ(Value(12345678901234567.0), "12345678901234568");  // fixed up to 17 integer digits
   EXPECT_EQ(Value(0.00012345678901234567), "0.00012345678901234567");
 }
 
@@ -412,10 +430,11 @@ TEST(AppendValue, MatchesTextSerializerForNiceValues) {
 std::vector<MetricFamily> ReferenceFamilies() {
   std::vector<MetricFamily> families;
 
-  MetricFamily commits{"pg_stat_database_xact_commit_total", "Transactions committed, since the stats reset.",
-                       MetricType::Counter, {}};
-  const char* datnames[] = {"postgres", "app", "ünïcödé", "日本語のデータベース", "we\\ird",
-                            "quo\"ted", "two\nlines", "all\\\"\n\\three", "", "emoji 🐘"};
+  MetricFamily commits{
+      "pg_stat_database_xact_commit_total", "Transactions committed, since the stats reset.", MetricType::Counter, {}};
+  const char* datnames[] = {"postgres", "app",      "ünïcödé",    "日本語のデータベース",
+                            "we\\ird",  "quo\"ted", "two\nlines", "all\\\"\n\\three",
+                            "",         "emoji 🐘"};
   double counts[] = {0, 1, 1234567, 9007199254740992.0, 1e15, 42, 1e21, 3e-7, 0.5, 123456.789};
   for (size_t i = 0; i < std::size(datnames); ++i) {
     ClientMetric metric = Metric({{"datname", datnames[i]}, {"server", "primary:5432"}});
@@ -425,8 +444,8 @@ std::vector<MetricFamily> ReferenceFamilies() {
   families.push_back(commits);
 
   MetricFamily values{"pg_values", "Values of every shape.", MetricType::Gauge, {}};
-  double shapes[] = {0.1, 1e21, 1000000, -0.0, kNan, kInf, -kInf, 1e-5, 1e-4, 0.3, 2.5e-5, 123456.5, -17.25,
-                     1e16, 1e15, 5e-324, 1e300, 6.02214076e23, 299792458};
+  double shapes[] = {0.1,    1e21,     1000000, -0.0, kNan, kInf,   -kInf, 1e-5,          1e-4,     0.3,
+                     2.5e-5, 123456.5, -17.25,  1e16, 1e15, 5e-324, 1e300, 6.02214076e23, 299792458};
   for (size_t i = 0; i < std::size(shapes); ++i) {
     std::vector<ClientMetric::Label> labels;
     for (size_t l = 0; l < i % 11; ++l) {  // 0 to 10 labels
@@ -444,8 +463,7 @@ std::vector<MetricFamily> ReferenceFamilies() {
   }
   families.push_back(untyped);
 
-  MetricFamily latency{"pgpulse_scrape_duration_seconds", "Scrape duration per collector.", MetricType::Histogram,
-                       {}};
+  MetricFamily latency{"pgpulse_scrape_duration_seconds", "Scrape duration per collector.", MetricType::Histogram, {}};
   {
     ClientMetric metric = Metric({{"collector", "locks"}, {"target", "main"}});
     metric.histogram.sample_count = 7;

@@ -65,7 +65,8 @@ TEST(Mapping, RowsBecomeOneFamilyPerMetricColumn) {
   EXPECT_EQ(m.families[0].name, "pg_act");
   EXPECT_EQ(m.families[0].kind, MetricKind::Gauge);
   EXPECT_EQ(m.families[1].kind, MetricKind::Counter);
-  EXPECT_EQ(Samples(m.families[0]), "pg_act{datname=\"app\",state=\"idle\"} 3\npg_act{datname=\"app\",state=\"active\"} 1\n");
+  EXPECT_EQ(Samples(m.families[0]),
+            "pg_act{datname=\"app\",state=\"idle\"} 3\npg_act{datname=\"app\",state=\"active\"} 1\n");
   EXPECT_EQ(Samples(m.families[1]),
             "pg_act_seconds_total{datname=\"app\",state=\"idle\"} 1.5\n"
             "pg_act_seconds_total{datname=\"app\",state=\"active\"} 0.25\n");

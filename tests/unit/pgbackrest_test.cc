@@ -52,10 +52,9 @@ TEST(BackrestConfig, AllKeysLoad) {
   EXPECT_TRUE(b.enabled());
   EXPECT_EQ(b.timeout, Millis(10'000));
   EXPECT_EQ(b.ttl, Millis(120'000));
-  EXPECT_EQ(BackrestInfoArgv(b),
-            (std::vector<std::string>{"/usr/bin/pgbackrest", "--config=/etc/pgbackrest/pgbackrest.conf",
-                                      "--stanza=main", "--output=json", "--repo=1", "--log-level-console=off",
-                                      "info"}));
+  EXPECT_EQ(BackrestInfoArgv(b), (std::vector<std::string>{
+                                     "/usr/bin/pgbackrest", "--config=/etc/pgbackrest/pgbackrest.conf", "--stanza=main",
+                                     "--output=json", "--repo=1", "--log-level-console=off", "info"}));
 }
 
 TEST(BackrestConfig, DefaultsAndAbsence) {
@@ -73,10 +72,13 @@ TEST(BackrestConfig, BadValuesAreErrorsWithPosition) {
       "      args: [--stanza=other, '-x', 'info', --repo=1]\n      timeout: 0s\n      ttl: often\n      color: red\n");
   ASSERT_FALSE(r.ok());
   std::string all = Joined(r.errors);
-  EXPECT_NE(all.find("t.yml:4:16: target 'main'.pgbackrest.command must be an absolute path"), std::string::npos) << all;
-  EXPECT_NE(all.find("t.yml:5:15: target 'main'.pgbackrest.stanza 'main; rm -rf /' may only use"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yml:4:16: target 'main'.pgbackrest.command must be an absolute path"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("t.yml:5:15: target 'main'.pgbackrest.stanza 'main; rm -rf /' may only use"), std::string::npos)
+      << all;
   EXPECT_NE(all.find("t.yml:6:15: target 'main'.pgbackrest.config must be an absolute path"), std::string::npos) << all;
-  EXPECT_NE(all.find("t.yml:7:14: target 'main'.pgbackrest.args: --stanza is set by the agent"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yml:7:14: target 'main'.pgbackrest.args: --stanza is set by the agent"), std::string::npos)
+      << all;
   EXPECT_NE(all.find("t.yml:7:30: target 'main'.pgbackrest.args: '-x' is not an option"), std::string::npos) << all;
   EXPECT_NE(all.find("t.yml:7:36: target 'main'.pgbackrest.args: 'info' is not an option"), std::string::npos) << all;
   EXPECT_NE(all.find("t.yml:8:16: target 'main'.pgbackrest.timeout must be more than 0"), std::string::npos) << all;
@@ -101,8 +103,10 @@ TEST(BackrestConfig, ConstantLabelsMayNotCollideWithItsLabels) {
       "    pgbackrest: {command: /usr/bin/pgbackrest, stanza: main}\n",
       "t.yml", "", "");
   std::string all = Joined(r.errors);
-  EXPECT_NE(all.find("t.yml:3:14: target 'main': label 'stanza' is set by the pgbackrest collector"), std::string::npos) << all;
-  EXPECT_NE(all.find("t.yml:3:25: target 'main': label 'type' is set by the pgbackrest collector"), std::string::npos) << all;
+  EXPECT_NE(all.find("t.yml:3:14: target 'main': label 'stanza' is set by the pgbackrest collector"), std::string::npos)
+      << all;
+  EXPECT_NE(all.find("t.yml:3:25: target 'main': label 'type' is set by the pgbackrest collector"), std::string::npos)
+      << all;
   EXPECT_EQ(r.errors.size(), 2u) << all;
   // Without pgbackrest they are ordinary labels.
   EXPECT_TRUE(LoadConfigText("targets:\n  - name: main\n    labels: {stanza: x}\n", "t.yml", "", "").ok());
@@ -145,24 +149,27 @@ TEST(BackrestInfo, LatestBackupOfEachTypeAndErrorsCount) {
   BackrestReport r = ParseBackrestInfo(json, "db", {});
   ASSERT_EQ(r.error, "");
   std::string text = Text(r);
-  for (const char* line : {"pgbackrest_backup_last_completion_timestamp_seconds{stanza=\"db\",type=\"full\"} 1100",
-                           "pgbackrest_backup_last_error{stanza=\"db\",type=\"full\"} 0",
-                           "pgbackrest_backup_last_error{stanza=\"db\",type=\"incr\"} 1",
-                           "pgbackrest_backups_with_errors{stanza=\"db\"} 2", "pgbackrest_backups{stanza=\"db\",type=\"full\"} 2",
-                           "pgbackrest_backups{stanza=\"db\",type=\"diff\"} 0", "pgbackrest_backup_in_progress{stanza=\"db\"} 1",
-                           "pgbackrest_repository_backups_size_bytes{stanza=\"db\"} 13"})
+  for (const char* line :
+       {"pgbackrest_backup_last_completion_timestamp_seconds{stanza=\"db\",type=\"full\"} 1100",
+        "pgbackrest_backup_last_error{stanza=\"db\",type=\"full\"} 0",
+        "pgbackrest_backup_last_error{stanza=\"db\",type=\"incr\"} 1",
+        "pgbackrest_backups_with_errors{stanza=\"db\"} 2", "pgbackrest_backups{stanza=\"db\",type=\"full\"} 2",
+        "pgbackrest_backups{stanza=\"db\",type=\"diff\"} 0", "pgbackrest_backup_in_progress{stanza=\"db\"} 1",
+        "pgbackrest_repository_backups_size_bytes{stanza=\"db\"} 13"})
     EXPECT_NE(text.find(std::string("\n") + line + "\n"), std::string::npos) << line << "\n" << text;
   EXPECT_EQ(text.find("type=\"diff\"} 0\npgbackrest_backup_last"), std::string::npos);
   EXPECT_EQ(text.find("pgbackrest_backup_last_size_bytes{stanza=\"db\",type=\"diff\"}"), std::string::npos);
 }
 
 TEST(BackrestInfo, BrokenStanzaIsAnErrorWithTheRepositoryMessage) {
-  const std::string json = R"([{"archive":[],"backup":[],"cipher":"none","db":[],"name":"main","repo":[{"cipher":"none","key":1,
+  const std::string json =
+      R"([{"archive":[],"backup":[],"cipher":"none","db":[],"name":"main","repo":[{"cipher":"none","key":1,
     "status":{"code":99,"message":"[FileOpenError] unable to load info file\nHINT: has a stanza-create been performed?"}}],
     "status":{"code":99,"lock":{"backup":{"held":false}},"message":"other"}}])";
   BackrestReport r = ParseBackrestInfo(json, "main", {});
-  EXPECT_EQ(r.error, "stanza main: status 99 (other); repo1: [FileOpenError] unable to load info file\n"
-                     "HINT: has a stanza-create been performed?");
+  EXPECT_EQ(r.error,
+            "stanza main: status 99 (other); repo1: [FileOpenError] unable to load info file\n"
+            "HINT: has a stanza-create been performed?");
   std::string text = Text(r);
   EXPECT_NE(text.find("\npgbackrest_up{stanza=\"main\"} 0\n"), std::string::npos) << text;
   EXPECT_NE(text.find("\npgbackrest_stanza_status_code{stanza=\"main\"} 99\n"), std::string::npos) << text;

@@ -96,37 +96,42 @@ TEST_P(PgBouncerDefinitionRejects, WithPositionAndReason) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, PgBouncerDefinitionRejects,
-    ::testing::Values(
-        BadCase{"UnknownTarget", R"(collectors:
+    ::testing::Values(BadCase{"UnknownTarget", R"(collectors:
   - {name: a, help: h, target: mysql, sql: SHOW POOLS, columns: {x: {gauge: a_x, help: h}}}
-)", "b.yaml:2:32: collector 'a'.target: must be 'postgres' or 'pgbouncer', got 'mysql'"},
-        BadCase{"SelectOnConsole", R"(collectors:
+)",
+                              "b.yaml:2:32: collector 'a'.target: must be 'postgres' or 'pgbouncer', got 'mysql'"},
+                      BadCase{"SelectOnConsole", R"(collectors:
   - name: a
     help: h
     target: pgbouncer
     sql: SELECT 1
     columns: {x: {gauge: a_x, help: h}}
-)", "b.yaml:5:10: collector 'a': a pgbouncer collector's sql must be one 'SHOW <command>'"},
-        BadCase{"TwoCommands", R"(collectors:
+)",
+                              "b.yaml:5:10: collector 'a': a pgbouncer collector's sql must be one 'SHOW <command>'"},
+                      BadCase{"TwoCommands", R"(collectors:
   - name: a
     help: h
     target: pgbouncer
     variants:
       - sql: SHOW POOLS; SHOW STATS
     columns: {x: {gauge: a_x, help: h}}
-)", "b.yaml:6:14: collector 'a': a pgbouncer collector's sql must be one 'SHOW <command>'"},
-        BadCase{"DatabaseScope", R"(collectors:
+)",
+                              "b.yaml:6:14: collector 'a': a pgbouncer collector's sql must be one 'SHOW <command>'"},
+                      BadCase{"DatabaseScope", R"(collectors:
   - {name: a, help: h, target: pgbouncer, scope: database, sql: SHOW POOLS, columns: {x: {gauge: a_x, help: h}}}
-)", "b.yaml:2:50: collector 'a'.scope: a pgbouncer collector runs once per console"},
-        BadCase{"RequiresExtension", R"(collectors:
+)",
+                              "b.yaml:2:50: collector 'a'.scope: a pgbouncer collector runs once per console"},
+                      BadCase{"RequiresExtension", R"(collectors:
   - name: a
     help: h
     target: pgbouncer
     requires: {extension: pg_stat_statements}
     sql: SHOW POOLS
     columns: {x: {gauge: a_x, help: h}}
-)", "b.yaml:5:15: collector 'a'.requires: extensions and roles are PostgreSQL's"},
-        BadCase{"AddToAnIgnoredColumn", R"(collectors:
+)",
+                              "b.yaml:5:15: collector 'a'.requires: extensions and roles are PostgreSQL's"},
+                      BadCase{
+                          "AddToAnIgnoredColumn", R"(collectors:
   - name: a
     help: h
     sql: SELECT 1
@@ -134,36 +139,41 @@ INSTANTIATE_TEST_SUITE_P(
       x: ignore
       y: {add_to: x}
       z: {gauge: a_z, help: h}
-)", "b.yaml:7:10: collector 'a': column 'y' adds to 'x', which is not a gauge or counter column"},
-        BadCase{"AddToWithHelp", R"(collectors:
+)",
+                          "b.yaml:7:10: collector 'a': column 'y' adds to 'x', which is not a gauge or counter column"},
+                      BadCase{"AddToWithHelp", R"(collectors:
   - name: a
     help: h
     sql: SELECT 1
     columns:
       x: {gauge: a_x, help: h}
       y: {add_to: x, help: more}
-)", "b.yaml:7:10: column 'y': help and unit belong to the column it adds to"},
-        BadCase{"InfoWithoutInfoSuffix", R"(collectors:
+)",
+                              "b.yaml:7:10: column 'y': help and unit belong to the column it adds to"},
+                      BadCase{"InfoWithoutInfoSuffix", R"(collectors:
   - name: a
     help: h
     sql: SELECT 1
     info: {gauge: a_mode, help: h}
     columns: {m: label}
-)", "b.yaml:5:11: collector 'a'.info: info metric 'a_mode' must end in _info"},
-        BadCase{"PivotWithoutValue", R"(collectors:
+)",
+                              "b.yaml:5:11: collector 'a'.info: info metric 'a_mode' must end in _info"},
+                      BadCase{"PivotWithoutValue", R"(collectors:
   - name: a
     help: h
     sql: SELECT 1
     pivot: {key: k}
     columns: {x: {gauge: a_x, help: h}}
-)", "b.yaml:5:12: collector 'a'.pivot: missing required key 'value'"},
-        BadCase{"PivotColumnDescribed", R"(collectors:
+)",
+                              "b.yaml:5:12: collector 'a'.pivot: missing required key 'value'"},
+                      BadCase{"PivotColumnDescribed", R"(collectors:
   - name: a
     help: h
     sql: SELECT 1
     pivot: {key: k, value: v}
     columns: {k: label, x: {gauge: a_x, help: h}}
-)", "collector 'a': column 'k' is a pivot column"}),
+)",
+                              "collector 'a': column 'k' is a pivot column"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 Definition One(const std::string& yaml) {
@@ -182,7 +192,8 @@ TEST(PgBouncerMapping, AddToSumsSecondsAndMicroseconds) {
       maxwait: {gauge: p_max_wait_seconds, unit: seconds, help: h}
       maxwait_us: {add_to: maxwait, scale: 0.000001}
 )");
-  Table t({"database", "maxwait", "maxwait_us"}, {{"app", "3", "250000"}, {"other", "0", "0"}, {"nul", "1", std::nullopt}});
+  Table t({"database", "maxwait", "maxwait_us"},
+          {{"app", "3", "250000"}, {"other", "0", "0"}, {"nul", "1", std::nullopt}});
   auto m = collectors::MapRows(d, t.view, {});
   ASSERT_TRUE(m.error.empty()) << m.error;
   EXPECT_EQ(Samples(m),
@@ -209,9 +220,9 @@ const char* kConfigYaml = R"(collectors:
 TEST(PgBouncerMapping, PivotPicksRowsByKey) {
   Definition d = One(kConfigYaml);
   Table t({"key", "value", "default", "changeable"}, {{"admin_users", "postgres", "", "yes"},
-                                                       {"default_pool_size", "2", "20", "yes"},
-                                                       {"max_client_conn", "100", "100", "yes"},
-                                                       {"pool_mode", "session", "session", "yes"}});
+                                                      {"default_pool_size", "2", "20", "yes"},
+                                                      {"max_client_conn", "100", "100", "yes"},
+                                                      {"pool_mode", "session", "session", "yes"}});
   auto m = collectors::MapRows(d, t.view, {{"target", "b"}});
   ASSERT_TRUE(m.error.empty()) << m.error;
   // Families come in the order of the rows the pivot found.
@@ -262,7 +273,8 @@ TEST(PgBouncerPlan, EachKindRunsOnlyItsOwnDefinitions) {
   bouncer.version_num = 11800;
   collectors::Plan on_bouncer = collectors::MakePlan(r.definitions, bouncer);
   ASSERT_FALSE(on_bouncer.run.empty());
-  EXPECT_TRUE(on_bouncer.skipped.empty()) << on_bouncer.skipped[0].definition->name << ": " << on_bouncer.skipped[0].reason;
+  EXPECT_TRUE(on_bouncer.skipped.empty())
+      << on_bouncer.skipped[0].definition->name << ": " << on_bouncer.skipped[0].reason;
   for (const auto& p : on_bouncer.run) EXPECT_EQ(p.definition->target, TargetKind::PgBouncer) << p.definition->name;
 
   collectors::ServerFacts postgres;
@@ -313,7 +325,8 @@ TEST(PgBouncerTarget, KindFromTypeOrTheDsnsDatabase) {
 }
 
 TEST(PgBouncerConfig, TypeIsCheckedWithPosition) {
-  auto ok = agent::LoadConfigText("targets:\n  - {name: b, dsn: 'dbname=pgbouncer', type: pgbouncer}\n", "c.yml", "", "");
+  auto ok =
+      agent::LoadConfigText("targets:\n  - {name: b, dsn: 'dbname=pgbouncer', type: pgbouncer}\n", "c.yml", "", "");
   ASSERT_TRUE(ok.ok()) << ok.errors[0];
   EXPECT_EQ(ok.config.targets[0].type, "pgbouncer");
 
@@ -321,8 +334,8 @@ TEST(PgBouncerConfig, TypeIsCheckedWithPosition) {
   ASSERT_EQ(bad.errors.size(), 1u);
   EXPECT_EQ(bad.errors[0], "c.yml:3:11: target 'b'.type must be 'postgres' or 'pgbouncer', got 'bouncer'");
 
-  auto discover = agent::LoadConfigText(
-      "targets:\n  - name: b\n    type: pgbouncer\n    databases: {discover: true}\n", "c.yml", "", "");
+  auto discover = agent::LoadConfigText("targets:\n  - name: b\n    type: pgbouncer\n    databases: {discover: true}\n",
+                                        "c.yml", "", "");
   ASSERT_EQ(discover.errors.size(), 1u);
   EXPECT_EQ(discover.errors[0],
             "c.yml:4:16: target 'b': databases (discovery) applies to PostgreSQL targets, not to a pgbouncer console");

@@ -156,8 +156,7 @@ TEST(Plan, ExtensionVersionsNeedARequiredExtensionAndServerScope) {
   for (const auto& e : r.errors) all += e + "\n";
   EXPECT_NE(all.find("collector 'a'.extension_versions: needs requires.extension"), std::string::npos) << all;
   EXPECT_NE(all.find("collector 'b'.extension_versions: only for scope server"), std::string::npos) << all;
-  EXPECT_NE(all.find("collector 'c'.extension_versions: 'one' is not an extension version like 1.8"),
-            std::string::npos)
+  EXPECT_NE(all.find("collector 'c'.extension_versions: 'one' is not an extension version like 1.8"), std::string::npos)
       << all;
 }
 

@@ -9,9 +9,10 @@ namespace pgpulse::collectors {
 namespace {
 
 LoadResult Load(const std::string& privilege) {
-  return LoadDefinitions({Source{"p.yaml", "collectors:\n  - name: needs\n    help: h\n    requires: {privilege: " +
-                                               privilege + "}\n    sql: SELECT 1 AS n\n    columns:\n      n: {gauge: "
-                                               "pg_n, help: N.}\n"}});
+  return LoadDefinitions(
+      {Source{"p.yaml", "collectors:\n  - name: needs\n    help: h\n    requires: {privilege: " + privilege +
+                            "}\n    sql: SELECT 1 AS n\n    columns:\n      n: {gauge: "
+                            "pg_n, help: N.}\n"}});
 }
 
 TEST(PrivilegePlan, MissingPrivilegeSkipsWithTheGrantToRun) {
@@ -35,8 +36,9 @@ TEST(PrivilegePlan, MissingPrivilegeSkipsWithTheGrantToRun) {
 TEST(PrivilegePlan, OnlyPredefinedRolesMayBeRequired) {
   LoadResult r = Load("admin");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.errors[0], "p.yaml:4:27: collector 'needs'.requires.privilege: must name a predefined role such as "
-                         "pg_monitor or pg_read_all_settings, got 'admin'");
+  EXPECT_EQ(r.errors[0],
+            "p.yaml:4:27: collector 'needs'.requires.privilege: must name a predefined role such as "
+            "pg_monitor or pg_read_all_settings, got 'admin'");
 }
 
 }  // namespace
