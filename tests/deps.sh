@@ -11,7 +11,7 @@ packages=(
   build-essential cmake pkg-config git
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libdeflate-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
-  ca-certificates openssl curl wrk clang clang-14 libclang-rt-14-dev dpkg-dev file systemd
+  ca-certificates openssl curl wrk clang clang-14 libclang-rt-14-dev clang-format dpkg-dev file systemd
   postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
   mount util-linux
