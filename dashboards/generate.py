@@ -8,7 +8,10 @@ to DIR (default: in place). What it maintains, and nothing else:
   - threshold steps, @@key@@ values in queries and runbook links of the panels in PANELS;
   - restart and failover annotations on the dashboards of PostgreSQL servers;
   - every stat and gauge panel queries instantly (the value now, not the last one of the range) and has a
-    "no data" text, so that an empty tile never passes for a healthy one.
+    "no data" text, so that an empty tile never passes for a healthy one;
+  - the `target` variable of every dashboard and target=~"$target" on every selector of a metric that carries the
+    label (TARGET_METRICS): an agent with several targets labels each sample with its target, one with a single
+    target has no such label, and the variable's All value ".*" also matches a series without the label.
 Standard library only (python3 is in every Debian).
 """
 
@@ -255,6 +258,70 @@ ANNOTATIONS = [
 ]
 
 
+# Metrics with a `target` label when the agent has several targets (the agent's own per-target metrics always).
+TARGET_METRICS = re.compile(r"\b((?:pg|pgbouncer|pgbackrest)_[a-zA-Z0-9_]+|pgpulse_(?:collector|scrape)[a-zA-Z0-9_]*)"
+                            r"\{([^{}]*)\}")
+TARGET = 'target=~"$target"'
+
+
+def filter_target(expr):
+    """Adds target=~"$target" to each selector of TARGET_METRICS that lacks a target matcher; idempotent."""
+    def one(m):
+        body = m.group(2)
+        if re.search(r"\btarget\s*[=!]", body):
+            return m.group(0)
+        return m.group(1) + "{" + (body + "," if body.strip() else "") + TARGET + "}"
+    return TARGET_METRICS.sub(one, expr)
+
+
+def target_variable(dashboard):
+    """The `target` variable after `instance`, from the metric the instance variable lists (the agent's own
+    per-target metric on the Agent dashboard, where pgpulse_build_info has no target label)."""
+    variables = dashboard["templating"]["list"]
+    variables[:] = [v for v in variables if v.get("name") != "target"]
+    at = next(i for i, v in enumerate(variables) if v["name"] == "instance")
+    instance = variables[at]
+    query = instance["query"]["query"] if isinstance(instance["query"], dict) else instance["query"]
+    metric = re.match(r"label_values\(([a-zA-Z0-9_]+)", query).group(1)
+    if metric == "pgpulse_build_info":
+        metric = "pgpulse_scrapes_total"
+    query = "label_values(" + metric + "{" + JI + "}, target)"
+    variables.insert(at + 1, {
+        "name": "target", "label": "Target", "type": "query", "datasource": DS, "definition": query,
+        "query": {"query": query, "refId": "StandardVariableQuery"}, "refresh": 2, "regex": "", "sort": 1,
+        "multi": True, "includeAll": True, "current": {}, "options": [], "hide": 0, "allValue": ".*",
+        "description": "Targets of an agent with several (each sample labelled target); with one target there is "
+                       "no such label and All (.*) shows it."})
+    for v in variables[at + 2:]:
+        if v.get("type") == "query":
+            q = filter_target(v["query"]["query"] if isinstance(v["query"], dict) else v["query"])
+            if isinstance(v["query"], dict):
+                v["query"]["query"] = q
+            else:
+                v["query"] = q
+            if "definition" in v:
+                v["definition"] = q
+
+
+def finish(dashboard):
+    """What every dashboard gets: the target variable and filter, instant stat queries with a no-data text."""
+    target_variable(dashboard)
+    for a in dashboard.get("annotations", {}).get("list", []):
+        if a.get("expr"):
+            a["expr"] = filter_target(a["expr"])
+    for p in dashboard["panels"] + [i for p in dashboard["panels"] for i in p.get("panels", [])]:
+        for t in p.get("targets", []):
+            t["expr"] = filter_target(t["expr"])
+        if p.get("type") in ("stat", "gauge"):
+            for t in p.get("targets", []):
+                t["range"], t["instant"] = False, True
+            p["fieldConfig"]["defaults"].setdefault("noValue", "no data")
+            maps = p["fieldConfig"]["defaults"].setdefault("mappings", [])
+            if UNKNOWN not in maps:
+                maps.append(copy.deepcopy(UNKNOWN))
+    return dashboard
+
+
 def annotations(dashboard):
     """Replaces this script's annotations, keeps any other; only on dashboards whose servers come from pg_up."""
     ours = {a["name"] for a in ANNOTATIONS}
@@ -367,15 +434,7 @@ def apply(dashboard, values):
         kept = [p for p in panels if p.get("id") not in owned]
         at = next(i for i, p in enumerate(kept) if p["type"] == "row" and i > 0)  # before the second row
         dashboard["panels"] = kept[:at] + tiles + kept[at:]
-    for p in dashboard["panels"] + [i for p in dashboard["panels"] for i in p.get("panels", [])]:
-        if p.get("type") in ("stat", "gauge"):
-            for t in p.get("targets", []):
-                t["range"], t["instant"] = False, True
-            p["fieldConfig"]["defaults"].setdefault("noValue", "no data")
-            maps = p["fieldConfig"]["defaults"].setdefault("mappings", [])
-            if UNKNOWN not in maps:
-                maps.append(copy.deepcopy(UNKNOWN))
-    return dashboard
+    return finish(dashboard)
 
 
 def main():
@@ -393,7 +452,6 @@ def main():
         text = json.dumps(apply(dashboard, values), indent=2, ensure_ascii=False) + "\n"
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
             f.write(text)
-
 
 if __name__ == "__main__":
     main()

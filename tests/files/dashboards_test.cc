@@ -533,6 +533,70 @@ std::vector<std::string> QueryProblems(const Dashboard& d, const Reference& ref)
   return problems;
 }
 
+// ---- The target variable: agents with several targets label every sample target, one target has no label. ----
+
+// Metrics that carry the target label when the agent has several targets (the agent's own per-target ones always).
+bool HasTargetLabel(const std::string& metric) {
+  for (const char* prefix : {"pg_", "pgbouncer_", "pgbackrest_", "pgpulse_collector", "pgpulse_scrape"}) {
+    if (metric.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
+void CheckTargetFilter(const std::string& where, const std::string& expr, std::vector<std::string>& problems) {
+  for (const Selector& sel : ScanPromQL(expr).selectors) {
+    if (!HasTargetLabel(sel.metric)) continue;
+    const bool ok = std::any_of(sel.matchers.begin(), sel.matchers.end(), [](const Matcher& m) {
+      return m.label == "target" && m.op == "=~" && m.value == "$target";
+    });
+    if (!ok) problems.push_back(where + ": " + sel.metric + " does not filter target=~\"$target\"");
+  }
+}
+
+// A query variable `target` (All = ".*", which also matches a series without the label, so single-target agents
+// keep their data), and every selector of a metric with that label filtered on it.
+std::vector<std::string> TargetProblems(const Dashboard& d) {
+  std::vector<std::string> problems;
+  const Json* v = Variable(d.json, "target");
+  if (!v) {
+    problems.push_back(d.file + ": no variable \"target\"");
+  } else {
+    const std::string where = d.file + " variable target";
+    if ((*v)["type"].str() != "query" || !(*v)["multi"].boolean() || !(*v)["includeAll"].boolean()) {
+      problems.push_back(where + ": must be a multi-select query variable with include-all");
+    }
+    if ((*v)["allValue"].str() != ".*") {
+      problems.push_back(where +
+                         ": allValue must be \".*\" (matches the series of single-target agents, which "
+                         "have no target label)");
+    }
+    const auto [selector, label] = SplitLabelValues(VariableQuery(*v));
+    if (label != "target" || selector.find("job=~\"$job\"") == std::string::npos ||
+        selector.find("instance=~\"$instance\"") == std::string::npos) {
+      problems.push_back(where +
+                         ": query must be label_values(<metric>{job=~\"$job\",instance=~\"$instance\"}, "
+                         "target), is \"" +
+                         VariableQuery(*v) + "\"");
+    }
+  }
+  bool after_target = false;
+  for (const Json& var : d.json["templating"]["list"].items()) {
+    if (after_target && var["type"].str() == "query") {
+      CheckTargetFilter(d.file + " variable " + var["name"].str(), VariableQuery(var), problems);
+    }
+    after_target = after_target || var["name"].str() == "target";
+  }
+  for (const Json* panel : Panels(d.json)) {
+    for (const Json& t : (*panel)["targets"].items()) {
+      CheckTargetFilter(PanelName(d, *panel) + " query " + t["refId"].str(), t["expr"].str(), problems);
+    }
+  }
+  for (const Json& a : d.json["annotations"]["list"].items()) {
+    CheckTargetFilter(d.file + " annotation " + a["name"].str(), a["expr"].str(), problems);
+  }
+  return problems;
+}
+
 // ---- Thresholds: a panel linking to an alert's runbook section colours where that alert fires. ----
 
 // alerts/thresholds.yaml (or a site file): key -> value as written.
@@ -771,6 +835,31 @@ TEST_F(DashboardsTest, ChecksCatchABrokenDashboard) {
   }
 }
 
+TEST_F(DashboardsTest, EveryDashboardHasATargetVariableThatEveryPgpulseSelectorFiltersOn) {
+  ExpectNoProblems(TargetProblems);
+}
+
+TEST_F(DashboardsTest, TargetCheckCatchesAMissingVariableAndAnUnfilteredSelector) {
+  const Dashboard broken{"pgpulse-broken.json", Json::Parse(R"json({
+    "templating": {"list": [{"name": "target", "type": "query", "multi": true, "includeAll": true, "allValue": "",
+                             "query": "label_values(pg_up{job=~\"$job\"}, target)"},
+                            {"name": "datname", "type": "query",
+                             "query": "label_values(pg_database_size_bytes{job=~\"$job\"}, datname)"}]},
+    "panels": [{"id": 1, "type": "stat", "title": "Up", "targets": [{"refId": "A",
+                "expr": "pg_up{job=~\"$job\",target=~\"$target\"} or up{job=~\"$job\"} + pgbouncer_up{target=\"x\"}"}]}]
+  })json")};
+  const std::string text = Join(TargetProblems(broken));
+  for (const char* want : {"allValue must be \".*\"", "query must be label_values(<metric>{job=~\"$job\",instance",
+                           "variable datname: pg_database_size_bytes does not filter target",
+                           "\"Up\" query A: pgbouncer_up does not filter target"}) {
+    EXPECT_NE(text.find(want), std::string::npos) << "missing \"" << want << "\" in:\n" << text;
+  }
+  EXPECT_EQ(text.find("pg_up does not"), std::string::npos) << text;
+  EXPECT_EQ(text.find(": up does not"), std::string::npos) << "up has no target label:\n" << text;
+  EXPECT_NE(Join(TargetProblems({"x.json", Json::Parse(R"({"panels": []})")})).find("no variable \"target\""),
+            std::string::npos);
+}
+
 TEST_F(DashboardsTest, EveryStatTileQueriesTheValueNowAndNeverShowsNothing) {
   int tiles = 0;
   ExpectNoProblems([&tiles](const Dashboard& d) {
@@ -898,7 +987,7 @@ TEST_F(DashboardsTest, LocksGraphsDrawZeroWhereTheServerAnswersAndNothingWhereIt
       ++checked;
       const std::string expr = (*panel)["targets"].items().front()["expr"].str();
       EXPECT_NE(expr.find("or on (instance, target"), std::string::npos) << title << ": no fallback in\n" << expr;
-      EXPECT_NE(expr.find("(pg_up{job=~\"$job\",instance=~\"$instance\"} == 1)"), std::string::npos)
+      EXPECT_NE(expr.find("(pg_up{job=~\"$job\",instance=~\"$instance\",target=~\"$target\"} == 1)"), std::string::npos)
           << title << ": the 0 is not limited to servers that answered:\n"
           << expr;
       EXPECT_EQ(expr.find("vector(0)"), std::string::npos) << title << ": an unscoped 0";
