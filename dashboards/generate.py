@@ -7,6 +7,7 @@ to DIR (default: in place). What it maintains, and nothing else:
   - the overview's health strip (HEALTH_TILES below): query, thresholds, mappings, links, no-data text;
   - threshold steps, @@key@@ values in queries and runbook links of the panels in PANELS;
   - restart and failover annotations on the dashboards of PostgreSQL servers;
+  - pgpulse-fleet.json, entirely: the overview's health tiles repeated per instance (FLEET_TILES below);
   - every stat and gauge panel queries instantly (the value now, not the last one of the range) and has a
     "no data" text, so that an empty tile never passes for a healthy one;
   - the `target` variable of every dashboard and target=~"$target" on every selector of a metric that carries the
@@ -437,6 +438,45 @@ def apply(dashboard, values):
     return finish(dashboard)
 
 
+# The fleet view: the overview's status tiles that say "healthy or not" (Up, Connections used) and its health
+# strip, copied from the generated overview (same queries, thresholds, mappings, links), as one line of coloured
+# tiles per server: a row repeated per value of $instance. An on-call engineer scans one column of row titles and
+# the red cells, every server laid out the same way; a table per tile would need a lookup across tables.
+FLEET = "pgpulse-fleet"
+FLEET_TILES = ["Up", "Firing alerts", "Connections used", "Worst replay lag", "WAL receiver", "Standbys not streaming",
+               "Longest transaction", "Longest lock wait", "Wraparound", "Filesystem free", "Archiving",
+               "Failing collectors"]
+
+
+def fleet(overview):
+    by_title = {p.get("title"): p for p in overview["panels"]}
+    missing = [t for t in FLEET_TILES if t not in by_title]
+    if missing:
+        sys.exit("generate.py: the overview has no tile %s (FLEET_TILES in dashboards/generate.py)" % missing)
+    width = 24 // len(FLEET_TILES)
+    row = {"type": "row", "title": "$instance", "id": 1, "collapsed": False, "repeat": "instance",
+           "gridPos": {"h": 1, "w": 24, "x": 0, "y": 0}, "panels": []}
+    tiles = []
+    for i, title in enumerate(FLEET_TILES):
+        tile = copy.deepcopy(by_title[title])
+        tile["gridPos"] = {"h": 4, "w": width, "x": i * width, "y": 1}
+        if tile["type"] != "stat":  # the gauge of Connections used, read as the other cells are
+            tile["type"] = "stat"
+        tile["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                           "orientation": "auto", "textMode": "value", "colorMode": "background",
+                           "graphMode": "none", "justifyMode": "center"}
+        tiles.append(tile)
+    dashboard = {k: copy.deepcopy(v) for k, v in overview.items() if k not in ("panels", "annotations")}
+    dashboard.update({
+        "uid": FLEET, "title": "PostgreSQL / Fleet",
+        "description": "Every server on one line each: the overview's health strip (up, firing alerts, connections "
+                       "against the alert's limit, replication, transactions and locks, wraparound, disk, "
+                       "archiving, collectors) repeated per instance, coloured at the alerts' thresholds.",
+        "panels": [row] + tiles})
+    dashboard["annotations"] = annotations(dashboard)
+    return finish(dashboard)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", action="append", default=[], help="a site file overriding some keys")
@@ -444,14 +484,17 @@ def main():
     args = parser.parse_args()
     values = read_thresholds([os.path.join(ALERTS, "thresholds.yaml")] + args.thresholds)
     os.makedirs(args.out, exist_ok=True)
+    generated = {}
     for name in sorted(os.listdir(HERE)):
-        if not name.endswith(".json"):
+        if not name.endswith(".json") or name == FLEET + ".json":
             continue
         with open(os.path.join(HERE, name), encoding="utf-8") as f:
-            dashboard = json.load(f)
-        text = json.dumps(apply(dashboard, values), indent=2, ensure_ascii=False) + "\n"
+            generated[name] = apply(json.load(f), values)
+    generated[FLEET + ".json"] = fleet(generated["pgpulse-overview.json"])
+    for name, dashboard in generated.items():
         with open(os.path.join(args.out, name), "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(json.dumps(dashboard, indent=2, ensure_ascii=False) + "\n")
+
 
 if __name__ == "__main__":
     main()

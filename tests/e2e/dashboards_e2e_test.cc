@@ -531,11 +531,44 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: WAL receiver", primary_instance), 2) << "primary";
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: WAL receiver", standby_instance), 1) << "streaming";
   EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Archiving", primary_instance), 0) << "ok";
-  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Failing collectors", primary_instance), 0);
+  const auto failing_collectors = [&] {
+    std::string out;
+    for (const auto& s : prometheus->Query("pgpulse_collector_success == 0")) {
+      out += " " + s.labels.at("instance") + "/" + s.labels.at("collector");
+    }
+    return out;
+  };
+  EXPECT_EQ(TileValue(healthy, "pgpulse-overview.json: Failing collectors", primary_instance), 0)
+      << "failing:" << failing_collectors();
   const std::string standbys_tile = "pgpulse-overview.json: Standbys not streaming";
   EXPECT_EQ(TileValue(healthy, standbys_tile, primary_instance), 0) << "its one standby streams";
   EXPECT_EQ(TileValue(healthy, standbys_tile, standby_instance), 0) << "a standby expects no standbys";
   EXPECT_GE(healthy.tiles.size(), 15u);
+  // The fleet view: the overview's health tiles on one line per server (its row repeats per instance, so each
+  // line's queries are these with one instance); every tile shows both healthy servers, as the overview does.
+  const Json* fleet = nullptr;
+  for (const auto& [file, json] : dashboards) {
+    if (file == "pgpulse-fleet.json") fleet = &json;
+  }
+  ASSERT_NE(fleet, nullptr);
+  const auto evaluate_fleet = [&] {
+    Evaluation e;
+    Evaluate(*prometheus, "pgpulse-fleet.json", *fleet, {}, e);
+    return e;
+  };
+  const Evaluation fleet_healthy = evaluate_fleet();
+  EXPECT_TRUE(fleet_healthy.problems.empty()) << Join(fleet_healthy.problems);
+  EXPECT_EQ(fleet_healthy.tiles.size(), 12u);
+  EXPECT_TRUE(TileProblems(fleet_healthy, instances, false, "").empty())
+      << Join(TileProblems(fleet_healthy, instances, false, ""));
+  for (const std::string& instance : instances) {
+    EXPECT_EQ(TileValue(fleet_healthy, "pgpulse-fleet.json: Up", instance), 1) << instance;
+    EXPECT_EQ(TileValue(fleet_healthy, "pgpulse-fleet.json: Firing alerts", instance), 0) << instance;
+    EXPECT_EQ(TileValue(fleet_healthy, "pgpulse-fleet.json: Failing collectors", instance), 0)
+        << instance << " failing:" << failing_collectors();
+  }
+  EXPECT_EQ(TileValue(fleet_healthy, "pgpulse-fleet.json: WAL receiver", primary_instance), 2) << "primary";
+  EXPECT_EQ(TileValue(fleet_healthy, "pgpulse-fleet.json: WAL receiver", standby_instance), 1) << "streaming";
   // The Locks graphs: the primary has its waiting session, the standby nothing, drawn as 0 rather than no line.
   for (const char* panel : kLocksZeroPanels) {
     const auto values = SeriesValues(last, panel, standby_instance);  // one per database, or one per server
@@ -576,6 +609,13 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   // The primary still has the standby's slot, so the standby that left pg_stat_replication counts as missing.
   EXPECT_EQ(TileValue(server_down, standbys_tile, primary_instance), 1);
   const double server_down_seconds = SecondsSince(down_since);
+  // The fleet view's line for the standby says the same: down, alerts firing, no tile lost.
+  const Evaluation fleet_down = evaluate_fleet();
+  EXPECT_EQ(TileValue(fleet_down, "pgpulse-fleet.json: Up", standby_instance), 0);
+  EXPECT_GE(TileValue(fleet_down, "pgpulse-fleet.json: Firing alerts", standby_instance), 1);
+  EXPECT_EQ(TileValue(fleet_down, "pgpulse-fleet.json: Up", primary_instance), 1);
+  EXPECT_TRUE(TileProblems(fleet_down, instances, true, standby_instance).empty())
+      << Join(TileProblems(fleet_down, instances, true, standby_instance));
   // The Locks graphs draw no 0 for the server that is down.
   {
     Evaluation locks;

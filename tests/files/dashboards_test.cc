@@ -754,7 +754,7 @@ TEST_F(DashboardsTest, ShipsEveryDashboardAndEachParses) {
   for (const Dashboard& d : *dashboards_) files.insert(d.file);
   for (const char* want : {"pgpulse-overview.json", "pgpulse-queries.json", "pgpulse-tables.json", "pgpulse-locks.json",
                            "pgpulse-replication.json", "pgpulse-agent.json", "pgpulse-pgbouncer.json",
-                           "pgpulse-disk.json", "pgpulse-backups.json"}) {
+                           "pgpulse-disk.json", "pgpulse-backups.json", "pgpulse-fleet.json"}) {
     EXPECT_TRUE(files.count(want)) << "dashboards/" << want << " is missing";
   }
 }
@@ -952,6 +952,70 @@ TEST_F(DashboardsTest, OverviewHealthStripMirrorsTheAlerts) {
 
 // A disconnected standby leaves pg_stat_replication, so its lag lines vanish: the overview counts the standbys
 // expected (physical slots, or the most seen at once over the range) that do not stream now.
+// What a tile shows and how it colours it, as text: queries, unit, threshold steps, mappings, links.
+std::string TileShape(const Json& tile) {
+  std::ostringstream s;
+  for (const Json& t : tile["targets"].items()) s << "expr " << t["expr"].str() << "\n";
+  const Json& defaults = tile["fieldConfig"]["defaults"];
+  s << "unit " << defaults["unit"].str() << "\n";
+  for (const Json& step : defaults["thresholds"]["steps"].items()) {
+    s << "step " << step["color"].str() << " " << step["value"].number() << "\n";
+  }
+  for (const Json& m : defaults["mappings"].items()) {
+    s << "mapping " << m["type"].str();
+    for (const Json& o : m["options"].items()) s << " " << o["text"].str() << "/" << o["color"].str();
+    s << "\n";
+  }
+  for (const Json& l : tile["links"].items()) s << "link " << l["title"].str() << " " << l["url"].str() << "\n";
+  return s.str();
+}
+
+// The fleet view: one line of tiles per server (a row repeated per instance), each tile the overview's own.
+TEST_F(DashboardsTest, FleetRepeatsTheOverviewHealthStripPerInstance) {
+  const Dashboard *overview = nullptr, *fleet = nullptr;
+  for (const Dashboard& d : *dashboards_) {
+    if (d.file == "pgpulse-overview.json") overview = &d;
+    if (d.file == "pgpulse-fleet.json") fleet = &d;
+  }
+  ASSERT_NE(overview, nullptr);
+  ASSERT_NE(fleet, nullptr);
+  const std::vector<Json>& panels = fleet->json["panels"].items();
+  ASSERT_GE(panels.size(), 2u);
+  EXPECT_EQ(panels[0]["type"].str(), "row");
+  EXPECT_EQ(panels[0]["repeat"].str(), "instance") << "one row per server";
+  EXPECT_NE(panels[0]["title"].str().find("$instance"), std::string::npos) << "the row names its server";
+  const Json* instance = Variable(fleet->json, "instance");
+  ASSERT_NE(instance, nullptr);
+  EXPECT_TRUE((*instance)["multi"].boolean() && (*instance)["includeAll"].boolean()) << "a row per value needs All";
+  // The health strip (the tiles generate.py owns, ids 40 to 49) and the status tiles Up and Connections used.
+  std::map<std::string, const Json*> wanted;
+  for (const Json& p : overview->json["panels"].items()) {
+    const double id = p["id"].number();
+    if ((id >= 40 && id <= 49) || p["title"].str() == "Up" || p["title"].str() == "Connections used") {
+      wanted[p["title"].str()] = &p;
+    }
+  }
+  EXPECT_EQ(wanted.size(), 12u);
+  double width = 0;
+  for (size_t i = 1; i < panels.size(); ++i) {
+    const Json& tile = panels[i];
+    const std::string title = tile["title"].str();
+    EXPECT_EQ(tile["type"].str(), "stat") << title;
+    EXPECT_EQ(tile["gridPos"]["y"].number(), panels[1]["gridPos"]["y"].number()) << title << ": not on the line";
+    EXPECT_EQ(tile["options"]["colorMode"].str(), "background") << title << ": a cell coloured by its state";
+    width += tile["gridPos"]["w"].number();
+    auto it = wanted.find(title);
+    if (it == wanted.end()) {
+      ADD_FAILURE() << "pgpulse-fleet.json tile \"" << title << "\" is not one of the overview's health tiles";
+      continue;
+    }
+    EXPECT_EQ(TileShape(tile), TileShape(*it->second)) << title << ": differs from the overview's tile";
+    wanted.erase(it);
+  }
+  EXPECT_LE(width, 24) << "a server's tiles fit on one line";
+  for (const auto& [title, p] : wanted) ADD_FAILURE() << "pgpulse-fleet.json lacks the overview's tile " << title;
+}
+
 TEST_F(DashboardsTest, OverviewCountsStandbysNotStreamingAgainstTheExpected) {
   const Json* tile = nullptr;
   for (const Dashboard& d : *dashboards_) {
