@@ -49,7 +49,9 @@ def regex_escape(v):
     return "".join("\\\\" + c if c in "\\^$.|?*+()[]{}" else c for c in v)
 
 
-def resolve(base, dashboard, step, preferred):
+def resolve(base, dashboard, step, preferred, found_values=None):
+    """Variable name -> the value substituted, as Grafana would; found_values (if given) gets each query
+    variable's values, for repeated rows."""
     values = {"__rate_interval": "10s", "__interval": "%ds" % step, "__range": "5m", "__range_s": "300"}
     for v in dashboard["templating"]["list"]:
         name, kind = v["name"], v["type"]
@@ -62,7 +64,11 @@ def resolve(base, dashboard, step, preferred):
         found = sorted({r["metric"].get(m.group(2), "") for r in
                         api(base, "/api/v1/query", {"query": "group by (%s) (last_over_time(%s[1h]))"
                                                     % (m.group(2), m.group(1))})} - {""})
-        if not found:
+        if found_values is not None:
+            found_values[name] = found
+        if not found and v.get("includeAll") and v.get("allValue"):
+            values[name] = v["allValue"]  # Grafana's All of a variable without values (target, one target)
+        elif not found:
             values[name] = "no-value"
         elif v.get("multi") or v.get("includeAll"):
             joined = "|".join(regex_escape(f) for f in found)
@@ -174,18 +180,42 @@ def render(base, path, out, minutes, suffix="", preferred=None):
     end = time.time()
     start = end - minutes * 60
     step = max(1, int(minutes * 60 / 200))
-    values = resolve(base, dashboard, step, preferred or {})
-    panels = []
-    for p in dashboard["panels"]:
-        panels.append(p)
-        panels.extend(p.get("panels", []))
-    bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in panels)
+    found = {}
+    values = resolve(base, dashboard, step, preferred or {}, found)
+    panels = []  # (panel, variable values for it)
+    repeat = None  # (variable, the row and the panels under it) while in a repeated row
+    shift = 0  # grid rows the copies of repeated rows added above
+    for p in dashboard["panels"] + [{"type": "row", "end": True}]:
+        if p["type"] == "row" and repeat:
+            # A row repeated per value of its variable (the fleet view): one copy per value, stacked, each
+            # querying that value only.
+            name, group = repeat
+            height = max(q["gridPos"]["y"] + q["gridPos"]["h"] for q in group) - group[0]["gridPos"]["y"]
+            for i, value in enumerate(found.get(name, [])):
+                one = dict(values, **{name: regex_escape(value)})
+                for q in group:
+                    q = dict(q, gridPos=dict(q["gridPos"], y=q["gridPos"]["y"] + shift + i * height))
+                    if q["type"] == "row":
+                        q["title"] = q["title"].replace("$" + name, value)
+                    panels.append((q, one))
+            shift += (len(found.get(name, [])) - 1) * height
+            repeat = None
+        if p.get("end"):
+            break
+        if p["type"] == "row" and p.get("repeat"):
+            repeat = (p["repeat"], [p])
+        elif repeat:
+            repeat[1].append(p)
+        else:
+            for q in [p] + p.get("panels", []):
+                panels.append((dict(q, gridPos=dict(q["gridPos"], y=q["gridPos"]["y"] + shift)), values))
+    bottom = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p, _ in panels)
     unit = 0.32  # inches per grid row
     fig = plt.figure(figsize=(16, bottom * unit + 0.6))
     fig.suptitle("%s  (last %d min, Prometheus at %s)" % (dashboard["title"], minutes, "the e2e test"),
                  fontsize=10, x=0.01, ha="left")
     height = bottom * unit + 0.6
-    for p in panels:
+    for p, values in panels:
         g = p["gridPos"]
         left, width = g["x"] / 24 + 0.004, g["w"] / 24 - 0.008
         top = 1 - (0.5 + g["y"] * unit) / height
