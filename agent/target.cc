@@ -10,7 +10,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <poll.h>
 #include <sys/stat.h>
+
+#include <libpq-fe.h>
 
 #include "agent/log.h"
 #include "collectors/runner.h"
@@ -22,6 +25,36 @@ namespace {
 // Label values must be UTF-8: the server converts names and texts from the database's
 // encoding. Not from SQL_ASCII (where it would refuse every byte >= 0x80 and fail the
 // query): those come as they are, and collectors::AppendLabel replaces what is invalid.
+// Whether a connection with `conninfo` can be made before `deadline`: libpq's own connect_timeout
+// counts whole seconds, 2 at least, so a connect made with little time left could overrun the
+// scrape. Driven with PQconnectPoll and poll(2), this attempt ends by the deadline; on success
+// it is closed again, and the caller's real connect meets a server that just answered.
+bool ConnectsBefore(const std::string& conninfo, Clock::time_point deadline, std::string& error) {
+  PGconn* conn = PQconnectStart(conninfo.c_str());
+  if (!conn) {
+    error = "out of memory";
+    return false;
+  }
+  PostgresPollingStatusType status = PGRES_POLLING_WRITING;
+  while (status != PGRES_POLLING_OK && status != PGRES_POLLING_FAILED && PQstatus(conn) != CONNECTION_BAD) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      error = "connecting did not finish before the scrape deadline";
+      PQfinish(conn);
+      return false;
+    }
+    pollfd p{PQsocket(conn), static_cast<short>(status == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+    if (p.fd < 0) break;
+    if (poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) break;
+    if (p.revents == 0) continue;
+    status = PQconnectPoll(conn);
+  }
+  const bool ok = status == PGRES_POLLING_OK && PQstatus(conn) == CONNECTION_OK;
+  if (!ok && error.empty()) error = PQerrorMessage(conn);
+  PQfinish(conn);
+  return ok;
+}
+
 std::unique_ptr<pqxx::connection> ConnectAskingForUtf8(const std::string& conninfo) {
   auto conn = std::make_unique<pqxx::connection>(conninfo);
   if (conn->get_client_encoding() != "SQL_ASCII") conn->set_client_encoding("UTF8");
@@ -387,19 +420,19 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
   }
   // A connect must end by the deadline, not connect_timeout later, or the whole collection
   // (the main database's too) is lost; libpq counts connect_timeout in whole seconds, 2 at least.
-  int64_t left_s = std::chrono::duration_cast<std::chrono::seconds>(deadline - now).count();
-  if (left_s < 2) {
-    error = "not connecting to database " + db + ": less than 2 s left before the scrape deadline";
-    return nullptr;
-  }
-  int64_t timeout_s = left_s;
+  int64_t timeout_s = std::max<int64_t>(2, std::chrono::duration_cast<std::chrono::seconds>(deadline - now).count());
   for (const auto& [key, value] : spec_.options) {
     if (key == "connect_timeout") timeout_s = std::min(timeout_s, std::max<int64_t>(2, std::atoll(value.c_str())));
   }
+  const std::string conninfo = spec_.ConninfoFor(db) + " connect_timeout=" + std::to_string(timeout_s);
   DatabaseConnection& d = databases_[db];
   d.last_used = now;
   try {
-    d.conn = ConnectAskingForUtf8(spec_.ConninfoFor(db) + " connect_timeout=" + std::to_string(timeout_s));
+    // With less than libpq's 2 s granularity left, first make sure the server answers in time.
+    std::string slow;
+    if (deadline - now < std::chrono::seconds(2) && !ConnectsBefore(conninfo, deadline, slow))
+      throw std::runtime_error(slow);
+    d.conn = ConnectAskingForUtf8(conninfo);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
                                              std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
