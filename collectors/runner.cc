@@ -110,8 +110,9 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
   // than reporting a generic statement timeout.
   const int64_t lock = std::max<int64_t>(1, total * 3 / 4);
   // One round trip opens the guarded transaction; the caller's query is the second.
+  // The savepoint lets the end of the transaction undo what a collector changed in the session.
   tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + std::to_string(total) +
-          "; SET LOCAL lock_timeout = " + std::to_string(lock));
+          "; SET LOCAL lock_timeout = " + std::to_string(lock) + "; SAVEPOINT collector");
   try {
     // The extended protocol runs exactly one statement, so a definition
     // cannot end the read-only transaction with "COMMIT; INSERT ...".
@@ -123,10 +124,11 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
       conn.prepare(prepared_name, sql);
       r = limit ? tx.exec_prepared(prepared_name, *limit) : tx.exec_prepared(prepared_name);
     }
-    // Nothing to keep from a read-only transaction, and ROLLBACK (in the same round trip a
-    // COMMIT would take) also undoes what a collector changed in the session: SET ROLE,
-    // set_config(..., false), SET. Session-level advisory locks are not undone.
-    tx.exec("ROLLBACK");
+    // Rolling back to the savepoint undoes what a collector changed in the session (SET ROLE,
+    // SET, set_config(..., false)); the transaction itself commits, so the server's
+    // xact_rollback, and every rollback-ratio alert built on it, counts none of the agent's
+    // queries. One round trip, as a plain COMMIT. Session-level advisory locks are not undone.
+    tx.exec("ROLLBACK TO SAVEPOINT collector; COMMIT");
     return r;
   } catch (const pqxx::broken_connection&) {
     throw;
