@@ -142,7 +142,9 @@ TEST_F(ReloadTest, ScrapeSectionApplies) {
 
 TEST_F(ReloadTest, AuthModulesApplyToProbesAlreadyMade) {
   auto config = [&](const std::string& user) {
-    return "targets:\n" + Target("main") + "auth_modules:\n  local:\n    user: " + user + "\n";
+    // The test server trusts loopback and holds no password: an unverified server is allowed explicitly.
+    return "targets:\n" + Target("main") + "auth_modules:\n  local:\n    user: " + user +
+           "\n    allowed_targets: [127.0.0.1]\n    allow_unverified_server: true\n";
   };
   auto agent = Start(config("postgres"));
   const std::string probe = "/probe?target=127.0.0.1:" + std::to_string(pg_->port()) + "/postgres&auth_module=local";
