@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "collectors/yaml_reader.h"
@@ -142,9 +143,8 @@ bool BasicAuth::Allows(const char* header) {
   auto u = users_.find(user);
   if (u == users_.end()) {
     if (!dummy_setting_.empty()) {
-      crypt_data data;
-      std::memset(&data, 0, sizeof data);
-      crypt_r(password.c_str(), dummy_setting_.c_str(), &data);
+      auto data = std::make_unique<crypt_data>();  // zeroed; 32 KiB, too large for CivetWeb's worker stacks
+      crypt_r(password.c_str(), dummy_setting_.c_str(), data.get());
     }
     return false;
   }
@@ -152,9 +152,8 @@ bool BasicAuth::Allows(const char* header) {
     std::lock_guard<std::mutex> lock(mu_);
     if (verified_.count(decoded)) return true;
   }
-  crypt_data data;
-  std::memset(&data, 0, sizeof data);
-  const char* result = crypt_r(password.c_str(), u->second.c_str(), &data);
+  auto data = std::make_unique<crypt_data>();
+  const char* result = crypt_r(password.c_str(), u->second.c_str(), data.get());
   if (!result || result[0] == '*') return false;
   // Compare without an early exit, so timing says nothing about the hash.
   const std::string& want = u->second;

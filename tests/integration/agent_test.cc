@@ -519,9 +519,12 @@ class PasswordTrap {
       const char cleartext[] = {'R', 0, 0, 0, 8, 0, 0, 0, 3};
       send(fd, cleartext, sizeof cleartext, MSG_NOSIGNAL);
       all += ReadSome(fd, 2000);  // a PasswordMessage ('p') would arrive here
+      {
+        // Recorded before the close that ends the agent's attempt, so a test that reads it next sees it.
+        std::lock_guard<std::mutex> lock(mu_);
+        received_ += all;
+      }
       close(fd);
-      std::lock_guard<std::mutex> lock(mu_);
-      received_ += all;
     }
   }
   int listener_ = -1, port_ = 0;
