@@ -196,13 +196,15 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
       r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the agent");
     else if (tc.pgbackrest.enabled() && (key == "stanza" || key == "type"))
       r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the pgbackrest collector");
+    else if (!tc.backup_files.empty() && (key == "set" || key == "path" || key == "reason"))
+      r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by backup_files");
     tc.labels.emplace_back(key, value);
   }
 }
 
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
   if (!r.Map(t, "target",
-             {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem",
+             {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem", "backup_files",
               "prepared_statements"}))
     return;
   TargetConfig tc;
@@ -224,6 +226,7 @@ void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& name
     tc.prepared_statements = r.Bool(ps, ctx + ".prepared_statements").value_or(tc.prepared_statements);
   if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, ctx + ".pgbackrest", tc.pgbackrest);
   if (const YAML::Node f = t["filesystem"]) ParseFilesystem(f, r, ctx + ".filesystem", tc.filesystem);
+  if (const YAML::Node bf = t["backup_files"]) ParseBackupFileSets(bf, r, ctx + ".backup_files", tc.backup_files);
   if (const YAML::Node l = t["labels"]) ParseLabels(l, r, tc);
   if (!tc.name.empty() && tc.name.find_first_not_of(
                               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
@@ -317,7 +320,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
   if (cfg.targets.empty())
-    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, {}, true});
   return result;
 }
 
@@ -325,7 +328,8 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+    result.config.targets.push_back(
+        TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, {}, true});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/probe_policy.h"
+#include "agent/sources/dumps.h"
 #include "collectors/duration.h"
 
 namespace pgpulse::agent {
@@ -67,6 +68,7 @@ struct TargetConfig {
   std::string type;
   BackrestConfig pgbackrest;
   FilesystemVisibility filesystem;
+  std::vector<BackupFileSet> backup_files;  // directories of pg_dump files (agent/sources/dumps.h)
   // Collectors' SQL as named prepared statements, planned once per connection. false for a
   // transaction-pooling proxy (PgBouncer pool_mode=transaction, RDS Proxy), where the next
   // transaction may reach a server connection that never saw the statement.
@@ -75,7 +77,7 @@ struct TargetConfig {
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
            databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem &&
-           prepared_statements == o.prepared_statements;
+           backup_files == o.backup_files && prepared_statements == o.prepared_statements;
   }
 };
 

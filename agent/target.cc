@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "agent/log.h"
+#include "agent/sources/dumps.h"
 #include "collectors/runner.h"
 
 namespace pgpulse::agent {
@@ -730,6 +731,13 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     }
   }
   if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? latest() - kBackrestMargin : Clock::now()));
+  // backup_files (agent/sources/dumps.h): pg_dump file sets, scanned in every collection, server up or not.
+  if (!config_.backup_files.empty()) {
+    BackupFilesReport r = CollectBackupFiles(config_.backup_files, labels_);
+    c->collectors.push_back({"backup_files", "", CollectorStatus::Ok, OneLine(r.problems), r.duration_seconds, r.series,
+                             std::make_shared<const std::vector<collectors::Family>>(std::move(r.families))});
+    metrics_.CollectorDone(config_.name, "backup_files", 1, 0, 0, r.duration_seconds, r.series, 0, 0);
+  }
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
   LogDebug("collected",
