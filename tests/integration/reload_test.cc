@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/polling.h"
 #include "tests/harness/shared_server.h"
+#include "tests/harness/temp_dir.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -109,6 +111,23 @@ TEST_F(ReloadTest, FilesystemVisibilityApplies) {
   body = Scrape(*agent);
   EXPECT_NE(body.find("pg_filesystem_visible{kind=\"data\""), std::string::npos) << body;
   EXPECT_EQ(body.find("reason=\"disabled\""), std::string::npos) << body;
+}
+
+TEST_F(ReloadTest, BackupFileSetsApply) {
+  TempDir dir("pgpulse-reload-dumps");
+  for (const char* name : {"a.dump", "b.dump", "c.sql.gz"}) std::ofstream(dir / name) << name;
+  const auto sets = [&](const std::string& pattern) {
+    return "targets:\n" + Target("main", "    backup_files:\n      - {name: nightly, path: " + dir.path() +
+                                             ", pattern: '" + pattern + "'}\n");
+  };
+  auto agent = Start(sets("*.dump"));
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pg_backup_files{set=\"nightly\"}"), 2.0);
+  Reload(*agent, sets("*.sql.gz"));
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_backup_files{set=\"nightly\"}"), 1.0) << body;
+  Reload(*agent, "targets:\n" + Target("main"));
+  body = Scrape(*agent);
+  EXPECT_EQ(CountSamples(body, "pg_backup_files_visible"), 0) << body;
 }
 
 TEST_F(ReloadTest, CollectorsDisableEnableAndOverridesApply) {

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -138,6 +139,35 @@ TEST(BackupFilesScan, MissingFileAndCrowdedDirectoriesSayWhy) {
   EXPECT_FALSE(s.visible);
   EXPECT_EQ(s.reason, "too_many_entries") << "every entry counts, matching or not";
   EXPECT_TRUE(ScanBackupFiles({"x", d.path, "*.dump"}, 3).visible);
+}
+
+// chmod 000 stops everyone but root (CAP_DAC_OVERRIDE), and tests run as root: the scan then runs in a child that
+// has dropped to nobody, the agent's situation when its user may not list the backup directory.
+TEST(BackupFilesScan, UnreadableDirectoryIsPermissionDenied) {
+  TempDir d;
+  ASSERT_EQ(chmod(d.path.c_str(), 0755), 0);
+  const std::string locked = d.path + "/locked";
+  ASSERT_EQ(mkdir(locked.c_str(), 0), 0);
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(out[0]);
+    if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+    const BackupFileScan s = ScanBackupFiles({"x", locked, "*"});
+    const std::string text = s.reason + "|" + s.detail;
+    _exit(write(out[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()) ? 0 : 3);
+  }
+  close(out[1]);
+  std::string text;
+  char buf[512];
+  for (ssize_t n; (n = read(out[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_EQ(text, "permission_denied|cannot see " + locked + ": Permission denied");
 }
 
 TEST(BackupFilesScan, FamiliesCarryTargetLabelsThenSet) {
