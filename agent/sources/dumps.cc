@@ -193,9 +193,11 @@ const collectors::DeclaredSource& BackupFilesSource() {
   static const collectors::DeclaredSource source{
       "backup_files",
       "Not a SQL collector: for each set in `targets[].backup_files` (`{name, path, pattern}`), the agent reads the "
-      "directory `path` each collection (no sub-directories; at most 10000 entries, past which the set is not "
-      "visible with reason too_many_entries) and looks at the regular files whose name matches the glob `pattern`, "
-      "e.g. the files a cron job running pg_dump writes. Every sample also has the target's labels.",
+      "directory `path` in each collection (no sub-directories) and looks at the regular files whose name matches "
+      "the glob `pattern`, e.g. the files a cron job running pg_dump writes. A directory with more than " +
+          std::to_string(kMaxBackupDirEntries) + " entries, or whose scan takes over " +
+          std::to_string(kBackupScanTimeout.count()) +
+          " ms, is reported not visible. Every sample also has the target's labels.",
       {
           {"pg_backup_files_visible", "gauge", "set, path, reason", "-",
            "1 if the agent could read the set's directory, 0 if not; reason says why not: not_found, "
