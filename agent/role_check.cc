@@ -41,7 +41,7 @@ bool WaitFor(PGconn* conn, short events, Clock::time_point deadline) {
 std::string Message(PGconn* conn) {
   std::string m = PQerrorMessage(conn);
   for (char& c : m) {
-    if (c == '\n') c = ' ';
+    if (c == '\n' || c == '\t') c = ' ';
   }
   while (!m.empty() && m.back() == ' ') m.pop_back();
   return Redact(m);
@@ -155,20 +155,29 @@ RoleFact RoleChecker::Ask(const Target& target, PGconn*& conn) {
   RoleFact fact;
   const Clock::time_point deadline = Clock::now() + kRoleCheckBound;
   std::string error;
-  if (conn && PQstatus(conn) != CONNECTION_OK) {
-    PQfinish(conn);
-    conn = nullptr;
-  }
-  try {
-    if (!conn) conn = Connect(ConninfoForNewConnection(target.config(), target.spec().conninfo), deadline, error);
-  } catch (const CredentialError& e) {
-    error = e.what();
-  }
-  if (conn && Query(conn, deadline, fact, error)) {
-    fact.known = true;
-  } else {
+  // A kept connection that the server closed since (a restart, a failover) fails first: one
+  // fresh connection, within the same bound, tells a restarted server from a down one.
+  for (int attempt = 0; attempt < 2 && !fact.known; ++attempt) {
+    const bool kept = conn != nullptr;
+    if (conn && PQstatus(conn) != CONNECTION_OK) {
+      PQfinish(conn);
+      conn = nullptr;
+    }
+    error.clear();
+    try {
+      if (!conn) conn = Connect(ConninfoForNewConnection(target.config(), target.spec().conninfo), deadline, error);
+    } catch (const CredentialError& e) {
+      error = e.what();
+    }
+    if (conn && Query(conn, deadline, fact, error)) {
+      fact.known = true;
+      break;
+    }
     if (conn) PQfinish(conn);
     conn = nullptr;
+    if (!kept || Clock::now() >= deadline) break;
+  }
+  if (!fact.known) {
     fact.error = error;
     LogDebug("role check failed", {{"target", target.config().name}, {"error", error}});
   }
