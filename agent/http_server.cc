@@ -221,6 +221,10 @@ std::string HttpServer::Start(const std::string& listen_address) {
   std::string pem_path, protocol;
   if (web_.tls) {
     ports += "s";
+    std::string error;
+    auto pair = TlsCertificate::Read(web_.cert_file, web_.key_file, error);
+    if (!pair) return error;
+    certificate_.Use(std::move(pair));
     // CivetWeb wants certificate and key in one PEM file; it reads it in
     // mg_start, so a private temporary copy is removed right after.
     char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
@@ -259,6 +263,10 @@ std::string HttpServer::Start(const std::string& listen_address) {
   callbacks.log_message = LogMessage;
   callbacks.init_connection = &HttpServer::InitConnection;
   callbacks.connection_close = &HttpServer::ConnectionClose;
+  callbacks.init_ssl = [](void* ssl_ctx, void* self) {
+    static_cast<HttpServer*>(self)->certificate_.Attach(ssl_ctx);
+    return 0;  // CivetWeb loads the file too; the handshake callback then presents the latest pair
+  };
   mg_init_data init{&callbacks, this, options.data()};
   char text[256] = {0};
   unsigned code = 0;
@@ -320,11 +328,20 @@ std::vector<std::string> HttpServer::Reload(const std::string& trigger) {
   LogInfo("reloading", {{"trigger", trigger}});
   std::vector<std::string> refused;
   WebConfigResult web;
+  std::shared_ptr<const TlsCertificate::Pair> certificate;
   if (!web_config_file_.empty()) {
     web = ReloadWebConfig(web_config_file_, web_);
     refused = web.errors;
+    std::string error;
+    if (refused.empty() && web.config.tls &&
+        !(certificate = TlsCertificate::Read(web.config.cert_file, web.config.key_file, error)))
+      refused.push_back(web_config_file_ + ": " + error);
   }
   std::vector<std::string> errors = agent_.Reload(refused);
+  if (errors.empty() && certificate) {
+    certificate_.Use(std::move(certificate));
+    LogInfo("tls certificate loaded", {{"cert_file", web_.cert_file}});
+  }
   if (errors.empty() && !web_config_file_.empty() && !(web.config == web_)) {
     web_ = web.config;
     std::atomic_store(&auth_, std::make_shared<BasicAuth>(web_.users));

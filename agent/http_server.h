@@ -11,6 +11,7 @@
 
 #include "agent/role_check.h"
 #include "agent/runtime.h"
+#include "agent/tls_certificate.h"
 #include "agent/web_config.h"
 
 struct mg_context;
@@ -34,8 +35,8 @@ class HttpServer {
   void Stop();
 
   // Reloads the config (Agent::Reload) and the web config file given here ("" = none), whose
-  // basic_auth_users then apply at once. From SIGHUP (main thread) and POST /-/reload (a worker);
-  // one reload at a time. Returns the errors (empty: applied).
+  // basic_auth_users then apply at once, and reads the TLS certificate and key files again. From SIGHUP (main thread)
+  // and POST /-/reload (a worker); one reload at a time. Returns the errors (empty: applied).
   void SetWebConfigFile(std::string path) { web_config_file_ = std::move(path); }
   std::vector<std::string> Reload(const std::string& trigger);
   // --web.enable-lifecycle: POST /-/reload answers (off: 404, as Prometheus does). Before Start.
@@ -63,6 +64,7 @@ class HttpServer {
   bool lifecycle_ = false;
   std::mutex reload_mu_;  // one reload at a time
   RoleChecker roles_;
+  TlsCertificate certificate_;  // presented by every handshake; replaced by a reload
   ::mg_context* ctx_ = nullptr;
   std::string wake_host_;  // address Stop() connects to; "" = loopback
   const int max_per_client_;
