@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -165,7 +166,15 @@ RoleFact RoleChecker::Ask(const Target& target, PGconn*& conn) {
     }
     error.clear();
     try {
-      if (!conn) conn = Connect(ConninfoForNewConnection(target.config(), target.spec().conninfo), deadline, error);
+      if (!conn) {
+        // A password_command counts against the same bound.
+        TargetConfig bounded = target.config();
+        bounded.password_command_timeout =
+            std::min(bounded.password_command_timeout,
+                     std::max(std::chrono::milliseconds(1),
+                              std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now())));
+        conn = Connect(ConninfoForNewConnection(bounded, target.spec().conninfo), deadline, error);
+      }
     } catch (const CredentialError& e) {
       error = e.what();
     }

@@ -126,6 +126,18 @@ TEST_F(CredentialsTest, PasswordCommandThatFailsOrHangsIsAClearErrorAndDown) {
       << page;
   EXPECT_NE(agent->Log().find("msg=\"password command failed\" target=failing"), std::string::npos) << agent->Log();
 
+  // A role check (its own connection) bounds the command too: 503 within 2.5 s, whatever
+  // password_command_timeout says.
+  const std::string slow = WriteTempFile(
+      "slow-command.yml", Config("    password_command: [" + hanging + "]\n    password_command_timeout: 30s\n"));
+  auto checked = AgentProcess::Start({"--config.file=" + slow});
+  start = Clock::now();
+  HttpResponse role = HttpGet(checked->url("/primary"), {}, 10);
+  EXPECT_LT(SecondsSince(start), 3.5);
+  EXPECT_EQ(role.status, 503);
+  EXPECT_NE(role.body.find("password_command " + hanging + ": " + hanging + " timed out after"), std::string::npos)
+      << role.body;
+
   // A command that is not there is refused at load, with where and why.
   const std::string missing =
       WriteTempFile("missing-command.yml", Config("    password_command: [/nonexistent/token]\n"));
