@@ -99,6 +99,29 @@ std::string LoadOpenSslCompat() {
   return "";
 }
 
+// CivetWeb wants certificate and key in one PEM file; it reads it in mg_start, so the caller
+// removes this private temporary copy right after. Returns "" or the error.
+std::string WriteTemporaryPem(const WebConfig& web, std::string& pem_path) {
+  char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return std::string("cannot create a temporary file for the TLS key: ") + std::strerror(errno);
+  pem_path = tmpl;
+  std::string pem;
+  for (const std::string& f : {web.cert_file, web.key_file}) {
+    std::ifstream in(f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    pem += ss.str() + "\n";
+  }
+  bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
+  ::close(fd);
+  if (!written) {
+    ::unlink(pem_path.c_str());
+    return "cannot write the temporary TLS file";
+  }
+  return "";
+}
+
 }  // namespace
 
 HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web, int max_connections_per_client)
@@ -225,25 +248,7 @@ std::string HttpServer::Start(const std::string& listen_address) {
     auto pair = TlsCertificate::Read(web_.cert_file, web_.key_file, error);
     if (!pair) return error;
     certificate_.Use(std::move(pair));
-    // CivetWeb wants certificate and key in one PEM file; it reads it in
-    // mg_start, so a private temporary copy is removed right after.
-    char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0) return std::string("cannot create a temporary file for the TLS key: ") + std::strerror(errno);
-    pem_path = tmpl;
-    std::string pem;
-    for (const std::string& f : {web_.cert_file, web_.key_file}) {
-      std::ifstream in(f);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      pem += ss.str() + "\n";
-    }
-    bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
-    ::close(fd);
-    if (!written) {
-      ::unlink(pem_path.c_str());
-      return "cannot write the temporary TLS file";
-    }
+    if (std::string e = WriteTemporaryPem(web_, pem_path); !e.empty()) return e;
     // CivetWeb's ssl_protocol_version: 2 = TLS 1.0+, 3 = 1.1+, 4 = 1.2+, 5 = 1.3.
     protocol = web_.min_version == "TLS10"   ? "2"
                : web_.min_version == "TLS11" ? "3"
