@@ -163,6 +163,19 @@ std::string Reached(const HaproxyServer& haproxy) {
   }
 }
 
+// Until HAProxy's checks have run, a server keeps the state it had (at start: up), and round
+// robin sends every other connection to it: true once `want` is reached 6 times in a row
+// (3 rounds over both servers).
+bool Settles(const HaproxyServer& haproxy, const std::string& want, double timeout_seconds) {
+  int in_a_row = 0;
+  return PollUntil(
+      [&] {
+        in_a_row = Reached(haproxy) == want ? in_a_row + 1 : 0;
+        return in_a_row >= 6;
+      },
+      timeout_seconds, 0.05);
+}
+
 TEST(HaproxyTest, RoutesToThePrimaryAndFollowsAPromotion) {
   if (!HaproxyServer::Installed())
     GTEST_SKIP() << "haproxy is not installed (Debian package haproxy; tests/deps.sh installs it)";
@@ -172,17 +185,17 @@ TEST(HaproxyTest, RoutesToThePrimaryAndFollowsAPromotion) {
       "GET /primary");
   const std::string primary = std::to_string(p.primary->port()) + " primary";
   const std::string promoted = std::to_string(p.standby->port()) + " primary";
-  // The first checks mark pg1 up (rise 1) and pg2 down (fall 2): poll until HAProxy routes.
-  EXPECT_TRUE(PollUntil([&] { return Reached(*haproxy) == primary; }, 20)) << haproxy->Log();
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(Reached(*haproxy), primary) << "never to the standby";
+  // Both servers start up; the checks mark pg2 down (fall 2): poll until HAProxy routes to pg1 only.
+  EXPECT_TRUE(Settles(*haproxy, primary, 20)) << haproxy->Log();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Reached(*haproxy), primary) << "never to the standby";
 
   // Fence the old primary (stopped), promote the standby: HAProxy follows once the checks say so.
   p.primary->Stop();
   p.standby->Exec("SELECT pg_promote()");
-  EXPECT_TRUE(PollUntil([&] { return Reached(*haproxy) == promoted; }, 30)) << haproxy->Log();
+  EXPECT_TRUE(Settles(*haproxy, promoted, 30)) << haproxy->Log();
   EXPECT_EQ(HttpGet(p.standby_agent->url("/primary"), {}, 10).status, 200);
   EXPECT_EQ(HttpGet(p.primary_agent->url("/primary"), {}, 10).status, 503);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(Reached(*haproxy), promoted);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Reached(*haproxy), promoted);
 }
 
 }  // namespace
