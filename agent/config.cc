@@ -97,13 +97,35 @@ void ParseAllowedTargets(const YAML::Node& m, YamlReader& r, const std::string& 
   }
 }
 
+// password_file or password_command (an argv with an absolute program path) and its timeout.
+template <class Into>
+void ParsePasswordSource(const YAML::Node& m, YamlReader& r, const std::string& ctx, Into& into) {
+  if (m["password_file"]) into.password_file = Str(r, m["password_file"], ctx + ".password_file");
+  if (const YAML::Node c = m["password_command"]) {
+    into.password_command = r.StringList(c, ctx + ".password_command").value_or(std::vector<std::string>{});
+    if (c.IsSequence() &&
+        (into.password_command.empty() || into.password_command[0].empty() || into.password_command[0][0] != '/'))
+      r.Error(c, ctx +
+                     ".password_command must be a list whose first item is an absolute program path "
+                     "(it is run without a shell), e.g. [/usr/bin/aws, rds, generate-db-auth-token, ...]");
+    if (m["password_file"]) r.Error(c, ctx + ": set password_file or password_command, not both");
+  }
+  if (const YAML::Node t = m["password_command_timeout"]) {
+    if (!m["password_command"]) r.Error(t, ctx + ".password_command_timeout needs password_command");
+    ReadDuration(r, t, ctx + ".password_command_timeout", into.password_command_timeout);
+  }
+}
+
 void ParseAuthModule(const std::string& name, const YAML::Node& m, YamlReader& r, Config& cfg) {
   const std::string ctx = "auth_modules." + name;
-  if (!r.Map(m, ctx, {"user", "password_file", "options", "allowed_targets", "allow_unverified_server"})) return;
+  if (!r.Map(m, ctx,
+             {"user", "password_file", "password_command", "password_command_timeout", "options", "allowed_targets",
+              "allow_unverified_server"}))
+    return;
   AuthModule mod;
   if (!m["user"]) r.Error(m, ctx + ": missing required key 'user'");
   else mod.user = Str(r, m["user"], ctx + ".user");
-  if (m["password_file"]) mod.password_file = Str(r, m["password_file"], ctx + ".password_file");
+  ParsePasswordSource(m, r, ctx, mod);
   if (const YAML::Node o = m["options"]) {
     if (!o.IsMap()) {
       r.Error(o, ctx + ".options must map libpq keywords to values");
@@ -204,15 +226,15 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
 
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
   if (!r.Map(t, "target",
-             {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem", "backup_files",
-              "prepared_statements"}))
+             {"name", "dsn", "password_file", "password_command", "password_command_timeout", "labels", "databases",
+              "type", "pgbackrest", "filesystem", "backup_files", "prepared_statements"}))
     return;
   TargetConfig tc;
   if (!t["name"]) r.Error(t, "target: missing required key 'name'");
   else tc.name = Str(r, t["name"], "target.name");
   const std::string ctx = "target '" + tc.name + "'";
   if (t["dsn"]) tc.dsn = Str(r, t["dsn"], ctx + ".dsn");
-  if (t["password_file"]) tc.password_file = Str(r, t["password_file"], ctx + ".password_file");
+  ParsePasswordSource(t, r, ctx, tc);
   if (const YAML::Node ty = t["type"]) {
     tc.type = Str(r, ty, ctx + ".type");
     if (ty.IsScalar() && tc.type != "postgres" && tc.type != "pgbouncer")
@@ -312,6 +334,14 @@ void ParseConfig(const YAML::Node& root, YamlReader& r, Config& cfg) {
 
 }  // namespace
 
+TargetConfig DefaultTarget(const std::string& data_source_name, const std::string& password_file) {
+  TargetConfig tc;
+  tc.name = "default";
+  tc.dsn = data_source_name;
+  tc.password_file = password_file;
+  return tc;
+}
+
 ConfigResult LoadConfigText(const std::string& text, const std::string& origin, const std::string& data_source_name,
                             const std::string& password_file) {
   ConfigResult result;
@@ -319,8 +349,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   cfg.origin = origin;
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
-  if (cfg.targets.empty())
-    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, {}, true});
+  if (cfg.targets.empty()) cfg.targets.push_back(DefaultTarget(data_source_name, password_file));
   return result;
 }
 
@@ -328,8 +357,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(
-        TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, {}, true});
+    result.config.targets.push_back(DefaultTarget(data_source_name, password_file));
     return result;
   }
   std::ifstream in(path, std::ios::binary);

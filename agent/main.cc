@@ -44,6 +44,8 @@ int main(int argc, char** argv) {
                  "TLS and basic auth for the endpoints (exporter-toolkit web config format); optional");
   app.add_option("--web.listen-address", listen, "Address to listen on (host:port, :port)")->capture_default_str();
   app.add_option("--web.telemetry-path", telemetry, "Path under which to expose metrics")->capture_default_str();
+  bool lifecycle = false;
+  app.add_flag("--web.enable-lifecycle", lifecycle, "Reload the configuration on POST /-/reload (off: 404)");
   int per_client = 8;
   app.add_option("--web.max-connections-per-client", per_client,
                  "Connections one client address may hold open at once (0 = no limit)")
@@ -106,6 +108,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     HttpServer server(agent, telemetry, web, per_client);
+    server.SetWebConfigFile(web_config_file);
+    server.EnableLifecycle(lifecycle);
     if (std::string e = server.Start(listen); !e.empty()) {
       LogError("cannot start", {{"error", e}});
       return 1;
@@ -114,14 +118,13 @@ int main(int argc, char** argv) {
                           {"telemetry_path", telemetry},
                           {"tls", web.tls ? "on" : "off"},
                           {"basic_auth", web.users.empty() ? "off" : "on"},
+                          {"lifecycle", lifecycle ? "on" : "off"},
                           {"version", PGPULSE_VERSION}});
     for (;;) {
       int sig = 0;
       if (sigwait(&signals, &sig) != 0) continue;
       if (sig == SIGHUP) {
-        LogInfo("reloading on SIGHUP");
-        agent.Reload(web_config_file.empty() ? std::vector<std::string>{}
-                                             : WebConfigReloadErrors(web_config_file, web));
+        server.Reload("SIGHUP");
         continue;
       }
       LogInfo("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});

@@ -15,6 +15,7 @@
 
 #include <libpq-fe.h>
 
+#include "agent/credentials.h"
 #include "agent/log.h"
 #include "agent/sources/dumps.h"
 #include "collectors/runner.h"
@@ -244,11 +245,15 @@ bool Target::EnsureConnected(std::string& error) {
   }
   try {
     if (bouncer) {
-      std::string why;
-      console_ = collectors::ConsoleConnection::Open(spec_.conninfo, why);
-      if (!console_) throw std::runtime_error(why);
+      // credentials.h: the password read now, retried once if refused (issue #16).
+      console_ = ConnectWithCurrentPassword(config_, spec_.conninfo, [](const std::string& conninfo) {
+        std::string why;
+        auto console = collectors::ConsoleConnection::Open(conninfo, why);
+        if (!console) throw std::runtime_error(why);
+        return console;
+      });
     } else {
-      conn_ = ConnectAskingForUtf8(spec_.conninfo);
+      conn_ = ConnectWithCurrentPassword(config_, spec_.conninfo, ConnectAskingForUtf8);  // credentials.h
     }
     backoff_ = std::chrono::milliseconds(0);
     last_connect_error_.clear();
@@ -431,9 +436,10 @@ Target::DatabaseConnection* Target::OpenDatabase(const std::string& db, Clock::t
   try {
     // With less than libpq's 2 s granularity left, first make sure the server answers in time.
     std::string slow;
-    if (deadline - now < std::chrono::seconds(2) && !ConnectsBefore(conninfo, deadline, slow))
+    if (deadline - now < std::chrono::seconds(2) &&
+        !ConnectsBefore(ConninfoForNewConnection(config_, conninfo), deadline, slow))  // credentials.h
       throw std::runtime_error(slow);
-    d.conn = ConnectAskingForUtf8(conninfo);
+    d.conn = ConnectWithCurrentPassword(config_, conninfo, ConnectAskingForUtf8);  // credentials.h
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     pqxx::result r = collectors::RunReadOnly(*d.conn, "SELECT extname FROM pg_extension",
                                              std::max(kMinCollectorTime, std::min(kFactsTimeout, left)));
