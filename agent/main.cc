@@ -13,7 +13,7 @@
 #include "agent/check.h"
 #include "agent/http_server.h"
 #include "agent/log.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
 #include "agent/runtime.h"
 #include "collectors/embedded.h"
 #include "collectors/reference.h"

@@ -1,5 +1,5 @@
 #include "collectors/definition.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
 #include "collectors/reference.h"
 
 #include <fstream>

@@ -9,6 +9,7 @@
 #include "agent/config.h"
 #include "agent/dsn.h"
 #include "agent/target.h"
+#include "collectors/console.h"
 #include "collectors/definition.h"
 #include "collectors/embedded.h"
 #include "collectors/mapping.h"
@@ -292,18 +293,18 @@ TEST(PgBouncerPlan, EachKindRunsOnlyItsOwnDefinitions) {
 }
 
 TEST(PgBouncerVersion, ParsesShowVersion) {
-  auto v = agent::ParsePgBouncerVersion("PgBouncer 1.18.0");
+  auto v = collectors::ParsePgBouncerVersion("PgBouncer 1.18.0");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 11800);
   EXPECT_EQ(v->second, "1.18.0");
-  v = agent::ParsePgBouncerVersion("PgBouncer version 1.9.0");
+  v = collectors::ParsePgBouncerVersion("PgBouncer version 1.9.0");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 10900);
-  v = agent::ParsePgBouncerVersion("PgBouncer 1.23");
+  v = collectors::ParsePgBouncerVersion("PgBouncer 1.23");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 12300);
-  EXPECT_FALSE(agent::ParsePgBouncerVersion("PgBouncer"));
-  EXPECT_FALSE(agent::ParsePgBouncerVersion("1.180.0"));
+  EXPECT_FALSE(collectors::ParsePgBouncerVersion("PgBouncer"));
+  EXPECT_FALSE(collectors::ParsePgBouncerVersion("1.180.0"));
 }
 
 agent::ConnectionSpec Spec(const std::string& dsn) {
