@@ -14,6 +14,7 @@
 #include "collectors/embedded.h"
 #include "collectors/mapping.h"
 #include "collectors/plan.h"
+#include "tests/harness/table_view.h"
 
 namespace pgpulse {
 namespace {
@@ -23,6 +24,7 @@ using collectors::LoadDefinitions;
 using collectors::LoadResult;
 using collectors::Source;
 using collectors::TargetKind;
+using testing::Table;
 
 std::string AllErrors(const LoadResult& r) {
   std::string s;
@@ -32,38 +34,7 @@ std::string AllErrors(const LoadResult& r) {
 
 LoadResult Load(const std::string& yaml) { return LoadDefinitions({Source{"b.yaml", yaml}}); }
 
-// Keeps cell storage alive for a TableView.
-struct Table {
-  std::vector<std::vector<std::optional<std::string>>> rows;
-  collectors::TableView view;
-  Table(std::vector<std::string> columns, std::vector<std::vector<std::optional<std::string>>> r) : rows(std::move(r)) {
-    view.columns = std::move(columns);
-    view.rows = rows.size();
-    for (auto& row : rows) {
-      for (auto& cell : row) {
-        collectors::Cell c;
-        c.null = !cell.has_value();
-        if (cell) {
-          c.data = cell->data();
-          c.size = cell->size();
-        }
-        view.cells.push_back(c);
-      }
-    }
-  }
-};
-
-std::string Samples(const collectors::MappedResult& m) {
-  std::string s;
-  for (const auto& f : m.families) {
-    for (size_t i = 0; i < f.size(); ++i) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, " %g\n", f.values[i]);
-      s += f.name + std::string(f.suffix(i)) + buf;
-    }
-  }
-  return s;
-}
+std::string Samples(const collectors::MappedResult& m) { return testing::Samples(m.families); }
 
 TEST(PgBouncerDefinition, LoadsWithTargetAndShow) {
   LoadResult r = Load(R"(collectors:
