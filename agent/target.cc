@@ -33,6 +33,7 @@ struct Target::Walk {
   collectors::Plan plan;
   std::map<std::string, Tally> tallies;
   std::optional<collectors::FilesystemAccess> filesystem;  // decided once per collection
+  std::optional<collectors::ServerLocation> location;      // asked once per collection
 };
 
 Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetrics& metrics)
@@ -202,7 +203,8 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database) {
 void Target::RunSources(Walk& walk) {
   const sources::SourceContext context{
       config_, labels_, walk.collection.up ? &walk.collection.facts : nullptr,
-      [&]() -> const collectors::FilesystemAccess& { return FilesystemAccessForSources(walk); }};
+      [&]() -> const collectors::FilesystemAccess& { return FilesystemAccessForSources(walk); },
+      [&]() -> const collectors::ServerLocation* { return LocationForSources(walk); }};
   for (auto& source : sources_) {
     sources::SourceOutcome s = source->Collect(context, LatestDeadline(walk.deadline));
     const bool failed = s.outcome.status == CollectorStatus::Failed;
@@ -302,8 +304,10 @@ collectors::CollectorRun Target::RunOnSession(Walk& walk, const collectors::Plan
 
 const collectors::FilesystemAccess& Target::DecideFilesystemAccess(Walk& walk, collectors::Session& session) {
   if (walk.filesystem) return *walk.filesystem;
-  walk.filesystem = sources::FilesystemAccessFor(
-      config_, [&] { return session.ReadLocation(CatalogTimeout(LatestDeadline(walk.deadline))); });
+  walk.filesystem = sources::FilesystemAccessFor(config_, [&] {
+    if (!walk.location) walk.location = session.ReadLocation(CatalogTimeout(LatestDeadline(walk.deadline)));
+    return *walk.location;
+  });
   return *walk.filesystem;
 }
 
@@ -319,6 +323,18 @@ const collectors::FilesystemAccess& Target::FilesystemAccessForSources(Walk& wal
     walk.filesystem->denied_detail = "filesystem not looked at: the server did not answer";
   }
   return *walk.filesystem;
+}
+
+const collectors::ServerLocation* Target::LocationForSources(Walk& walk) {
+  collectors::Session* session = pool_.own();
+  if (!walk.location && walk.collection.up && session && session->usable() && session->has_databases()) {
+    try {
+      walk.location = session->ReadLocation(CatalogTimeout(LatestDeadline(walk.deadline)));
+    } catch (const std::exception& e) {
+      LogDebug("server location unknown", {{"target", config_.name}, {"error", Redact(collectors::OneLine(e.what()))}});
+    }
+  }
+  return walk.location ? &*walk.location : nullptr;
 }
 
 }  // namespace pgpulse::agent

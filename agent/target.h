@@ -89,6 +89,8 @@ class Target {
   const collectors::FilesystemAccess& DecideFilesystemAccess(Walk& walk, collectors::Session& session);
   // The same for sources that are not SQL, which run after the SQL collectors; never throws.
   const collectors::FilesystemAccess& FilesystemAccessForSources(Walk& walk);
+  // Where the server keeps its files, for sources; nullptr when it cannot say. Never throws.
+  const collectors::ServerLocation* LocationForSources(Walk& walk);
   // Adds a finished run to its collector's tally; logs its notes and dropped series.
   void Record(const CollectorOutcome& out, const collectors::CollectorRun& run, Tally& tally);
 

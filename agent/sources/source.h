@@ -19,6 +19,7 @@
 #include "agent/deadline.h"
 #include "collectors/filesystem.h"
 #include "collectors/plan.h"
+#include "collectors/session.h"
 
 namespace pgpulse::agent::sources {
 
@@ -30,6 +31,9 @@ struct SourceContext {
   // Whether the agent may look at the server's files (see filesystem_access.h); asks the
   // server on first use in a collection.
   std::function<const collectors::FilesystemAccess&()> filesystem;
+  // Where the server keeps its files (data directory, port, start time); asks the server on
+  // first use in a collection. nullptr when it cannot say (down, a PgBouncer console, an error).
+  std::function<const collectors::ServerLocation*()> location;
 };
 
 struct SourceOutcome {
