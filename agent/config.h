@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "agent/probe_policy.h"
-#include "agent/sources/dumps.h"
+#include "agent/sources/dumps_config.h"
 #include "collectors/duration.h"
 
 namespace pgpulse::agent {

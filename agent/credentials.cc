@@ -4,7 +4,7 @@
 #include <map>
 #include <mutex>
 
-#include "agent/command.h"
+#include "agent/sources/command.h"
 #include "agent/dsn.h"
 #include "agent/log.h"
 

@@ -42,6 +42,32 @@ bool NameCarriesUnit(const std::string& metric, const std::string& unit) {
   return false;
 }
 
+// A gauge or counter column: its metric name, help, unit and scale.
+void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx, Column& col) {
+  bool counter = bool(spec["counter"]);
+  col.usage = counter ? ColumnUsage::Counter : ColumnUsage::Gauge;
+  if (auto s = r.String(spec[counter ? "counter" : "gauge"], ctx + ".metric")) col.metric = *s;
+  if (spec["help"]) {
+    if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
+  }
+  if (spec["unit"]) {
+    if (auto s = r.String(spec["unit"], ctx + ".unit")) col.unit = *s;
+  }
+  if (spec["scale"]) {
+    if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
+  }
+  if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
+  if (!ValidMetricName(col.metric)) {
+    r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+  } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
+    r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
+  } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
+    r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
+  }
+  if (!col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
+    r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
+}
+
 void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec, Definition& def) {
   Column col;
   col.name = col_name;
@@ -86,28 +112,7 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
     } else if (spec["ignore"]) {
       col.usage = ColumnUsage::Ignore;
     } else {
-      bool counter = bool(spec["counter"]);
-      col.usage = counter ? ColumnUsage::Counter : ColumnUsage::Gauge;
-      if (auto s = r.String(spec[counter ? "counter" : "gauge"], ctx + ".metric")) col.metric = *s;
-      if (spec["help"]) {
-        if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
-      }
-      if (spec["unit"]) {
-        if (auto s = r.String(spec["unit"], ctx + ".unit")) col.unit = *s;
-      }
-      if (spec["scale"]) {
-        if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
-      }
-      if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
-      if (!ValidMetricName(col.metric)) {
-        r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
-      } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
-        r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
-      } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
-        r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
-      }
-      if (!col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
-        r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
+      ParseMetricColumn(r, spec, ctx, col);
     }
   } else {
     r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map");

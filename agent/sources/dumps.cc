@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "collectors/text.h"
 #include "collectors/yaml_reader.h"
 
 namespace pgpulse::agent {
@@ -263,6 +264,20 @@ BackupFilesReport CollectBackupFiles(const std::vector<BackupFileSet>& sets, con
   report.families = families.Take();
   report.duration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
+}
+
+sources::SourceOutcome DumpFileSetsSource::Collect(const sources::SourceContext&, Clock::time_point) {
+  BackupFilesReport r = CollectBackupFiles(sets_, labels_);
+  sources::SourceOutcome s;
+  s.ran = true;
+  s.outcome = CollectorOutcome{"backup_files",
+                               "",
+                               CollectorStatus::Ok,
+                               collectors::OneLine(r.problems),
+                               r.duration_seconds,
+                               r.series,
+                               std::make_shared<const std::vector<collectors::Family>>(std::move(r.families))};
+  return s;
 }
 
 }  // namespace pgpulse::agent

@@ -13,30 +13,12 @@
 #include <utility>
 #include <vector>
 
+#include "agent/sources/dumps_config.h"
+#include "agent/sources/source.h"
 #include "collectors/family.h"
 #include "collectors/reference.h"
 
-namespace YAML {
-class Node;
-}
-namespace pgpulse::collectors {
-class YamlReader;
-}
-
 namespace pgpulse::agent {
-
-// One set: `{name: nightly, path: /backups/db, pattern: '*.dump*'}`.
-struct BackupFileSet {
-  std::string name;     // the `set` label; letters, digits, '_', '-', '.'; unique per target
-  std::string path;     // absolute directory as the agent sees it (not the server's path_prefix)
-  std::string pattern;  // fnmatch(3) glob on the file names in `path` (no '/'; a leading '.' is never matched by *)
-  bool operator==(const BackupFileSet& o) const { return name == o.name && path == o.path && pattern == o.pattern; }
-};
-
-// Parses `targets[].backup_files` (a list of sets) into `into`; every problem is reported
-// through `r` as "file:line:col: <ctx>[i].key ...".
-void ParseBackupFileSets(const YAML::Node& list, collectors::YamlReader& r, const std::string& ctx,
-                         std::vector<BackupFileSet>& into);
 
 // Every metric the backup file sets report: the one place they are declared (families take their
 // help from it; `pgpulse reference` lists it in queries/METRICS.md).
@@ -80,5 +62,18 @@ struct BackupFilesReport {
 // come first on every sample, then set (and path, reason on the visible gauge).
 BackupFilesReport CollectBackupFiles(const std::vector<BackupFileSet>& sets,
                                      const std::vector<std::pair<std::string, std::string>>& labels);
+
+// The source a target runs when it names backup file sets: every set scanned in every collection,
+// whether the server is up or not (the files are the agent's to see, not the server's).
+class DumpFileSetsSource : public sources::Source {
+ public:
+  DumpFileSetsSource(std::vector<BackupFileSet> sets, Labels labels)
+      : sets_(std::move(sets)), labels_(std::move(labels)) {}
+  sources::SourceOutcome Collect(const sources::SourceContext& context, Clock::time_point until) override;
+
+ private:
+  std::vector<BackupFileSet> sets_;
+  Labels labels_;
+};
 
 }  // namespace pgpulse::agent

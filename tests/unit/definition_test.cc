@@ -1,5 +1,5 @@
 #include "collectors/definition.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
 #include "agent/sources/dumps.h"
 #include "collectors/reference.h"
 
