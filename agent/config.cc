@@ -203,7 +203,7 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
   if (!r.Map(t, "target",
              {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem",
-              "prepared_statements"}))
+              "prepared_statements", "logs"}))
     return;
   TargetConfig tc;
   if (!t["name"]) r.Error(t, "target: missing required key 'name'");
@@ -225,6 +225,7 @@ void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& name
   if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, ctx + ".pgbackrest", tc.pgbackrest);
   if (const YAML::Node f = t["filesystem"]) ParseFilesystem(f, r, ctx + ".filesystem", tc.filesystem);
   if (const YAML::Node l = t["labels"]) ParseLabels(l, r, tc);
+  if (const YAML::Node lg = t["logs"]) sources::ParseLogsConfig(lg, r, ctx + ".logs", tc.logs);
   if (!tc.name.empty() && tc.name.find_first_not_of(
                               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
     r.Error(t["name"], "target name '" + tc.name + "' may only use letters, digits, '_', '-' and '.'");
@@ -317,7 +318,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
   if (cfg.targets.empty())
-    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true, {}});
   return result;
 }
 
@@ -325,7 +326,8 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+    result.config.targets.push_back(
+        TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true, {}});
     return result;
   }
   std::ifstream in(path, std::ios::binary);

@@ -14,6 +14,7 @@
 #include "agent/http_server.h"
 #include "agent/log.h"
 #include "agent/pgbackrest.h"
+#include "agent/sources/logs.h"
 #include "agent/runtime.h"
 #include "collectors/embedded.h"
 #include "collectors/reference.h"
@@ -62,7 +63,7 @@ int main(int argc, char** argv) {
     auto defs = pgpulse::collectors::LoadDefinitions(pgpulse::collectors::EmbeddedDefinitions());
     for (const auto& e : defs.errors) std::cerr << "error: " << e << "\n";
     if (!defs.ok()) return 1;
-    std::cout << pgpulse::collectors::RenderReference(defs.definitions, {BackrestSource()});
+    std::cout << pgpulse::collectors::RenderReference(defs.definitions, {BackrestSource(), sources::LogsSource()});
     return 0;
   }
 

@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "agent/log.h"
+#include "agent/sources/logs.h"  // logs
 #include "collectors/runner.h"
 
 namespace pgpulse::agent {
@@ -124,6 +125,7 @@ Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetr
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
   if (config_.pgbackrest.enabled())
     backrest_ = std::make_unique<BackrestCollector>(config_.name, config_.pgbackrest, labels_);
+  if (kind_ == collectors::TargetKind::Postgres) logs_ = std::make_unique<sources::LogSource>(config_.logs, labels_);
 }
 
 Target::~Target() {
@@ -729,6 +731,10 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
       c->collectors.push_back(std::move(out));
     }
   }
+  // logs: errors by kind from the server's log (agent/sources/logs.h)
+  if (logs_ && c->up && conn_)
+    c->collectors.push_back(logs_->Collect(
+        *conn_, [&] { return FilesystemAccessFor(*conn_, latest()); }, latest()));
   if (backrest_) c->collectors.push_back(BackrestOutcome(backrest_started ? latest() - kBackrestMargin : Clock::now()));
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();

@@ -36,6 +36,10 @@
 
 namespace pgpulse::agent {
 
+namespace sources {
+class LogSource;  // logs: errors by kind from the server's log (agent/sources/logs.h)
+}
+
 using Clock = std::chrono::steady_clock;
 using Definitions = std::vector<collectors::Definition>;
 using Labels = std::vector<std::pair<std::string, std::string>>;
@@ -168,6 +172,8 @@ class Target {
   // Runs pgbackrest info on a thread of its own; null when not configured. Declared
   // before the worker so that it outlives it.
   std::unique_ptr<BackrestCollector> backrest_;
+  // logs: the server's log read as it grows; its counts live as long as this Target. Null for PgBouncer.
+  std::unique_ptr<sources::LogSource> logs_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

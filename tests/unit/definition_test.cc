@@ -1,5 +1,6 @@
 #include "collectors/definition.h"
 #include "agent/pgbackrest.h"
+#include "agent/sources/logs.h"
 #include "collectors/reference.h"
 
 #include <fstream>
@@ -317,7 +318,8 @@ TEST(Reference, CommittedMetricReferenceIsCurrent) {
   std::ifstream in(std::string(PGPULSE_SOURCE_DIR) + "/queries/METRICS.md");
   std::stringstream committed;
   committed << in.rdbuf();
-  EXPECT_TRUE(committed.str() == RenderReference(r.definitions, {agent::BackrestSource()}))
+  EXPECT_TRUE(committed.str() ==
+              RenderReference(r.definitions, {agent::BackrestSource(), agent::sources::LogsSource()}))
       << "queries/METRICS.md is stale: run ./build/pgpulse reference > queries/METRICS.md";
 }
 
