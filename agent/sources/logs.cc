@@ -90,7 +90,8 @@ const collectors::DeclaredSource& LogsSource() {
         "Not a SQL collector: where the server's log is visible to the agent (the filesystem's rule: a Unix socket or "
         "loopback address and a matching postmaster.pid, or `targets[].filesystem.visible: yes`), "
         "`logging_collector` is on and `log_destination` has `jsonlog` (15+) or `csvlog`, the agent reads the "
-        "current file (`current_logfiles`) as it grows, at most `targets[].logs.max_read_bytes` per collection, and "
+        "current file (`current_logfiles`, or `pg_current_logfile()` where that file is out of reach) as it grows, at "
+        "most `targets[].logs.max_read_bytes` per collection, and "
         "counts its records. Counting starts at the end of the file when the agent first sees it: history is not "
         "counted, and counters start again from 0 when the agent restarts or a reload rebuilds the target. Message "
         "text is never exported. Every sample also has the target's labels.",
@@ -231,6 +232,37 @@ LogTail::Step LogTail::Read(const std::string& path, LogFormat format, size_t ma
   return {};
 }
 
+LogTail::Step LogSource::CurrentLogfiles(pqxx::connection_base& conn, const std::string& list_path, bool json,
+                                         Clock::time_point deadline, std::string& contents) {
+  std::ifstream in(list_path);
+  if (in) {
+    contents.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return {};
+  }
+  const int err = errno;
+  const std::string unreadable = "cannot read " + list_path + ": " + std::strerror(err);
+  if (err != EACCES && err != EPERM) return {ErrnoReason(err), "log not read: " + unreadable};
+  // The data directory is the server's OS user's (0700), but log_directory may be elsewhere and readable:
+  // the server says which file it writes, if this role may ask (superuser, or GRANTed EXECUTE).
+  try {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    pqxx::result r = collectors::RunReadOnly(
+        conn,
+        std::string("SELECT coalesce(") + (json ? "pg_current_logfile('jsonlog'), " : "") +
+            "pg_current_logfile('csvlog'), ''), " + (json ? "pg_current_logfile('jsonlog') IS NOT NULL" : "false"),
+        std::max(std::chrono::milliseconds(20), left));
+    const std::string file = r[0][0].c_str();
+    contents = file.empty() ? "" : std::string(r[0][1].as<bool>() ? "jsonlog " : "csvlog ") + file + "\n";
+    return {};
+  } catch (const std::exception& e) {
+    if (!conn.is_open()) throw;
+    return {"permission_denied", "log not read: " + unreadable +
+                                     ", and pg_current_logfile() failed: " + OneLine(e.what()) +
+                                     " (GRANT EXECUTE ON FUNCTION pg_current_logfile(text) to the agent's role, or "
+                                     "let it read the data directory)"};
+  }
+}
+
 LogTail::Step LogSource::Follow(pqxx::connection_base& conn, const collectors::FilesystemAccess& access,
                                 Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -247,19 +279,16 @@ LogTail::Step LogSource::Follow(pqxx::connection_base& conn, const collectors::F
     return {"no_csvlog_or_jsonlog", "log not read: log_destination is '" + destination +
                                         "'; add jsonlog (PostgreSQL 15+) or csvlog to count errors by kind"};
   const std::string list_path = access.path_prefix + data_dir + "/current_logfiles";
-  std::ifstream in(list_path);
-  if (!in) {
-    int err = errno;
-    return {ErrnoReason(err), "log not read: cannot read " + list_path + ": " + std::strerror(err)};
-  }
-  std::string contents((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string contents;
+  if (LogTail::Step step = CurrentLogfiles(conn, list_path, json, deadline, contents); !step.reason.empty())
+    return step;
   LogFormat format = LogFormat::Json;
   std::string file = json ? CurrentLogfile(contents, "jsonlog") : "";
   if (file.empty()) {
     format = LogFormat::Csv;
     file = CurrentLogfile(contents, "csvlog");
   }
-  if (file.empty()) return {"not_found", "log not read: " + list_path + " names no jsonlog or csvlog file (yet)"};
+  if (file.empty()) return {"not_found", "log not read: the server names no jsonlog or csvlog file (yet)"};
   const std::string path = access.path_prefix + (file[0] == '/' ? file : data_dir + "/" + file);
   LogTail::Step step = tail_.Read(path, format, config_.max_read_bytes, counts_);
   if (step.reason.empty()) {

@@ -7,10 +7,10 @@
 // Read only when the log is visible by the filesystem's rule (the server is on this machine
 // and its postmaster.pid matches, or targets[].filesystem.visible: yes), logging_collector is
 // on and log_destination has csvlog or jsonlog. The file is the one `current_logfiles` (in the
-// data directory) names; jsonlog is preferred when both are written. Counting starts at the
-// file's end when the agent first sees it (history is not counted); then it follows rotation
-// (a new current file: the old one is read to its end first), truncation (read again from
-// the start) and a partial last line (counted once complete).
+// data directory) names, or pg_current_logfile() where that file cannot be read; jsonlog is preferred when both are
+// written. Counting starts at the file's end when the agent first sees it (history is not counted); then it follows
+// rotation (a new current file: the old one is read to its end first), truncation (read again from the start) and a
+// partial last line (counted once complete).
 //
 // Threads: the target's worker thread only; no locks.
 
@@ -113,6 +113,10 @@ class LogSource {
   // Finds the current log file and reads it; sets format_ on success, else returns why not.
   LogTail::Step Follow(pqxx::connection_base& conn, const collectors::FilesystemAccess& access,
                        std::chrono::steady_clock::time_point deadline);
+  // The contents of current_logfiles ("format path" lines), or where it cannot be read, the same made from
+  // pg_current_logfile(); "" if the server names no file.
+  LogTail::Step CurrentLogfiles(pqxx::connection_base& conn, const std::string& list_path, bool json,
+                                std::chrono::steady_clock::time_point deadline, std::string& contents);
   std::vector<collectors::Family> Families(const LogTail::Step& step) const;
 
   const LogsConfig config_;

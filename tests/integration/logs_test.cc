@@ -190,26 +190,50 @@ TEST(LogVisibility, EachWayOfNotReadingTheLogSaysWhy) {
   EXPECT_EQ(Value(body, "pg_log_visible{format=\"\",reason=\"disabled\"}"), 0) << body;
 }
 
-// Run as another OS user, the agent cannot read current_logfiles in the server's 0700 data directory;
-// `pgpulse check --connect` says so on the logs line.
-TEST(LogVisibility, AnotherOsUserIsToldPermissionDenied) {
-  auto pg = StartLogging("jsonlog");
-  const std::string data = pg->Query("SHOW data_directory");
+// `pgpulse check --connect` run as another OS user (nobody) against `pg`: its logs line.
+std::string LogsLineAsNobody(const PostgresServer& pg) {
   char tmpl[] = "/tmp/pgpulse-logs-bin-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  if (mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
   const std::string bin_dir = tmpl;
-  ASSERT_EQ(std::system(("chmod 755 '" + bin_dir + "' && cp '" PGPULSE_BINARY "' '" + bin_dir + "/pgpulse'").c_str()),
+  // A copy of the binary where user nobody can run it (the build tree may sit in root's home).
+  EXPECT_EQ(std::system(("chmod 755 '" + bin_dir + "' && cp '" PGPULSE_BINARY "' '" + bin_dir + "/pgpulse'").c_str()),
             0);
   CommandResult r = RunCommand(
       {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin_dir + "/pgpulse", "check", "--connect"},
-      {{"DATA_SOURCE_NAME", pg->uri()}});
+      {{"DATA_SOURCE_NAME", pg.uri()}});
   std::system(("rm -rf '" + bin_dir + "'").c_str());
   EXPECT_EQ(r.exit_status, 0) << r.output;
   size_t at = r.output.find("\nlogs ");
-  ASSERT_NE(at, std::string::npos) << r.output;
-  std::string line = r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
+  if (at == std::string::npos) return "no logs line in:\n" + r.output;
+  return r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
+}
+
+// Run as another OS user, the agent cannot read current_logfiles in the server's 0700 data directory; the server
+// names the file (pg_current_logfile(), the DSN's role is a superuser), but that file is in the data directory too.
+TEST(LogVisibility, AnotherOsUserIsToldPermissionDenied) {
+  auto pg = StartLogging("jsonlog");
+  const std::string data = pg->Query("SHOW data_directory");
+  const std::string line = LogsLineAsNobody(*pg);
   EXPECT_NE(line.find(" skipped "), std::string::npos) << line;
-  EXPECT_NE(line.find("cannot read " + data + "/current_logfiles: Permission denied"), std::string::npos) << line;
+  EXPECT_NE(line.find("cannot see the log file " + data + "/log/"), std::string::npos) << line;
+  EXPECT_NE(line.find("Permission denied"), std::string::npos) << line;
+}
+
+// A log_directory outside the data directory that the agent's OS user may read: current_logfiles is still out of
+// reach, and pg_current_logfile() names the file.
+TEST(LogVisibility, AnotherOsUserReadsALogDirectoryOutsideTheDataDirectory) {
+  char tmpl[] = "/tmp/pgpulse-logdir-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::system(("rm -rf '" + dir + "'").c_str()); }
+  } cleanup{tmpl};
+  ASSERT_EQ(RunCommand({"chown", "postgres", cleanup.dir}).exit_status, 0);
+  ASSERT_EQ(RunCommand({"chmod", "0755", cleanup.dir}).exit_status, 0);
+  auto pg = PostgresServer::Start({"logging_collector = on", "log_destination = 'jsonlog'", "lc_messages = 'C'",
+                                   "log_directory = '" + cleanup.dir + "'", "log_file_mode = 0644"});
+  const std::string line = LogsLineAsNobody(*pg);
+  EXPECT_NE(line.find(" ok "), std::string::npos) << line;
 }
 
 }  // namespace
