@@ -118,6 +118,12 @@ bool ParseJsonLogLine(std::string_view line, LogRecord& out) {
 }
 
 void LogParser::Feed(std::string_view bytes, const Sink& sink) {
+  if (skip_line_) {
+    size_t nl = bytes.find('\n');
+    if (nl == std::string_view::npos) return;
+    bytes.remove_prefix(nl + 1);
+    skip_line_ = false;
+  }
   if (format_ == LogFormat::Csv) FeedCsv(bytes, sink);
   else FeedJson(bytes, sink);
 }
@@ -129,6 +135,7 @@ void LogParser::Reset() {
   csv_record_ = LogRecord{};
   json_line_.clear();
   json_started_ = false;
+  skip_line_ = false;
 }
 
 size_t LogParser::pending_bytes() const {

@@ -40,6 +40,8 @@ class LogParser {
   void Feed(std::string_view bytes, const Sink& sink);
   // Forgets a record in progress (the file was truncated or replaced).
   void Reset();
+  // Drops bytes up to and including the next newline: reading starts in the middle of a line.
+  void SkipToNextLine() { skip_line_ = true; }
 
   LogFormat format() const { return format_; }
   uint64_t malformed() const { return malformed_; }
@@ -55,6 +57,7 @@ class LogParser {
 
   LogFormat format_;
   uint64_t malformed_ = 0;
+  bool skip_line_ = false;
   // csvlog: a record ends at a newline outside quotes; quoted fields may hold newlines.
   size_t csv_field_ = 0;         // index of the field being read
   bool csv_quoted_ = false;      // inside a quoted field

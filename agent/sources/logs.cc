@@ -217,6 +217,9 @@ LogTail::Step LogTail::Read(const std::string& path, LogFormat format, size_t ma
     const bool format_changed = !first && parser_->format() != format;
     // The first file is read from its end (history is not counted); a later one is new: from its start.
     Open(fd, path, format, first || format_changed ? now.st_size : 0, now.st_dev, now.st_ino);
+    // Starting at the end of a line the server is still writing: its rest is no record of its own.
+    char last = '\n';
+    if (offset_ > 0 && ::pread(fd_, &last, 1, offset_ - 1) == 1 && last != '\n') parser_->SkipToNextLine();
     if (!first && !format_changed) ++rotations_;
     st = now;
   } else if (st.st_size < offset_) {

@@ -234,6 +234,16 @@ TEST_F(LogTailTest, StartsAtTheEndThenCountsWhatIsAppended) {
   EXPECT_EQ(tail_.malformed(), 0u);
 }
 
+TEST_F(LogTailTest, StartingInTheMiddleOfALineSkipsItsRest) {
+  const std::string line = Line("ERROR", "40P01");
+  Append("a.json", line + line.substr(0, 25));
+  tail_.Read(Path("a.json"), LogFormat::Json, 1 << 20, counts_);
+  Append("a.json", line.substr(25) + line);
+  tail_.Read(Path("a.json"), LogFormat::Json, 1 << 20, counts_);
+  EXPECT_EQ(Kind(counts_, "deadlocks"), 1u) << "only the line written after the start";
+  EXPECT_EQ(tail_.malformed(), 0u) << "the rest of the line in progress is not a malformed record";
+}
+
 TEST_F(LogTailTest, FollowsRotationAndTruncation) {
   Append("a.json", "");
   tail_.Read(Path("a.json"), LogFormat::Json, 1 << 20, counts_);
