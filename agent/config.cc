@@ -227,7 +227,7 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
   if (!r.Map(t, "target",
              {"name", "dsn", "password_file", "password_command", "password_command_timeout", "labels", "databases",
-              "type", "pgbackrest", "filesystem", "backup_files", "prepared_statements"}))
+              "type", "pgbackrest", "filesystem", "backup_files", "prepared_statements", "logs"}))
     return;
   TargetConfig tc;
   if (!t["name"]) r.Error(t, "target: missing required key 'name'");
@@ -250,6 +250,7 @@ void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& name
   if (const YAML::Node f = t["filesystem"]) ParseFilesystem(f, r, ctx + ".filesystem", tc.filesystem);
   if (const YAML::Node bf = t["backup_files"]) ParseBackupFileSets(bf, r, ctx + ".backup_files", tc.backup_files);
   if (const YAML::Node l = t["labels"]) ParseLabels(l, r, tc);
+  if (const YAML::Node lg = t["logs"]) sources::ParseLogsConfig(lg, r, ctx + ".logs", tc.logs);
   if (!tc.name.empty() && tc.name.find_first_not_of(
                               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
     r.Error(t["name"], "target name '" + tc.name + "' may only use letters, digits, '_', '-' and '.'");

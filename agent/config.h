@@ -9,6 +9,7 @@
 
 #include "agent/probe_policy.h"
 #include "agent/sources/dumps_config.h"
+#include "agent/sources/logs_config.h"
 #include "collectors/duration.h"
 
 namespace pgpulse::agent {
@@ -77,12 +78,14 @@ struct TargetConfig {
   // transaction-pooling proxy (PgBouncer pool_mode=transaction, RDS Proxy), where the next
   // transaction may reach a server connection that never saw the statement.
   bool prepared_statements = true;
+  sources::LogsConfig logs;  // errors by kind from the server's csvlog/jsonlog (agent/sources/logs.h)
   // Covers every field: a reload keeps a running Target only when its section is equal (BuildRuntime).
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
            databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem &&
            backup_files == o.backup_files && prepared_statements == o.prepared_statements &&
-           password_command == o.password_command && password_command_timeout == o.password_command_timeout;
+           password_command == o.password_command && password_command_timeout == o.password_command_timeout &&
+           logs == o.logs;
   }
 };
 

@@ -14,6 +14,7 @@
 #include "agent/http_server.h"
 #include "agent/log.h"
 #include "agent/sources/pgbackrest.h"
+#include "agent/sources/logs.h"
 #include "agent/runtime.h"
 #include "agent/sources/dumps.h"
 #include "collectors/embedded.h"
@@ -63,7 +64,8 @@ int PrintReference() {
   auto defs = pgpulse::collectors::LoadDefinitions(pgpulse::collectors::EmbeddedDefinitions());
   for (const auto& e : defs.errors) std::cerr << "error: " << e << "\n";
   if (!defs.ok()) return 1;
-  std::cout << pgpulse::collectors::RenderReference(defs.definitions, {BackrestSource(), BackupFilesSource()});
+  std::cout << pgpulse::collectors::RenderReference(defs.definitions,
+                                                    {BackrestSource(), BackupFilesSource(), sources::LogsSource()});
   return 0;
 }
 

@@ -207,9 +207,13 @@ void Target::RunSources(Walk& walk) {
       [&]() -> const collectors::ServerLocation* { return LocationForSources(walk); }};
   for (auto& source : sources_) {
     sources::SourceOutcome s = source->Collect(context, LatestDeadline(walk.deadline));
-    const bool failed = s.outcome.status == CollectorStatus::Failed;
-    metrics_.CollectorDone(config_.name, s.outcome.name, s.ran ? 1 : 0, failed ? 1 : 0, s.ran || failed ? 0 : 1,
-                           s.outcome.duration_seconds, s.outcome.series, 0, 0);
+    if (!s.report) continue;
+    // A skipped source (the reason on the landing page) counts as no run, failure or cache hit.
+    if (s.outcome.status != CollectorStatus::Skipped) {
+      const bool failed = s.outcome.status == CollectorStatus::Failed;
+      metrics_.CollectorDone(config_.name, s.outcome.name, s.ran ? 1 : 0, failed ? 1 : 0, s.ran || failed ? 0 : 1,
+                             s.outcome.duration_seconds, s.outcome.series, 0, 0);
+    }
     walk.collection.collectors.push_back(std::move(s.outcome));
   }
 }

@@ -133,7 +133,16 @@ ServerLocation PostgresSession::ReadLocation(Millis timeout) {
   pqxx::result r = Catalog(
       "SELECT coalesce(inet_server_addr() <<= '127.0.0.0/8'::inet OR inet_server_addr() = '::1'::inet, true), "
       "coalesce(host(inet_server_addr()), 'a Unix socket'), current_setting('data_directory'), "
-      "current_setting('port'), extract(epoch FROM pg_postmaster_start_time())::bigint",
+      "current_setting('port'), extract(epoch FROM pg_postmaster_start_time())::bigint, "
+      // The log's settings and files (logs source). pg_current_logfile() is superuser-only unless
+      // GRANTed, and 'jsonlog' is an error before 15 (it is only asked for when log_destination has it).
+      "current_setting('logging_collector') = 'on', current_setting('log_destination'), "
+      "has_function_privilege('pg_current_logfile(text)', 'EXECUTE'), "
+      "CASE WHEN has_function_privilege('pg_current_logfile(text)', 'EXECUTE') "
+      "     THEN coalesce(pg_current_logfile('csvlog'), '') ELSE '' END, "
+      "CASE WHEN has_function_privilege('pg_current_logfile(text)', 'EXECUTE') "
+      "      AND current_setting('log_destination') LIKE '%jsonlog%' "
+      "     THEN coalesce(pg_current_logfile('jsonlog'), '') ELSE '' END",
       timeout);
   ServerLocation where;
   where.local = r[0][0].as<bool>();
@@ -141,6 +150,11 @@ ServerLocation PostgresSession::ReadLocation(Millis timeout) {
   where.data_directory = r[0][2].c_str();
   where.port = r[0][3].c_str();
   where.started = r[0][4].as<long long>();
+  where.logging_collector = r[0][5].as<bool>();
+  where.log_destination = r[0][6].c_str();
+  where.may_ask_logfile = r[0][7].as<bool>();
+  where.current_csvlog = r[0][8].c_str();
+  where.current_jsonlog = r[0][9].c_str();
   return where;
 }
 

@@ -40,6 +40,12 @@ struct ServerLocation {
   std::string data_directory;  // as the server sees it
   std::string port;
   long long started = 0;  // pg_postmaster_start_time(), Unix seconds
+  // Where the server writes its log (for the logs source): logging_collector, log_destination, and the
+  // files pg_current_logfile() names when this role may call it (superuser or GRANTed EXECUTE).
+  bool logging_collector = false;
+  std::string log_destination;
+  bool may_ask_logfile = false;
+  std::string current_csvlog, current_jsonlog;  // "" when not written (or not asked)
 };
 
 class Session {

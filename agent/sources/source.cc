@@ -2,6 +2,7 @@
 
 #include "agent/sources/backrest_collector.h"
 #include "agent/sources/dumps.h"
+#include "agent/sources/logs.h"
 
 namespace pgpulse::agent::sources {
 
@@ -11,6 +12,7 @@ std::vector<std::unique_ptr<Source>> MakeSources(const TargetConfig& target, con
     sources.push_back(std::make_unique<BackrestCollector>(target.name, target.pgbackrest, labels));
   if (!target.backup_files.empty())
     sources.push_back(std::make_unique<DumpFileSetsSource>(target.backup_files, labels));
+  sources.push_back(std::make_unique<LogSource>(target.logs, labels));
   return sources;
 }
 

@@ -39,6 +39,7 @@ struct SourceContext {
 struct SourceOutcome {
   CollectorOutcome outcome;  // status Ok (fresh), Cached (seen before) or Failed
   bool ran = false;          // a fresh run's result (counts as a run in the agent's metrics)
+  bool report = true;        // false: nothing to report in this collection (no row, no metrics)
 };
 
 class Source {
