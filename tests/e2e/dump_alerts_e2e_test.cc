@@ -47,29 +47,6 @@ std::string ActiveAlerts(const PrometheusServer& prometheus) {
   return out;
 }
 
-// Waits up to timeout_seconds for a notification of alertname with status whose labels include want.
-WebhookReceiver::Alert WaitFor(const WebhookReceiver& webhook, const std::string& alertname, const std::string& status,
-                               const Labels& want, double timeout_seconds) {
-  WebhookReceiver::Alert found;
-  PollUntil(
-      [&] {
-        for (const auto& a : webhook.Received()) {
-          if (a.alertname == alertname && a.status == status && LabelsInclude(a.labels, want)) {
-            found = a;
-            return true;
-          }
-        }
-        return false;
-      },
-      timeout_seconds);
-  return found;
-}
-
-double Value(const PrometheusServer& prometheus, const std::string& promql) {
-  const auto samples = prometheus.Query(promql);
-  return samples.size() == 1 ? samples[0].value : -1;
-}
-
 TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNothingWhileHealthy) {
   const auto start = Clock::now();
   const std::string rules = GenerateRules("dump_e2e", kThresholds);
@@ -101,16 +78,16 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
 
   // Healthy for longer than every shortened `for`, with the data there (silence from data, not from its absence).
   std::this_thread::sleep_for(std::chrono::seconds(4));
-  EXPECT_EQ(Value(*prometheus, "pg_backup_files{set=\"nightly\"}"), 2);
-  EXPECT_LT(Value(*prometheus, "time() - pg_backup_files_newest_timestamp_seconds"), 600);
-  EXPECT_GT(Value(*prometheus, "pg_backup_files_newest_size_bytes / pg_backup_files_previous_size_bytes"), 0.9);
+  EXPECT_EQ(prometheus->QueryOne("pg_backup_files{set=\"nightly\"}"), 2);
+  EXPECT_LT(prometheus->QueryOne("time() - pg_backup_files_newest_timestamp_seconds"), 600);
+  EXPECT_GT(prometheus->QueryOne("pg_backup_files_newest_size_bytes / pg_backup_files_previous_size_bytes"), 0.9);
   EXPECT_EQ(ActiveAlerts(*prometheus), "") << "alerts on two fresh dumps of the same database";
 
   // The cron job stopped 30 hours ago: past the shipped 26 hours, on the next evaluation (no `for`).
   auto changed = Clock::now();
   ASSERT_TRUE(SetModifiedTime(previous, time(nullptr) - 54 * 3600));
   ASSERT_TRUE(SetModifiedTime(newest, time(nullptr) - 30 * 3600));
-  const auto too_old = WaitFor(*webhook, "PostgreSQLDumpTooOld", "firing", set, 20);
+  const auto too_old = webhook->WaitForAlert("PostgreSQLDumpTooOld", "firing", set, 20);
   ASSERT_FALSE(too_old.alertname.empty())
       << "PostgreSQLDumpTooOld did not reach the webhook in 20 s; Prometheus:" << ActiveAlerts(*prometheus)
       << "\nwebhook:" << DescribeAlerts(webhook->Received());
@@ -124,10 +101,10 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
 
   // Last night's dump was cut to a quarter (and nothing has written to it since, 30 hours ago).
   changed = Clock::now();
-  const long long size = static_cast<long long>(Value(*prometheus, "pg_backup_files_newest_size_bytes"));
+  const long long size = static_cast<long long>(prometheus->QueryOne("pg_backup_files_newest_size_bytes"));
   ASSERT_EQ(truncate(newest.c_str(), size / 4), 0);
   ASSERT_TRUE(SetModifiedTime(newest, time(nullptr) - 30 * 3600));
-  const auto truncated = WaitFor(*webhook, "PostgreSQLDumpTruncated", "firing", set, 20);
+  const auto truncated = webhook->WaitForAlert("PostgreSQLDumpTruncated", "firing", set, 20);
   ASSERT_FALSE(truncated.alertname.empty())
       << "PostgreSQLDumpTruncated did not reach the webhook in 20 s; Prometheus:" << ActiveAlerts(*prometheus)
       << "\nwebhook:" << DescribeAlerts(webhook->Received());
@@ -136,7 +113,7 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
   EXPECT_NE(truncated.annotations.at("description").find("% of the size of the one before it: the dump was likely"),
             std::string::npos)
       << truncated.annotations.at("description");
-  EXPECT_NEAR(Value(*prometheus, "pg_backup_files_newest_size_bytes / pg_backup_files_previous_size_bytes"), 0.25,
+  EXPECT_NEAR(prometheus->QueryOne("pg_backup_files_newest_size_bytes / pg_backup_files_previous_size_bytes"), 0.25,
               0.01);
   ExpectAnnotationsRendered(truncated);
 
@@ -144,13 +121,13 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
   changed = Clock::now();
   ASSERT_EQ(unlink(newest.c_str()), 0);
   ASSERT_EQ(unlink(previous.c_str()), 0);
-  const auto empty = WaitFor(*webhook, "PostgreSQLDumpSetEmpty", "firing", set, 20);
+  const auto empty = webhook->WaitForAlert("PostgreSQLDumpSetEmpty", "firing", set, 20);
   ASSERT_FALSE(empty.alertname.empty()) << "PostgreSQLDumpSetEmpty did not reach the webhook in 20 s; Prometheus:"
                                         << ActiveAlerts(*prometheus);
   std::cout << "[ dump] PostgreSQLDumpSetEmpty at the webhook " << SecondsSince(changed) << " s after the removal"
             << std::endl;
-  EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLDumpTooOld", "resolved", set, 15).alertname.empty());
-  EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLDumpTruncated", "resolved", set, 15).alertname.empty());
+  EXPECT_FALSE(webhook->WaitForAlert("PostgreSQLDumpTooOld", "resolved", set, 15).alertname.empty());
+  EXPECT_FALSE(webhook->WaitForAlert("PostgreSQLDumpTruncated", "resolved", set, 15).alertname.empty());
 
   // The directory itself is gone (an unmounted volume): not visible, with the reason; an unknown set is not empty.
   changed = Clock::now();
@@ -158,7 +135,7 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
   Labels gone = set;
   gone["path"] = dir;
   gone["reason"] = "not_found";
-  const auto invisible = WaitFor(*webhook, "PostgreSQLDumpSetNotVisible", "firing", gone, 20);
+  const auto invisible = webhook->WaitForAlert("PostgreSQLDumpSetNotVisible", "firing", gone, 20);
   ASSERT_FALSE(invisible.alertname.empty())
       << "PostgreSQLDumpSetNotVisible did not reach the webhook in 20 s; Prometheus:" << ActiveAlerts(*prometheus);
   std::cout << "[ dump] PostgreSQLDumpSetNotVisible at the webhook " << SecondsSince(changed)
@@ -166,7 +143,7 @@ TEST(DumpAlertsE2eTest, StaleTruncatedEmptyAndInvisibleDumpsReachTheWebhookAndNo
   EXPECT_NE(invisible.annotations.at("description").find("cannot read " + dir + ", the directory of dump set nightly"),
             std::string::npos)
       << invisible.annotations.at("description");
-  EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLDumpSetEmpty", "resolved", set, 15).alertname.empty());
+  EXPECT_FALSE(webhook->WaitForAlert("PostgreSQLDumpSetEmpty", "resolved", set, 15).alertname.empty());
 
   for (const auto& a : webhook->Received()) {
     EXPECT_FALSE(a.alertname == "PgpulseCollectorFailing" || a.alertname == "PgpulseExporterDown")

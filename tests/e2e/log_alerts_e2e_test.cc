@@ -45,28 +45,6 @@ std::string ActiveAlerts(const PrometheusServer& prometheus) {
   return out;
 }
 
-WebhookReceiver::Alert WaitFor(const WebhookReceiver& webhook, const std::string& alertname, const Labels& want,
-                               double timeout_seconds) {
-  WebhookReceiver::Alert found;
-  PollUntil(
-      [&] {
-        for (const auto& a : webhook.Received()) {
-          if (a.alertname == alertname && a.status == "firing" && LabelsInclude(a.labels, want)) {
-            found = a;
-            return true;
-          }
-        }
-        return false;
-      },
-      timeout_seconds);
-  return found;
-}
-
-double Value(const PrometheusServer& prometheus, const std::string& promql) {
-  const auto samples = prometheus.Query(promql);
-  return samples.size() == 1 ? samples[0].value : -1;
-}
-
 TEST(LogAlertsE2eTest, AuthenticationFailuresAndStatementTimeoutsReachTheWebhookAndNothingWhileHealthy) {
   const std::string rules = GenerateRules("log_e2e", kThresholds);
   auto pg = PostgresServer::Start({"logging_collector = on", "log_destination = 'jsonlog'", "lc_messages = 'C'"});
@@ -83,9 +61,9 @@ TEST(LogAlertsE2eTest, AuthenticationFailuresAndStatementTimeoutsReachTheWebhook
 
   // Healthy: silence must come from counters that are there, not from missing data.
   std::this_thread::sleep_for(std::chrono::seconds(4));
-  EXPECT_EQ(Value(*prometheus, "pg_log_visible{job=\"pgpulse-logs\",format=\"jsonlog\"}"), 1);
-  EXPECT_EQ(Value(*prometheus, "pg_log_authentication_failures_total{job=\"pgpulse-logs\"}"), 0);
-  EXPECT_EQ(Value(*prometheus, "pg_log_statement_timeouts_total{job=\"pgpulse-logs\"}"), 0);
+  EXPECT_EQ(prometheus->QueryOne("pg_log_visible{job=\"pgpulse-logs\",format=\"jsonlog\"}"), 1);
+  EXPECT_EQ(prometheus->QueryOne("pg_log_authentication_failures_total{job=\"pgpulse-logs\"}"), 0);
+  EXPECT_EQ(prometheus->QueryOne("pg_log_statement_timeouts_total{job=\"pgpulse-logs\"}"), 0);
   EXPECT_EQ(ActiveAlerts(*prometheus), "") << "log alerts on a healthy server";
 
   const Labels where = {{"job", "pgpulse-logs"}, {"instance", instance}};
@@ -93,7 +71,8 @@ TEST(LogAlertsE2eTest, AuthenticationFailuresAndStatementTimeoutsReachTheWebhook
   const std::string bad = "host=127.0.0.1 port=" + std::to_string(pg->port()) +
                           " dbname=postgres user=nosuchrole sslmode=disable gssencmode=disable";
   for (int i = 0; i < 6; ++i) EXPECT_THROW(pqxx::connection{bad}, pqxx::broken_connection);
-  const WebhookReceiver::Alert auth = WaitFor(*webhook, "PostgreSQLAuthenticationFailuresSpike", where, 30);
+  const WebhookReceiver::Alert auth =
+      webhook->WaitForAlert("PostgreSQLAuthenticationFailuresSpike", "firing", where, 30);
   ASSERT_FALSE(auth.alertname.empty()) << "PostgreSQLAuthenticationFailuresSpike did not reach the webhook; Prometheus:"
                                        << ActiveAlerts(*prometheus)
                                        << "\nwebhook:" << DescribeAlerts(webhook->Received());
@@ -105,7 +84,7 @@ TEST(LogAlertsE2eTest, AuthenticationFailuresAndStatementTimeoutsReachTheWebhook
   const auto timeouts = Clock::now();
   for (int i = 0; i < 4; ++i)
     EXPECT_THROW(pg->Exec("SET statement_timeout = '20ms'; SELECT pg_sleep(5)"), pqxx::sql_error);
-  const WebhookReceiver::Alert slow = WaitFor(*webhook, "PostgreSQLStatementTimeoutsSpike", where, 30);
+  const WebhookReceiver::Alert slow = webhook->WaitForAlert("PostgreSQLStatementTimeoutsSpike", "firing", where, 30);
   ASSERT_FALSE(slow.alertname.empty()) << "PostgreSQLStatementTimeoutsSpike did not reach the webhook; Prometheus:"
                                        << ActiveAlerts(*prometheus)
                                        << "\nwebhook:" << DescribeAlerts(webhook->Received());
