@@ -10,6 +10,7 @@
 
 #include "agent/credentials.h"
 #include "agent/log.h"
+#include "collectors/text.h"
 
 namespace pgpulse::agent {
 
@@ -39,14 +40,7 @@ bool WaitFor(PGconn* conn, short events, Clock::time_point deadline) {
   return n > 0 || (n < 0 && errno == EINTR);
 }
 
-std::string Message(PGconn* conn) {
-  std::string m = PQerrorMessage(conn);
-  for (char& c : m) {
-    if (c == '\n' || c == '\t') c = ' ';
-  }
-  while (!m.empty() && m.back() == ' ') m.pop_back();
-  return Redact(m);
-}
+std::string Message(PGconn* conn) { return Redact(collectors::OneLine(PQerrorMessage(conn))); }
 
 // Connects without blocking past `deadline`: libpq's connect_timeout counts whole seconds.
 PGconn* Connect(const std::string& conninfo, Clock::time_point deadline, std::string& error) {
@@ -107,8 +101,7 @@ bool Query(PGconn* conn, Clock::time_point deadline, RoleFact& fact, std::string
     PQclear(r);
   }
   if (!failed.empty() || !have_row) {
-    error = failed.empty() ? "the role query returned no row" : failed;
-    while (!error.empty() && (error.back() == '\n' || error.back() == ' ')) error.pop_back();
+    error = failed.empty() ? "the role query returned no row" : collectors::OneLine(failed);
     return false;
   }
   return true;
