@@ -145,7 +145,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
                                                   Clock::time_point deadline) {
   const auto start = Clock::now();
   auto c = std::make_shared<Collection>();
-  Walk walk{defs, deadline, *c, {}, {}, {}};
+  Walk walk{defs, deadline, *c, {}, {}, {}, {}};
   // Sources that are not SQL run beside the SQL collectors.
   for (auto& source : sources_) source->Start();
   std::string error;
