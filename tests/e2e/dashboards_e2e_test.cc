@@ -391,6 +391,9 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   std::vector<std::string> primary_conf = PgbackrestRepo::ServerConf();
   primary_conf.push_back("max_slot_wal_keep_size = '1GB'");
   primary_conf.push_back("wal_level = logical");  // the subscription below
+  // The server-log panels: a csvlog the agent reads, with errors made while it scrapes (below).
+  for (const char* line : {"logging_collector = on", "log_destination = 'csvlog'", "lc_messages = 'C'"})
+    primary_conf.push_back(line);
   auto primary = PostgresServer::Start(primary_conf);
   const CommandResult init = RunCommand({PgBench(*primary), "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
                                          std::to_string(primary->port()), "-U", "postgres", "postgres"},
@@ -473,6 +476,10 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
       [&] {
         last = Evaluation{};
         ++rounds;
+        try {
+          primary->Exec("SELECT 1 / 0");  // an ERROR (class 22) in the log for the errors-by-class panel
+        } catch (const std::exception&) {
+        }
         for (const auto& [file, json] : dashboards) Evaluate(*prometheus, file, json, {{"queryid", queryid}}, last);
         return last.problems.empty();
       },

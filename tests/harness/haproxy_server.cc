@@ -80,7 +80,9 @@ std::unique_ptr<HaproxyServer> HaproxyServer::Start(const std::vector<Backend>& 
   const std::string log = dir + "/haproxy.log";
   int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("open " + log + ": " + std::strerror(errno));
-  std::vector<std::string> argv{kBinary, "-db", "-f", cfg};
+  // Started in its own directory: HAProxy returns to its starting directory after reading the config,
+  // and the caller's (a build tree under /root, say) may be closed to the user it runs as.
+  std::vector<std::string> argv{"env", "-C", dir, kBinary, "-db", "-f", cfg};
   // Nothing here needs root: run it as an ordinary user (setpriv execs it, staying out of the way).
   if (geteuid() == 0 && getpwnam("postgres"))
     argv.insert(argv.begin(), {"setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"});
