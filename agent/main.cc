@@ -48,6 +48,11 @@ int main(int argc, char** argv) {
                  "Connections one client address may hold open at once (0 = no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
+  std::string profile;
+  app.add_option("--metrics.profile", profile,
+                 "Metric names to serve: pgpulse, postgres_exporter or both (default: the config's metrics_profile, "
+                 "else pgpulse)")
+      ->check(CLI::IsMember({"pgpulse", "postgres_exporter", "both"}));
   app.add_option("--log.level", level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--log.format", format, "logfmt or json")->capture_default_str();
   app.fallthrough();  // `pgpulse check --config.file=...` reads naturally
@@ -75,7 +80,8 @@ int main(int argc, char** argv) {
     std::cerr << "--web.telemetry-path: must start with '/' and differ from /, /healthz and /readyz\n";
     return 2;
   }
-  AgentOptions options{config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE")};
+  AgentOptions options{config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE"),
+                       ParseMetricsProfile(profile)};
   if (*check) return RunCheck(options, connect, std::cout, std::cerr);
 
   // Signals are taken synchronously by this thread; every other thread inherits the mask.

@@ -6,6 +6,7 @@
 // thread, on SIGHUP) builds a new one and swaps it in atomically. In-flight
 // scrapes keep the snapshot they started with alive.
 
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -25,6 +26,8 @@ struct AgentOptions {
   std::string config_file;       // --config.file; "" = none
   std::string data_source_name;  // DATA_SOURCE_NAME
   std::string password_file;     // DATA_SOURCE_PASS_FILE
+  std::optional<MetricsProfile> metrics_profile =
+      std::nullopt;  // --metrics.profile; unset = the config's metrics_profile
 };
 
 struct ResolvedAuthModule {
@@ -101,6 +104,7 @@ class Agent {
   std::condition_variable retire_cv_;
   bool stopping_ = false;  // guarded by adhoc_mu_
   std::thread retirer_;
+  std::atomic<uint64_t> scrapes_{0};        // pg_exporter_scrapes_total (postgres_exporter profile)
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
 };
 

@@ -56,6 +56,62 @@ bool PivotRows(const Definition& def, const TableView& in, TableView& out, std::
   return true;
 }
 
+// One family per row, named by the row's NameSuffix cell after the column's prefix (postgres_exporter's
+// pg_settings_<name>); the one metric column gives the value, label columns and extra_labels the labels.
+MappedResult MapNamedRows(const Definition& def, const TableView& table, const std::vector<const Column*>& spec,
+                          const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+  MappedResult out;
+  size_t name_col = 0, value_col = 0;
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage == ColumnUsage::NameSuffix) name_col = c;
+    if (IsMetricUsage(spec[c]->usage)) value_col = c;
+  }
+  std::vector<std::string> seen;
+  for (size_t r = 0; r < table.rows; ++r) {
+    const Cell& name = table.at(r, name_col);
+    const Cell& value = table.at(r, value_col);
+    if (name.null || value.null) continue;
+    Family f;
+    f.name = spec[name_col]->metric + std::string(name.view());
+    if (!ValidMetricName(f.name)) {
+      out.error = "column '" + table.columns[name_col] + "' makes metric name '" + f.name + "', which is not valid";
+      break;
+    }
+    if (std::find(seen.begin(), seen.end(), f.name) != seen.end()) {
+      out.dropped_duplicates++;
+      continue;
+    }
+    if (r >= def.max_rows || out.series >= def.max_series) {
+      out.dropped_limit++;
+      continue;
+    }
+    auto v = ParseSampleValue(value.view());
+    if (!v) {
+      out.error = "column '" + table.columns[value_col] + "' has value '" + std::string(value.view()) + "' in row " +
+                  std::to_string(r + 1) + ", which is not a number";
+      break;
+    }
+    std::vector<std::pair<std::string, std::string>> labels = extra_labels;
+    for (size_t c = 0; c < spec.size(); ++c) {
+      if (spec[c]->usage == ColumnUsage::Label)
+        labels.emplace_back(spec[c]->label, table.at(r, c).null ? "" : std::string(table.at(r, c).view()));
+    }
+    f.help = spec[value_col]->help;
+    f.kind = spec[value_col]->usage == ColumnUsage::Counter   ? MetricKind::Counter
+             : spec[value_col]->usage == ColumnUsage::Untyped ? MetricKind::Untyped
+                                                              : MetricKind::Gauge;
+    f.Add(RenderLabels(labels), *v * spec[value_col]->scale);
+    seen.push_back(f.name);
+    out.families.push_back(std::move(f));
+    out.series++;
+  }
+  if (!out.error.empty()) {
+    out.families.clear();
+    out.series = 0;
+  }
+  return out;
+}
+
 }  // namespace
 
 MappedResult MapRows(const Definition& def, const TableView& given,
@@ -84,17 +140,20 @@ MappedResult MapRows(const Definition& def, const TableView& given,
       return out;
     }
   }
+  if (def.NameSuffixColumn()) return MapNamedRows(def, table, spec, extra_labels);
   std::vector<size_t> label_cols, metric_cols;
   std::optional<size_t> before_limit_col;
   for (size_t c = 0; c < spec.size(); ++c) {
     if (spec[c]->usage == ColumnUsage::RowsBeforeLimit) before_limit_col = c;
     if (spec[c]->usage == ColumnUsage::Label) label_cols.push_back(c);
-    if (spec[c]->usage == ColumnUsage::Gauge || spec[c]->usage == ColumnUsage::Counter) {
+    if (IsMetricUsage(spec[c]->usage)) {
       metric_cols.push_back(c);
       Family f;
       f.name = spec[c]->metric;
       f.help = spec[c]->help;
-      f.kind = spec[c]->usage == ColumnUsage::Counter ? MetricKind::Counter : MetricKind::Gauge;
+      f.kind = spec[c]->usage == ColumnUsage::Counter   ? MetricKind::Counter
+               : spec[c]->usage == ColumnUsage::Untyped ? MetricKind::Untyped
+                                                        : MetricKind::Gauge;
       out.families.push_back(std::move(f));
     }
   }
