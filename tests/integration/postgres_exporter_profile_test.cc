@@ -214,5 +214,12 @@ TEST_F(PostgresExporterProfile, PgpulseProfileServesNoPostgresExporterNames) {
     EXPECT_FALSE(ours.count(name)) << name;
 }
 
+TEST(PostgresExporterProfileFlag, UnknownProfileIsAClearError) {
+  CommandResult r = AgentProcess::Run({"--metrics.profile=postgres-exporter"});
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.output.find("--metrics.profile"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("postgres-exporter"), std::string::npos) << r.output;
+}
+
 }  // namespace
 }  // namespace pgpulse::testing
