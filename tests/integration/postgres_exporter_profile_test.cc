@@ -214,6 +214,40 @@ TEST_F(PostgresExporterProfile, PgpulseProfileServesNoPostgresExporterNames) {
     EXPECT_FALSE(ours.count(name)) << name;
 }
 
+// Replication families are not in 0.11.1's defaults, so they are checked against 0.20's definitions here.
+TEST(PostgresExporterProfileReplication, StandbyAndSlotsUnderTheirNames) {
+  auto primary = PostgresServer::Start();
+  primary->Exec("SELECT pg_create_physical_replication_slot('spare', true)");
+  auto standby = PostgresServer::StartStandbyOf(*primary);
+  auto on_primary =
+      AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", primary->dsn()}});
+  auto on_standby =
+      AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", standby->dsn()}});
+  const auto p = ParseFamilies(ScrapeUntil(*on_primary, [](const std::string& body) {
+    return body.find("pg_replication_slots_active") != std::string::npos;
+  }));
+  const auto s = ParseFamilies(ScrapeUntil(*on_standby, [](const std::string& body) {
+    return body.find("pg_replication_is_replica 1") != std::string::npos;
+  }));
+  EXPECT_EQ(p.at("pg_replication_is_replica").samples.at(0).second, 0);
+  EXPECT_EQ(p.at("pg_replication_lag_seconds").samples.at(0).second, 0);
+  EXPECT_EQ(s.at("pg_replication_is_replica").samples.at(0).second, 1);
+  EXPECT_GE(s.at("pg_replication_lag_seconds").samples.at(0).second, 0);
+  EXPECT_EQ(s.at("pg_replication_lag_seconds").type, "gauge");
+  const auto& active = p.at("pg_replication_slots_active");
+  ASSERT_EQ(active.samples.size(), 1u);
+  EXPECT_EQ(active.samples[0].first, (Labels{{"slot_name", "spare"}, {"database", ""}}));
+  EXPECT_EQ(active.samples[0].second, 0);
+  const auto& state = p.at("pg_replication_slots_slot_is_active");
+  EXPECT_EQ(state.samples.at(0).first, (Labels{{"slot_name", "spare"}, {"slot_type", "physical"}}));
+  EXPECT_GT(p.at("pg_replication_slots_slot_current_wal_lsn").samples.at(0).second, 0);
+  // Reserved at creation, so its WAL status is known: one sample labelled with it, value 1.
+  EXPECT_EQ(p.at("pg_replication_slots_wal_status").samples.at(0).first.at("wal_status"), "reserved");
+  // The flush LSN is only for an active slot, as postgres_exporter serves it.
+  auto flush = p.find("pg_replication_slots_slot_confirmed_flush_lsn");
+  EXPECT_TRUE(flush == p.end() || flush->second.samples.empty());
+}
+
 TEST(PostgresExporterProfileFlag, UnknownProfileIsAClearError) {
   CommandResult r = AgentProcess::Run({"--metrics.profile=postgres-exporter"});
   EXPECT_NE(r.exit_status, 0);
