@@ -243,6 +243,19 @@ TEST(PostgresExporterProfileReplication, StandbyAndSlotsUnderTheirNames) {
   EXPECT_GT(p.at("pg_replication_slots_slot_current_wal_lsn").samples.at(0).second, 0);
   // Reserved at creation, so its WAL status is known: one sample labelled with it, value 1.
   EXPECT_EQ(p.at("pg_replication_slots_wal_status").samples.at(0).first.at("wal_status"), "reserved");
+  // The standby as the primary sees it, with postgres_exporter's labels.
+  const std::string standby_seen = ScrapeUntil(*on_primary, [](const std::string& body) {
+    return body.find("pg_stat_replication_pg_wal_lsn_diff{") != std::string::npos;
+  });
+  const auto lag = ParseFamilies(standby_seen).at("pg_stat_replication_pg_wal_lsn_diff");
+  ASSERT_EQ(lag.samples.size(), 1u) << standby_seen;
+  EXPECT_EQ(lag.samples[0].first.at("state"), "streaming");
+  EXPECT_EQ(lag.samples[0].first.at("client_addr"), "127.0.0.1/32");
+  for (const char* label : {"application_name", "slot_name", "pid"}) EXPECT_TRUE(lag.samples[0].first.count(label));
+  EXPECT_EQ(p.at("pg_wal_segments").type, "gauge");
+  EXPECT_GE(p.at("pg_wal_segments").samples.at(0).second, 1);
+  EXPECT_GT(p.at("pg_wal_size_bytes").samples.at(0).second, 0);
+  EXPECT_EQ(LabelSets(p.at("pg_roles_connection_limit"), {"rolname"}).count(Labels{{"rolname", "postgres"}}), 1u);
   // The flush LSN is only for an active slot, as postgres_exporter serves it.
   auto flush = p.find("pg_replication_slots_slot_confirmed_flush_lsn");
   EXPECT_TRUE(flush == p.end() || flush->second.samples.empty());
