@@ -97,13 +97,35 @@ void ParseAllowedTargets(const YAML::Node& m, YamlReader& r, const std::string& 
   }
 }
 
+// password_file or password_command (an argv with an absolute program path) and its timeout.
+template <class Into>
+void ParsePasswordSource(const YAML::Node& m, YamlReader& r, const std::string& ctx, Into& into) {
+  if (m["password_file"]) into.password_file = Str(r, m["password_file"], ctx + ".password_file");
+  if (const YAML::Node c = m["password_command"]) {
+    into.password_command = r.StringList(c, ctx + ".password_command").value_or(std::vector<std::string>{});
+    if (c.IsSequence() &&
+        (into.password_command.empty() || into.password_command[0].empty() || into.password_command[0][0] != '/'))
+      r.Error(c, ctx +
+                     ".password_command must be a list whose first item is an absolute program path "
+                     "(it is run without a shell), e.g. [/usr/bin/aws, rds, generate-db-auth-token, ...]");
+    if (m["password_file"]) r.Error(c, ctx + ": set password_file or password_command, not both");
+  }
+  if (const YAML::Node t = m["password_command_timeout"]) {
+    if (!m["password_command"]) r.Error(t, ctx + ".password_command_timeout needs password_command");
+    ReadDuration(r, t, ctx + ".password_command_timeout", into.password_command_timeout);
+  }
+}
+
 void ParseAuthModule(const std::string& name, const YAML::Node& m, YamlReader& r, Config& cfg) {
   const std::string ctx = "auth_modules." + name;
-  if (!r.Map(m, ctx, {"user", "password_file", "options", "allowed_targets", "allow_unverified_server"})) return;
+  if (!r.Map(m, ctx,
+             {"user", "password_file", "password_command", "password_command_timeout", "options", "allowed_targets",
+              "allow_unverified_server"}))
+    return;
   AuthModule mod;
   if (!m["user"]) r.Error(m, ctx + ": missing required key 'user'");
   else mod.user = Str(r, m["user"], ctx + ".user");
-  if (m["password_file"]) mod.password_file = Str(r, m["password_file"], ctx + ".password_file");
+  ParsePasswordSource(m, r, ctx, mod);
   if (const YAML::Node o = m["options"]) {
     if (!o.IsMap()) {
       r.Error(o, ctx + ".options must map libpq keywords to values");
@@ -196,21 +218,23 @@ void ParseLabels(const YAML::Node& l, YamlReader& r, TargetConfig& tc) {
       r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the agent");
     else if (tc.pgbackrest.enabled() && (key == "stanza" || key == "type"))
       r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by the pgbackrest collector");
+    else if (!tc.backup_files.empty() && (key == "set" || key == "path" || key == "reason"))
+      r.Error(it->first, "target '" + tc.name + "': label '" + key + "' is set by backup_files");
     tc.labels.emplace_back(key, value);
   }
 }
 
 void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& names, Config& cfg) {
   if (!r.Map(t, "target",
-             {"name", "dsn", "password_file", "labels", "databases", "type", "pgbackrest", "filesystem",
-              "prepared_statements"}))
+             {"name", "dsn", "password_file", "password_command", "password_command_timeout", "labels", "databases",
+              "type", "pgbackrest", "filesystem", "backup_files", "prepared_statements", "logs"}))
     return;
   TargetConfig tc;
   if (!t["name"]) r.Error(t, "target: missing required key 'name'");
   else tc.name = Str(r, t["name"], "target.name");
   const std::string ctx = "target '" + tc.name + "'";
   if (t["dsn"]) tc.dsn = Str(r, t["dsn"], ctx + ".dsn");
-  if (t["password_file"]) tc.password_file = Str(r, t["password_file"], ctx + ".password_file");
+  ParsePasswordSource(t, r, ctx, tc);
   if (const YAML::Node ty = t["type"]) {
     tc.type = Str(r, ty, ctx + ".type");
     if (ty.IsScalar() && tc.type != "postgres" && tc.type != "pgbouncer")
@@ -224,7 +248,9 @@ void ParseTarget(const YAML::Node& t, YamlReader& r, std::set<std::string>& name
     tc.prepared_statements = r.Bool(ps, ctx + ".prepared_statements").value_or(tc.prepared_statements);
   if (const YAML::Node b = t["pgbackrest"]) ParseBackrest(b, r, ctx + ".pgbackrest", tc.pgbackrest);
   if (const YAML::Node f = t["filesystem"]) ParseFilesystem(f, r, ctx + ".filesystem", tc.filesystem);
+  if (const YAML::Node bf = t["backup_files"]) ParseBackupFileSets(bf, r, ctx + ".backup_files", tc.backup_files);
   if (const YAML::Node l = t["labels"]) ParseLabels(l, r, tc);
+  if (const YAML::Node lg = t["logs"]) sources::ParseLogsConfig(lg, r, ctx + ".logs", tc.logs);
   if (!tc.name.empty() && tc.name.find_first_not_of(
                               "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") != std::string::npos)
     r.Error(t["name"], "target name '" + tc.name + "' may only use letters, digits, '_', '-' and '.'");
@@ -316,6 +342,14 @@ void ParseConfig(const YAML::Node& root, YamlReader& r, Config& cfg) {
 
 }  // namespace
 
+TargetConfig DefaultTarget(const std::string& data_source_name, const std::string& password_file) {
+  TargetConfig tc;
+  tc.name = "default";
+  tc.dsn = data_source_name;
+  tc.password_file = password_file;
+  return tc;
+}
+
 ConfigResult LoadConfigText(const std::string& text, const std::string& origin, const std::string& data_source_name,
                             const std::string& password_file) {
   ConfigResult result;
@@ -323,8 +357,7 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   cfg.origin = origin;
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
-  if (cfg.targets.empty())
-    cfg.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+  if (cfg.targets.empty()) cfg.targets.push_back(DefaultTarget(data_source_name, password_file));
   return result;
 }
 
@@ -332,7 +365,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
                         const std::string& password_file) {
   if (path.empty()) {
     ConfigResult result;
-    result.config.targets.push_back(TargetConfig{"default", data_source_name, password_file, {}, {}, "", {}, {}, true});
+    result.config.targets.push_back(DefaultTarget(data_source_name, password_file));
     return result;
   }
   std::ifstream in(path, std::ios::binary);

@@ -9,6 +9,8 @@
 
 #include "agent/probe_policy.h"
 #include "agent/metrics_profile.h"
+#include "agent/sources/dumps_config.h"
+#include "agent/sources/logs_config.h"
 #include "collectors/duration.h"
 
 namespace pgpulse::agent {
@@ -59,7 +61,11 @@ struct FilesystemVisibility {
 struct TargetConfig {
   std::string name;
   std::string dsn;            // URI or key=value; "" = libpq defaults
-  std::string password_file;  // optional; its first line is the password
+  std::string password_file;  // optional; its first line is the password, read for every new connection
+  // Optional argv (never a shell; argv[0] an absolute path) whose first line of stdout is the
+  // password, run for every new connection (credentials.h); exclusive with password_file.
+  std::vector<std::string> password_command;
+  Millis password_command_timeout{10'000};
   // Constant labels on every sample of this target (e.g. cluster, env).
   std::vector<std::pair<std::string, std::string>> labels;
   DatabaseDiscovery databases;
@@ -68,17 +74,24 @@ struct TargetConfig {
   std::string type;
   BackrestConfig pgbackrest;
   FilesystemVisibility filesystem;
+  std::vector<BackupFileSet> backup_files;  // directories of pg_dump files (agent/sources/dumps.h)
   // Collectors' SQL as named prepared statements, planned once per connection. false for a
   // transaction-pooling proxy (PgBouncer pool_mode=transaction, RDS Proxy), where the next
   // transaction may reach a server connection that never saw the statement.
   bool prepared_statements = true;
+  sources::LogsConfig logs;  // errors by kind from the server's csvlog/jsonlog (agent/sources/logs.h)
   // Covers every field: a reload keeps a running Target only when its section is equal (BuildRuntime).
   bool operator==(const TargetConfig& o) const {
     return name == o.name && dsn == o.dsn && password_file == o.password_file && labels == o.labels &&
            databases == o.databases && type == o.type && pgbackrest == o.pgbackrest && filesystem == o.filesystem &&
-           prepared_statements == o.prepared_statements;
+           backup_files == o.backup_files && prepared_statements == o.prepared_statements &&
+           password_command == o.password_command && password_command_timeout == o.password_command_timeout &&
+           logs == o.logs;
   }
 };
+
+// The target made from DATA_SOURCE_NAME and DATA_SOURCE_PASS_FILE when the config names none.
+TargetConfig DefaultTarget(const std::string& data_source_name, const std::string& password_file);
 
 // Per-collector settings the config may change without editing definitions.
 struct CollectorOverride {
@@ -97,11 +110,14 @@ struct CollectorOverride {
 struct AuthModule {
   std::string user;
   std::string password_file;
+  std::vector<std::string> password_command;  // as in TargetConfig
+  Millis password_command_timeout{10'000};
   std::vector<std::pair<std::string, std::string>> options;  // other libpq keywords, e.g. sslmode
   std::vector<AllowedTarget> allowed_targets;                // required, not empty
   bool allow_unverified_server = false;
   bool operator==(const AuthModule& o) const {
-    return user == o.user && password_file == o.password_file && options == o.options &&
+    return user == o.user && password_file == o.password_file && password_command == o.password_command &&
+           password_command_timeout == o.password_command_timeout && options == o.options &&
            allowed_targets == o.allowed_targets && allow_unverified_server == o.allow_unverified_server;
   }
 };

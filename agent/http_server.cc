@@ -40,7 +40,7 @@ bool QueryParam(const char* qs, const char* name, size_t max, std::string& value
   const size_t len = std::strlen(qs);
   int n = mg_get_var2(qs, len, name, buf.data(), buf.size(), 0);
   if (n == -1) return true;
-  std::string what = std::string("/probe parameter '") + name + "'";
+  std::string what = std::string("parameter '") + name + "'";
   if (n < 0 || static_cast<size_t>(n) > max) {
     error = what + " is longer than " + std::to_string(max) + " bytes";
     return false;
@@ -99,13 +99,36 @@ std::string LoadOpenSslCompat() {
   return "";
 }
 
+// CivetWeb wants certificate and key in one PEM file; it reads it in mg_start, so the caller
+// removes this private temporary copy right after. Returns "" or the error.
+std::string WriteTemporaryPem(const WebConfig& web, std::string& pem_path) {
+  char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return std::string("cannot create a temporary file for the TLS key: ") + std::strerror(errno);
+  pem_path = tmpl;
+  std::string pem;
+  for (const std::string& f : {web.cert_file, web.key_file}) {
+    std::ifstream in(f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    pem += ss.str() + "\n";
+  }
+  bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
+  ::close(fd);
+  if (!written) {
+    ::unlink(pem_path.c_str());
+    return "cannot write the temporary TLS file";
+  }
+  return "";
+}
+
 }  // namespace
 
 HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web, int max_connections_per_client)
     : agent_(agent),
       telemetry_path_(std::move(telemetry_path)),
       web_(std::move(web)),
-      auth_(web_.users),
+      auth_(std::make_shared<BasicAuth>(web_.users)),
       max_per_client_(max_connections_per_client) {}
 
 HttpServer::~HttpServer() { Stop(); }
@@ -221,25 +244,11 @@ std::string HttpServer::Start(const std::string& listen_address) {
   std::string pem_path, protocol;
   if (web_.tls) {
     ports += "s";
-    // CivetWeb wants certificate and key in one PEM file; it reads it in
-    // mg_start, so a private temporary copy is removed right after.
-    char tmpl[] = "/tmp/pgpulse-tls-XXXXXX";
-    int fd = mkstemp(tmpl);
-    if (fd < 0) return std::string("cannot create a temporary file for the TLS key: ") + std::strerror(errno);
-    pem_path = tmpl;
-    std::string pem;
-    for (const std::string& f : {web_.cert_file, web_.key_file}) {
-      std::ifstream in(f);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      pem += ss.str() + "\n";
-    }
-    bool written = ::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size());
-    ::close(fd);
-    if (!written) {
-      ::unlink(pem_path.c_str());
-      return "cannot write the temporary TLS file";
-    }
+    std::string error;
+    auto pair = TlsCertificate::Read(web_.cert_file, web_.key_file, error);
+    if (!pair) return error;
+    certificate_.Use(std::move(pair));
+    if (std::string e = WriteTemporaryPem(web_, pem_path); !e.empty()) return e;
     // CivetWeb's ssl_protocol_version: 2 = TLS 1.0+, 3 = 1.1+, 4 = 1.2+, 5 = 1.3.
     protocol = web_.min_version == "TLS10"   ? "2"
                : web_.min_version == "TLS11" ? "3"
@@ -259,6 +268,10 @@ std::string HttpServer::Start(const std::string& listen_address) {
   callbacks.log_message = LogMessage;
   callbacks.init_connection = &HttpServer::InitConnection;
   callbacks.connection_close = &HttpServer::ConnectionClose;
+  callbacks.init_ssl = [](void* ssl_ctx, void* self) {
+    static_cast<HttpServer*>(self)->certificate_.Attach(ssl_ctx);
+    return 0;  // CivetWeb loads the file too; the handshake callback then presents the latest pair
+  };
   mg_init_data init{&callbacks, this, options.data()};
   char text[256] = {0};
   unsigned code = 0;
@@ -315,6 +328,99 @@ void HttpServer::Stop() {
   ctx_ = nullptr;
 }
 
+std::vector<std::string> HttpServer::Reload(const std::string& trigger) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  LogInfo("reloading", {{"trigger", trigger}});
+  std::vector<std::string> refused;
+  WebConfigResult web;
+  std::shared_ptr<const TlsCertificate::Pair> certificate;
+  if (!web_config_file_.empty()) {
+    web = ReloadWebConfig(web_config_file_, web_);
+    refused = web.errors;
+    std::string error;
+    if (refused.empty() && web.config.tls &&
+        !(certificate = TlsCertificate::Read(web.config.cert_file, web.config.key_file, error)))
+      refused.push_back(web_config_file_ + ": " + error);
+  }
+  std::vector<std::string> errors = agent_.Reload(refused);
+  if (errors.empty() && certificate) {
+    certificate_.Use(std::move(certificate));
+    LogInfo("tls certificate loaded", {{"cert_file", web_.cert_file}});
+  }
+  if (errors.empty() && !web_config_file_.empty() && !(web.config == web_)) {
+    web_ = web.config;
+    std::atomic_store(&auth_, std::make_shared<BasicAuth>(web_.users));
+    LogInfo("web config applied", {{"file", web_config_file_}, {"basic_auth", web_.users.empty() ? "off" : "on"}});
+  }
+  return errors;
+}
+
+int HttpServer::ServeReload(mg_connection* conn, const std::string& method) {
+  const char* text = "text/plain; charset=utf-8";
+  if (!lifecycle_) {
+    // As Prometheus and Alertmanager: without --web.enable-lifecycle the endpoint does not exist.
+    Send(conn, 404, "Not Found", text, "404 not found: /-/reload (start pgpulse with --web.enable-lifecycle)\n", "",
+         method == "HEAD");
+    return 404;
+  }
+  if (method != "POST" && method != "PUT") {
+    Send(conn, 405, "Method Not Allowed", text, "405 method " + method + " not allowed on /-/reload (use POST)\n",
+         "Allow: POST, PUT\r\n", method == "HEAD");
+    return 405;
+  }
+  std::vector<std::string> errors = Reload("http");
+  if (errors.empty()) {
+    Send(conn, 200, "OK", text, "configuration reloaded\n", "", false);
+    return 200;
+  }
+  std::string body = "configuration rejected; the previous one keeps running:\n";
+  for (const std::string& e : errors) body += Redact(e) + "\n";
+  Send(conn, 500, "Internal Server Error", text, body, "", false);
+  return 500;
+}
+
+int HttpServer::ServeRole(mg_connection* conn, const std::string& path, bool head) {
+  const char* text = "text/plain; charset=utf-8";
+  const mg_request_info* ri = mg_get_request_info(conn);
+  const char* qs = ri->query_string ? ri->query_string : "";
+  std::string name, max_lag, error;
+  auto bad = [&](const std::string& why) {
+    Send(conn, 400, "Bad Request", text, "400 " + why + "\n", "", head);
+    return 400;
+  };
+  if (!QueryParam(qs, "target", 255, name, error) || !QueryParam(qs, "max_lag", 32, max_lag, error)) return bad(error);
+  double max_lag_seconds = -1;
+  if (!max_lag.empty()) {
+    char* end = nullptr;
+    max_lag_seconds = std::strtod(max_lag.c_str(), &end);
+    if (*end != 0 || !(max_lag_seconds >= 0) || max_lag_seconds > 1e9)
+      return bad("max_lag must be a number of seconds (e.g. 10 or 0.5), got '" + max_lag + "'");
+    if (path == "/primary") return bad("max_lag applies to /replica and /read, not /primary");
+  }
+  auto rt = agent_.runtime();
+  std::shared_ptr<Target> target;
+  if (name.empty() && rt->targets.size() == 1) target = rt->targets[0];
+  if (name.empty() && !target) return bad(path + " needs ?target=NAME: this agent has several targets");
+  for (const auto& t : rt->targets) {
+    if (!name.empty() && t->config().name == name) target = t;
+  }
+  if (!target) {
+    Send(conn, 404, "Not Found", text, "404 no target named '" + name + "' in the config\n", "", head);
+    return 404;
+  }
+  RoleAnswer answer;
+  if (target->kind() != collectors::TargetKind::Postgres) {
+    answer = {503, "unknown: target '" + target->config().name + "' is not a PostgreSQL server\n"};
+  } else {
+    const RoleQuestion q = path == "/primary"   ? RoleQuestion::Primary
+                           : path == "/replica" ? RoleQuestion::Replica
+                                                : RoleQuestion::Read;
+    answer = AnswerRole(q, roles_.Check(target), max_lag_seconds);
+  }
+  Send(conn, answer.status, answer.status == 200 ? "OK" : "Service Unavailable", text, answer.body, "", head);
+  return answer.status;
+}
+
 int HttpServer::Handle(mg_connection* conn, void* self) {
   try {
     return static_cast<HttpServer*>(self)->Dispatch(conn);
@@ -332,13 +438,17 @@ int HttpServer::Dispatch(mg_connection* conn) {
   const bool head = method == "HEAD";
   const char* text = "text/plain; charset=utf-8";
 
-  // /healthz stays open so liveness probes need no credentials; it says only "ok".
-  if (auth_.enabled() && path != "/healthz" && !auth_.Allows(mg_get_header(conn, "Authorization"))) {
+  // /healthz stays open so liveness probes need no credentials; it says only "ok". Every other
+  // path, the role checks and /-/reload included, needs them.
+  const std::shared_ptr<BasicAuth> auth = std::atomic_load(&auth_);
+  if (auth->enabled() && path != "/healthz" && !auth->Allows(mg_get_header(conn, "Authorization"))) {
     Send(conn, 401, "Unauthorized", text, "401 unauthorized\n", "WWW-Authenticate: Basic realm=\"pgpulse\"\r\n", head);
     return 401;
   }
+  if (path == "/-/reload") return ServeReload(conn, method);
+  const bool role = path == "/primary" || path == "/replica" || path == "/read";
   const bool known = path == telemetry_path_ || path == "/" || path == "/healthz" || path == "/readyz" ||
-                     path == "/probe";
+                     path == "/probe" || role;
   if (!known) {
     Send(conn, 404, "Not Found", text, "404 not found: " + path + "\n", "", head);
     return 404;
@@ -348,6 +458,7 @@ int HttpServer::Dispatch(mg_connection* conn) {
          "Allow: GET, HEAD\r\n", false);
     return 405;
   }
+  if (role) return ServeRole(conn, path, head);
   if (path == telemetry_path_ || path == "/probe") {
     double timeout = 0;
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);

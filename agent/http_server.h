@@ -1,5 +1,6 @@
 #pragma once
-// The HTTP endpoints (CivetWeb): telemetry path, /healthz, /readyz, landing page.
+// The HTTP endpoints (CivetWeb): telemetry path, /healthz, /readyz, /probe, the role checks
+// (/primary, /replica, /read), POST /-/reload (with --web.enable-lifecycle), landing page.
 // CivetWeb's worker threads call into Agent, which is thread-safe.
 
 #include <atomic>
@@ -8,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "agent/role_check.h"
 #include "agent/runtime.h"
+#include "agent/tls_certificate.h"
 #include "agent/web_config.h"
 
 struct mg_context;
@@ -31,6 +34,14 @@ class HttpServer {
   std::string Start(const std::string& listen_address);
   void Stop();
 
+  // Reloads the config (Agent::Reload) and the web config file given here ("" = none), whose
+  // basic_auth_users then apply at once, and reads the TLS certificate and key files again. From SIGHUP (main thread)
+  // and POST /-/reload (a worker); one reload at a time. Returns the errors (empty: applied).
+  void SetWebConfigFile(std::string path) { web_config_file_ = std::move(path); }
+  std::vector<std::string> Reload(const std::string& trigger);
+  // --web.enable-lifecycle: POST /-/reload answers (off: 404, as Prometheus does). Before Start.
+  void EnableLifecycle(bool on) { lifecycle_ = on; }
+
   // Converts an exporter-style listen address to CivetWeb's listening_ports
   // syntax; "" on a malformed address.
   static std::string ToCivetPorts(const std::string& listen_address);
@@ -42,11 +53,18 @@ class HttpServer {
   static void ConnectionClose(const ::mg_connection* conn);
   void EnforcePerClientLimit();
   int Dispatch(::mg_connection* conn);
+  int ServeRole(::mg_connection* conn, const std::string& path, bool head);
+  int ServeReload(::mg_connection* conn, const std::string& method);
 
   Agent& agent_;
   std::string telemetry_path_;
-  WebConfig web_;
-  BasicAuth auth_;
+  WebConfig web_;                    // as running; guarded by reload_mu_ after Start
+  std::shared_ptr<BasicAuth> auth_;  // std::atomic_load / std::atomic_store only: a reload swaps it
+  std::string web_config_file_;
+  bool lifecycle_ = false;
+  std::mutex reload_mu_;  // one reload at a time
+  RoleChecker roles_;
+  TlsCertificate certificate_;  // presented by every handshake; replaced by a reload
   ::mg_context* ctx_ = nullptr;
   std::string wake_host_;  // address Stop() connects to; "" = loopback
   const int max_per_client_;

@@ -113,6 +113,11 @@ void AddSecret(const std::string& secret) {
   secrets.insert(secret);
 }
 
+void ForgetSecret(const std::string& secret) {
+  std::lock_guard<std::mutex> lock(secrets_mu);
+  secrets.erase(secret);
+}
+
 std::string Redact(std::string text) {
   std::lock_guard<std::mutex> lock(secrets_mu);
   for (const std::string& s : secrets) {

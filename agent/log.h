@@ -24,6 +24,8 @@ inline void LogError(std::string_view m, const LogFields& f = {}) { Log(LogLevel
 
 // Registers a secret (a password) that must never appear in any output.
 void AddSecret(const std::string& secret);
+// Stops redacting a secret that is no longer used (a rotated password, see credentials.h).
+void ForgetSecret(const std::string& secret);
 // Replaces every registered secret in `text` with "[REDACTED]".
 std::string Redact(std::string text);
 

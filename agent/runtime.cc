@@ -48,6 +48,19 @@ std::string FormatTime(std::chrono::system_clock::time_point t) {
   return buf;
 }
 
+// The last reload's time and outcome; a rejected one with its errors (which name files and
+// keys, never a password: Redact guards against one quoted by a parser).
+std::string RenderLastReload(const Agent::ReloadRecord& r) {
+  if (r.at == std::chrono::system_clock::time_point{}) return "";
+  std::string h =
+      "<p>Last reload: " + FormatTime(r.at) + ", " +
+      (r.ok ? std::string("ok") : "<span class=\"failed\">rejected; the previous configuration keeps running</span>");
+  if (r.ok) return h + "</p>\n";
+  h += "</p>\n<ul>\n";
+  for (const std::string& e : r.errors) h += "<li class=\"failed\">" + HtmlEscape(Redact(e)) + "</li>\n";
+  return h + "</ul>\n";
+}
+
 // A reload keeps a running Target (and its connections, caches and compiled
 // patterns) only when nothing it was built from changed: the whole target
 // section, the resolved connection (password file contents, connect_timeout)
@@ -120,6 +133,13 @@ void CheckConstantLabels(const Config& cfg, const Definitions& defs, std::vector
   }
 }
 
+// A password_command that cannot run is found at load; it runs for each new connection.
+void CheckPasswordCommand(const std::vector<std::string>& argv, const std::string& who,
+                          std::vector<std::string>& errors) {
+  if (!argv.empty() && access(argv[0].c_str(), X_OK) != 0)
+    errors.push_back(who + ": password_command " + argv[0] + " cannot be run: " + std::strerror(errno));
+}
+
 // Auth modules with their password files read and their options checked by libpq.
 std::map<std::string, ResolvedAuthModule> ResolveAuthModules(const Config& cfg, std::vector<std::string>& errors) {
   std::map<std::string, ResolvedAuthModule> modules;
@@ -135,6 +155,7 @@ std::map<std::string, ResolvedAuthModule> ResolveAuthModules(const Config& cfg, 
       resolved.password = *p;
       AddSecret(*p);
     }
+    CheckPasswordCommand(mod.password_command, "auth module '" + name + "'", errors);
     // libpq itself says whether the options are keywords it knows.
     if (!ParseDsn(BuildConninfo(mod.options), "", cfg.connect_timeout, error))
       errors.push_back("auth module '" + name + "': options: " + error);
@@ -169,6 +190,7 @@ std::vector<std::pair<TargetConfig, ConnectionSpec>> ResolveTargets(const Config
       password = *p;
     }
     CheckBackrestPaths(t, errors);
+    CheckPasswordCommand(t.password_command, "target '" + t.name + "'", errors);
     auto spec = ParseDsn(t.dsn, password, cfg.connect_timeout, error);
     if (!spec) {
       errors.push_back("target '" + t.name + "': " + error);
@@ -262,7 +284,13 @@ void Agent::RetireLoop() {
 
 std::shared_ptr<const Runtime> Agent::runtime() const { return std::atomic_load(&runtime_); }
 
+Agent::ReloadRecord Agent::LastReload() const {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  return last_reload_;
+}
+
 std::vector<std::string> Agent::Reload(const std::vector<std::string>& refused) {
+  std::lock_guard<std::mutex> reloading(reload_mu_);  // SIGHUP and POST /-/reload may meet
   ConfigResult loaded = LoadConfig(options_.config_file, options_.data_source_name, options_.password_file);
   if (options_.metrics_profile) loaded.config.metrics_profile = *options_.metrics_profile;
   std::vector<std::string> errors;
@@ -273,6 +301,8 @@ std::vector<std::string> Agent::Reload(const std::vector<std::string>& refused) 
     next = nullptr;
   }
   metrics_.ReloadDone(next != nullptr);
+  last_reload_ =
+      ReloadRecord{std::chrono::system_clock::now(), next != nullptr, next ? std::vector<std::string>{} : errors};
   if (!next) {
     for (const auto& e : errors) LogError("configuration rejected", {{"error", e}});
     if (current) LogWarn("keeping the previous configuration", {{"config", options_.config_file}});
@@ -391,6 +421,11 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
   }
   TargetConfig tc;
   tc.name = address;
+  // The module's password is read again for each new connection, as a target's is (credentials.h).
+  const AuthModule& source = rt.config.auth_modules.at(module);
+  tc.password_file = source.password_file;
+  tc.password_command = source.password_command;
+  tc.password_command_timeout = source.password_command_timeout;
   auto target = std::make_shared<Target>(tc, *spec, Labels{}, metrics_);
   adhoc_[key] = Adhoc{target, Clock::now()};
   LogInfo("probe target added", {{"target", address}, {"auth_module", module}, {"server", spec->display}});
@@ -511,6 +546,7 @@ std::string Agent::RenderLanding(const std::string& telemetry_path) const {
       "</a> &middot; <a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></p>\n";
   h += "<p>Configuration: " + HtmlEscape(rt->config.origin) + ", " + std::to_string(rt->definitions->size()) +
        " collectors.</p>\n";
+  h += RenderLastReload(LastReload());
   for (const auto& t : rt->targets) {
     auto last = t->Last();
     h += "<h2>Target " + HtmlEscape(t->config().name) + "</h2>\n<p>" + HtmlEscape(t->spec().display) + "<br>";

@@ -7,6 +7,7 @@
 // scrapes keep the snapshot they started with alive.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -64,6 +65,14 @@ class Agent {
 
   std::shared_ptr<const Runtime> runtime() const;
 
+  // The last reload's outcome (the first load included), for the landing page.
+  struct ReloadRecord {
+    std::chrono::system_clock::time_point at;
+    bool ok = false;
+    std::vector<std::string> errors;
+  };
+  ReloadRecord LastReload() const;
+
   // Collects every target within the deadline derived from Prometheus's
   // scrape timeout (<= 0 when the header was absent) and renders the text.
   std::string RenderMetrics(double prometheus_timeout_seconds);
@@ -106,6 +115,8 @@ class Agent {
   std::thread retirer_;
   std::atomic<uint64_t> scrapes_{0};        // pg_exporter_scrapes_total (postgres_exporter profile)
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
+  mutable std::mutex reload_mu_;            // one Reload at a time; guards last_reload_
+  ReloadRecord last_reload_;
 };
 
 }  // namespace pgpulse::agent

@@ -1,75 +1,37 @@
 #pragma once
-// One PostgreSQL server the agent watches: its persistent connection and
-// the collections that scrapes trigger.
+// One server the agent watches (PostgreSQL or a PgBouncer console), as a
+// scheduler: the worker thread that runs its collections, the collection in
+// flight that concurrent scrapes share, and the deadline. What a collection
+// talks to lives elsewhere: sessions and databases in DatabasePool, cached
+// results in ResultCache, sources that are not SQL in agent/sources/.
 //
-// Threads: HTTP threads call Scrape/Last/CheckReachable; one worker thread
-// per target owns the connection and runs collections. `mu_` guards the
+// Threads: HTTP threads call Scrape/Last; one worker thread per target owns
+// the pool, the cache and the sources and runs collections. `mu_` guards the
 // request hand-off and the last result only; it is never held while waiting
 // on the database. Concurrent scrapes share one collection (singleflight).
 
-#include <chrono>
 #include <condition_variable>
-#include <functional>
 #include <future>
 #include <map>
 #include <memory>
-#include <optional>
 #include <mutex>
-#include <regex>
-#include <set>
+#include <optional>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
-#include <pqxx/connection>
-
-#include "agent/backrest_collector.h"
+#include "agent/collection.h"
 #include "agent/config.h"
+#include "agent/database_pool.h"
+#include "agent/deadline.h"
 #include "agent/dsn.h"
+#include "agent/result_cache.h"
 #include "agent/self_metrics.h"
-#include "collectors/console.h"
+#include "agent/sources/source.h"
 #include "collectors/definition.h"
-#include "collectors/family.h"
-#include "collectors/filesystem.h"
 #include "collectors/plan.h"
 
 namespace pgpulse::agent {
-
-using Clock = std::chrono::steady_clock;
-using Definitions = std::vector<collectors::Definition>;
-using Labels = std::vector<std::pair<std::string, std::string>>;
-
-enum class CollectorStatus { Ok, Cached, Failed, Skipped };
-const char* StatusName(CollectorStatus s);
-
-struct CollectorOutcome {
-  std::string name;
-  std::string database;  // for database-scoped collectors: where it ran
-  CollectorStatus status = CollectorStatus::Failed;
-  std::string detail;  // the error, or why it was skipped
-  double duration_seconds = 0;
-  size_t series = 0;
-  std::shared_ptr<const std::vector<collectors::Family>> families;
-};
-
-struct Collection {
-  bool up = false;
-  std::string error;  // why the server is counted down
-  bool deadline_exceeded = false;
-  collectors::ServerFacts facts;
-  std::vector<CollectorOutcome> collectors;
-  double duration_seconds = 0;
-  std::chrono::system_clock::time_point finished;
-};
-
-// Whether a target is a PostgreSQL server or a PgBouncer admin console:
-// config.type, or when that is empty, pgbouncer if the DSN's dbname is.
-collectors::TargetKind ResolveTargetKind(const TargetConfig& config, const ConnectionSpec& spec);
-
-// PgBouncer's SHOW VERSION text ("PgBouncer 1.18.0") as major*10000 +
-// minor*100 + patch (11800) and the version ("1.18.0"); nullopt if unreadable.
-std::optional<std::pair<int, std::string>> ParsePgBouncerVersion(const std::string& text);
 
 class Target {
  public:
@@ -83,7 +45,7 @@ class Target {
   const TargetConfig& config() const { return config_; }
   const ConnectionSpec& spec() const { return spec_; }
   const Labels& labels() const { return labels_; }
-  collectors::TargetKind kind() const { return kind_; }
+  collectors::TargetKind kind() const { return pool_.kind(); }
 
   // Joins the collection in flight, or starts one, and waits for it until
   // `deadline`; past it, returns a result with up=false. Never throws.
@@ -98,76 +60,50 @@ class Target {
     Clock::time_point deadline;
     std::promise<std::shared_ptr<const Collection>> promise;
   };
-  struct CacheEntry {
-    const collectors::Definition* definition;  // identity within `defs`
-    std::shared_ptr<const Definitions> defs;   // keeps `definition` alive
-    Clock::time_point at;
-    CollectorOutcome outcome;
-  };
-
-  // A connection to another database of the server, for database-scoped collectors.
-  struct DatabaseConnection {
-    std::unique_ptr<pqxx::connection> conn;
-    std::set<std::string> extensions;
-    Clock::time_point last_used{};
-    Clock::time_point next_attempt{};
-    std::chrono::milliseconds backoff{0};
-    std::string last_error;
-  };
   // Per collector, summed over the databases it ran in this collection.
   struct Tally {
     size_t runs = 0, failures = 0, cache_hits = 0, series = 0, dropped_duplicates = 0, dropped_limit = 0;
     double seconds = 0;
   };
+  // One collection's state on the worker thread.
+  struct Walk;
 
   void WorkerLoop();
-  // The pgbackrest outcome for this collection; waits until `until` for a run in flight.
-  CollectorOutcome BackrestOutcome(Clock::time_point until);
   std::shared_ptr<const Collection> Collect(const std::shared_ptr<const Definitions>& defs, Clock::time_point deadline);
-  bool EnsureConnected(std::string& error);
-  bool ReadFacts(collectors::ServerFacts& facts, Clock::time_point deadline, std::string& error);
-  void Discover(Clock::time_point deadline);
-  DatabaseConnection* OpenDatabase(const std::string& db, Clock::time_point deadline, std::string& error);
-  void CloseDatabase(const std::string& db);
-  // Whether this collection may statvfs the server's paths (see FilesystemVisibility); asks the server once.
-  const collectors::FilesystemAccess& FilesystemAccessFor(pqxx::connection_base& conn, Clock::time_point deadline);
-  // Runs a collector with a timeout and labels; resets its connection when lost.
-  using RunFn = std::function<collectors::CollectorRun(collectors::Millis, const Labels&)>;
-  // Runs (or serves from cache) one collector in one database; `connected`
-  // false means its connection was lost earlier in this scrape.
-  CollectorOutcome RunOne(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
-                          const std::string& database, bool connected, const RunFn& run, Clock::time_point deadline,
-                          Tally& tally);
-  // RunOne on a PostgreSQL connection.
-  CollectorOutcome RunOnPostgres(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
-                                 const std::string& database, std::unique_ptr<pqxx::connection>& conn,
-                                 Clock::time_point deadline, Tally& tally);
+  // The deadline of the collection in flight: a request that joins later may move it out.
+  Clock::time_point LatestDeadline(Clock::time_point& deadline);
+  void RunServerScoped(Walk& walk);
+  void RunDatabaseScoped(Walk& walk, const std::string& database);
+  void RunSources(Walk& walk);
+  // Runs (or serves from the cache) one collector in one database on `session`; once more
+  // if a later waiter moved the deadline out after it was cut off.
+  CollectorOutcome RunWithRetry(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
+                                collectors::Session* session);
+  CollectorOutcome RunOne(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
+                          collectors::Session* session, Clock::time_point deadline);
+  // Runs `p` on `session` with `timeout`; decides filesystem access first when `p` needs it.
+  collectors::CollectorRun RunOnSession(Walk& walk, const collectors::PlannedCollector& p, collectors::Session& session,
+                                        collectors::Millis timeout, const Labels& extra);
+  // Whether this collection may look at the server's files; asks the server (on `session`) once
+  // per collection. Throws collectors::SessionLost.
+  const collectors::FilesystemAccess& DecideFilesystemAccess(Walk& walk, collectors::Session& session);
+  // The same for sources that are not SQL, which run after the SQL collectors; never throws.
+  const collectors::FilesystemAccess& FilesystemAccessForSources(Walk& walk);
+  // Where the server keeps its files, for sources; nullptr when it cannot say. Never throws.
+  const collectors::ServerLocation* LocationForSources(Walk& walk);
+  // Adds a finished run to its collector's tally; logs its notes and dropped series.
+  void Record(const CollectorOutcome& out, const collectors::CollectorRun& run, Tally& tally);
 
   const TargetConfig config_;
   const ConnectionSpec spec_;
   const Labels labels_;
-  const collectors::TargetKind kind_;
   SelfMetrics& metrics_;
 
-  // Worker thread only. A PgBouncer target uses console_ instead of conn_.
-  std::unique_ptr<pqxx::connection> conn_;
-  std::unique_ptr<collectors::ConsoleConnection> console_;
-  std::string current_database_;
-  Clock::time_point next_connect_attempt_{};
-  std::chrono::milliseconds backoff_{0};
-  std::string last_connect_error_;
-  std::map<std::string, CacheEntry> cache_;              // key: collector name + '\x1f' + database
-  std::map<std::string, DatabaseConnection> databases_;  // other than current_database_
-  std::vector<std::string> discovered_;                  // databases from the last discovery, sorted
-  Clock::time_point discovered_at_{};
-  bool discovery_done_ = false;
-  std::vector<std::regex> include_, exclude_;
-  std::optional<collectors::FilesystemAccess> fs_access_;  // decided once per collection
-  uint64_t backrest_seen_ = 0;                             // sequence of the last pgbackrest result reported
-
-  // Runs pgbackrest info on a thread of its own; null when not configured. Declared
-  // before the worker so that it outlives it.
-  std::unique_ptr<BackrestCollector> backrest_;
+  // Worker thread only.
+  DatabasePool pool_;
+  ResultCache cache_;
+  // Sources that are not SQL; they may run threads of their own, so they outlive the worker.
+  std::vector<std::unique_ptr<sources::Source>> sources_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -57,13 +57,17 @@ void ParseUsers(const YAML::Node& users, YamlReader& r, WebConfig& into) {
 
 }  // namespace
 
-std::vector<std::string> WebConfigReloadErrors(const std::string& path, const WebConfig& running) {
+WebConfigResult ReloadWebConfig(const std::string& path, const WebConfig& running) {
   WebConfigResult now = LoadWebConfig(path);
-  if (!now.ok()) return now.errors;
-  if (now.config == running) return {};
-  return {path +
-          ": the web config changed since pgpulse started; TLS and basic auth are set up at start: "
-          "restart pgpulse to apply it, or restore the file to reload the rest"};
+  if (!now.ok()) return now;
+  const WebConfig& n = now.config;
+  if (n.tls != running.tls || n.cert_file != running.cert_file || n.key_file != running.key_file ||
+      n.min_version != running.min_version)
+    now.errors.push_back(path +
+                         ": tls_server_config changed since pgpulse started; the listener is set up at start: "
+                         "restart pgpulse to apply it, or restore it to reload the rest (basic_auth_users "
+                         "changes apply on reload)");
+  return now;
 }
 
 WebConfigResult LoadWebConfig(const std::string& path) {

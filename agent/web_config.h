@@ -30,9 +30,11 @@ struct WebConfigResult {
 
 WebConfigResult LoadWebConfig(const std::string& path);
 
-// On SIGHUP: the web config is applied when the HTTP server starts, so a reload refuses a file that
-// no longer says what is running (or no longer loads). Returns why, or nothing when it is unchanged.
-std::vector<std::string> WebConfigReloadErrors(const std::string& path, const WebConfig& running);
+// On a reload (SIGHUP or POST /-/reload): the file read again. Users (basic_auth_users) apply at
+// once; turning TLS on or off, or changing its file paths or min_version, needs a restart (the
+// listener is set up at start), so such a file is refused with errors saying so, as is one that
+// no longer loads (a missing or unreadable certificate or key included).
+WebConfigResult ReloadWebConfig(const std::string& path, const WebConfig& running);
 
 // Checks "Authorization: Basic ..." against bcrypt hashes. bcrypt is slow on
 // purpose, so credentials that verified once are remembered (a bounded set).

@@ -2,16 +2,18 @@
 
 #include <poll.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
+#include <regex>
+
+#include "collectors/text.h"
 
 namespace pgpulse::collectors {
 
 namespace {
 
 std::string Trimmed(const char* message) {
-  std::string s = message ? message : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  std::string s = OneLine(message ? message : "");
   return s.empty() ? "unknown error" : s;
 }
 
@@ -138,6 +140,70 @@ CollectorRun RunConsoleCollector(ConsoleConnection& conn, const PlannedCollector
     run.error = run.mapped.error;
   }
   run.duration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return run;
+}
+
+std::optional<std::pair<int, std::string>> ParsePgBouncerVersion(const std::string& text) {
+  // "PgBouncer 1.18.0"; older releases said "PgBouncer version 1.9.0".
+  static const std::regex version("([0-9]+)\\.([0-9]+)(?:\\.([0-9]+))?");
+  std::smatch m;
+  if (!std::regex_search(text, m, version)) return std::nullopt;
+  int major = std::stoi(m[1].str().substr(0, 4)), minor = std::stoi(m[2].str().substr(0, 4));
+  int patch = m[3].matched ? std::stoi(m[3].str().substr(0, 4)) : 0;
+  if (minor > 99 || patch > 99) return std::nullopt;
+  return std::make_pair(major * 10000 + minor * 100 + patch, m.str(0));
+}
+
+std::unique_ptr<ConsoleSession> ConsoleSession::Open(const std::string& conninfo) {
+  std::string why;
+  auto conn = ConsoleConnection::Open(conninfo, why);
+  if (!conn) throw std::runtime_error(why);
+  return std::unique_ptr<ConsoleSession>(new ConsoleSession(std::move(conn)));
+}
+
+ServerFacts ConsoleSession::ReadFacts(Millis timeout, std::string& database) {
+  std::string error;
+  bool lost = false;
+  auto r = conn_ ? conn_->Exec("SHOW VERSION", timeout, error, lost) : nullptr;
+  if (!r) {
+    if (!conn_) error = "not connected", lost = true;
+    if (lost) conn_.reset();
+    // A console that hung once would hang the retry too.
+    if (lost && error.find("timed out") == std::string::npos) throw SessionLost(error);
+    throw std::runtime_error(error);
+  }
+  const std::string text = r->Text(0, 0);
+  auto v = ParsePgBouncerVersion(text);
+  if (!v)
+    throw std::runtime_error("SHOW VERSION answered '" + text.substr(0, 80) + "', which names no PgBouncer version");
+  ServerFacts facts;
+  facts.kind = TargetKind::PgBouncer;
+  facts.version_num = v->first;
+  facts.version = v->second;
+  database = "pgbouncer";
+  return facts;
+}
+
+std::vector<std::string> ConsoleSession::ListDatabases(Millis) {
+  throw std::runtime_error("a PgBouncer console has no databases to discover");
+}
+
+std::set<std::string> ConsoleSession::ReadExtensions(Millis) { return {}; }
+
+ServerLocation ConsoleSession::ReadLocation(Millis) {
+  throw std::runtime_error("a PgBouncer console has no data directory");
+}
+
+CollectorRun ConsoleSession::Run(const PlannedCollector& planned, Millis timeout, const Labels& extra_labels,
+                                 const FilesystemAccess&) {
+  if (!conn_) {
+    CollectorRun run;
+    run.connection_lost = true;
+    run.error = "connection lost: not connected";
+    return run;
+  }
+  CollectorRun run = RunConsoleCollector(*conn_, planned, timeout, extra_labels);
+  if (run.connection_lost) conn_.reset();
   return run;
 }
 

@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "collectors/mapping.h"
 #include "collectors/plan.h"
 #include "collectors/runner.h"
+#include "collectors/session.h"
 
 namespace pgpulse::collectors {
 
@@ -61,5 +63,30 @@ class ConsoleConnection {
 // RunCollector for a pgbouncer definition on a console connection.
 CollectorRun RunConsoleCollector(ConsoleConnection& conn, const PlannedCollector& planned, Millis timeout,
                                  const std::vector<std::pair<std::string, std::string>>& extra_labels);
+
+// PgBouncer's SHOW VERSION text ("PgBouncer 1.18.0") as major*10000 +
+// minor*100 + patch (11800) and the version ("1.18.0"); nullopt if unreadable.
+std::optional<std::pair<int, std::string>> ParsePgBouncerVersion(const std::string& text);
+
+// A session on a PgBouncer admin console: SHOW VERSION for the facts, no databases of its own,
+// no data directory.
+class ConsoleSession : public Session {
+ public:
+  // Throws on failure.
+  static std::unique_ptr<ConsoleSession> Open(const std::string& conninfo);
+
+  bool usable() const override { return conn_ && conn_->usable(); }
+  ServerFacts ReadFacts(Millis timeout, std::string& database) override;
+  bool has_databases() const override { return false; }
+  std::vector<std::string> ListDatabases(Millis timeout) override;
+  std::set<std::string> ReadExtensions(Millis timeout) override;
+  ServerLocation ReadLocation(Millis timeout) override;
+  CollectorRun Run(const PlannedCollector& planned, Millis timeout, const Labels& extra_labels,
+                   const FilesystemAccess& filesystem) override;
+
+ private:
+  explicit ConsoleSession(std::unique_ptr<ConsoleConnection> conn) : conn_(std::move(conn)) {}
+  std::unique_ptr<ConsoleConnection> conn_;
+};
 
 }  // namespace pgpulse::collectors

@@ -42,6 +42,36 @@ bool NameCarriesUnit(const std::string& metric, const std::string& unit) {
   return false;
 }
 
+// A gauge or counter column: its metric name, help, unit and scale.
+// foreign_names: another exporter's names, kept as it spells them (no _total or unit rules).
+void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx, bool foreign_names, Column& col) {
+  bool counter = bool(spec["counter"]);
+  const char* kind = counter ? "counter" : spec["untyped"] ? "untyped" : "gauge";
+  col.usage = counter ? ColumnUsage::Counter : spec["untyped"] ? ColumnUsage::Untyped : ColumnUsage::Gauge;
+  if (auto s = r.String(spec[kind], ctx + ".metric")) col.metric = *s;
+  if (spec["help"]) {
+    if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
+  }
+  if (spec["unit"]) {
+    if (auto s = r.String(spec["unit"], ctx + ".unit")) col.unit = *s;
+  }
+  if (spec["scale"]) {
+    if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
+  }
+  if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
+  if (!ValidMetricName(col.metric)) {
+    r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+  } else if (foreign_names) {
+    // no naming rules
+  } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
+    r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
+  } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
+    r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
+  }
+  if (!foreign_names && !col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
+    r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
+}
+
 void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec, Definition& def) {
   Column col;
   col.name = col_name;
@@ -94,31 +124,7 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
     } else if (spec["ignore"]) {
       col.usage = ColumnUsage::Ignore;
     } else {
-      bool counter = bool(spec["counter"]);
-      const char* kind = counter ? "counter" : spec["untyped"] ? "untyped" : "gauge";
-      col.usage = counter ? ColumnUsage::Counter : spec["untyped"] ? ColumnUsage::Untyped : ColumnUsage::Gauge;
-      if (auto s = r.String(spec[kind], ctx + ".metric")) col.metric = *s;
-      if (spec["help"]) {
-        if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
-      }
-      if (spec["unit"]) {
-        if (auto s = r.String(spec["unit"], ctx + ".unit")) col.unit = *s;
-      }
-      if (spec["scale"]) {
-        if (auto v = r.Number(spec["scale"], ctx + ".scale")) col.scale = *v;
-      }
-      if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
-      if (!ValidMetricName(col.metric)) {
-        r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
-      } else if (def.foreign_names) {
-        // Another exporter's names, kept as it spells them: no _total or unit rules.
-      } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
-        r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
-      } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
-        r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
-      }
-      if (!def.foreign_names && !col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
-        r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
+      ParseMetricColumn(r, spec, ctx, def.foreign_names, col);
     }
   } else {
     r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map");

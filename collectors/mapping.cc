@@ -27,6 +27,12 @@ std::optional<double> ParseSampleValue(std::string_view text) {
 
 namespace {
 
+MetricKind KindOf(ColumnUsage usage) {
+  return usage == ColumnUsage::Counter   ? MetricKind::Counter
+         : usage == ColumnUsage::Untyped ? MetricKind::Untyped
+                                         : MetricKind::Gauge;
+}
+
 // Key/value rows to one row whose columns are the described keys; cells keep
 // pointing into the caller's storage. Rows with other keys are dropped.
 bool PivotRows(const Definition& def, const TableView& in, TableView& out, std::string& error) {
@@ -97,9 +103,7 @@ MappedResult MapNamedRows(const Definition& def, const TableView& table, const s
         labels.emplace_back(spec[c]->label, table.at(r, c).null ? "" : std::string(table.at(r, c).view()));
     }
     f.help = spec[value_col]->help;
-    f.kind = spec[value_col]->usage == ColumnUsage::Counter   ? MetricKind::Counter
-             : spec[value_col]->usage == ColumnUsage::Untyped ? MetricKind::Untyped
-                                                              : MetricKind::Gauge;
+    f.kind = KindOf(spec[value_col]->usage);
     f.Add(RenderLabels(labels), *v * spec[value_col]->scale);
     seen.push_back(f.name);
     out.families.push_back(std::move(f));
@@ -112,6 +116,209 @@ MappedResult MapNamedRows(const Definition& def, const TableView& table, const s
   return out;
 }
 
+// Which result column plays which part: resolved once per run.
+struct Layout {
+  std::vector<const Column*> spec;  // per result column
+  std::vector<size_t> label_cols, metric_cols;
+  std::vector<std::vector<size_t>> addends;  // per metric column, the columns whose values add to it
+  std::optional<size_t> before_limit_col;
+};
+
+// Resolves result columns against the definition, both ways; "" or the error.
+std::string ResolveColumns(const Definition& def, const TableView& table, Layout& layout) {
+  static const Column kIgnored{};
+  layout.spec.assign(table.columns.size(), nullptr);
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    layout.spec[c] = def.FindColumn(table.columns[c]);
+    if (!layout.spec[c] && def.ignore_other_columns) layout.spec[c] = &kIgnored;
+    if (!layout.spec[c]) return "query returned column '" + table.columns[c] + "' which 'columns' does not describe";
+  }
+  for (const Column& col : def.columns) {
+    if (std::find(table.columns.begin(), table.columns.end(), col.name) != table.columns.end()) continue;
+    return def.pivot ? "pivot: no row has " + def.pivot->key_column + " '" + col.name + "'"
+                     : "column '" + col.name + "' is described but the query did not return it";
+  }
+  return "";
+}
+
+// Sorts the columns into labels and metrics, and makes one family per metric (and the info metric).
+void PlanFamilies(const Definition& def, const TableView& table, Layout& layout, std::vector<Family>& families) {
+  const std::vector<const Column*>& spec = layout.spec;
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage == ColumnUsage::RowsBeforeLimit) layout.before_limit_col = c;
+    if (spec[c]->usage == ColumnUsage::Label) layout.label_cols.push_back(c);
+    if (IsMetricUsage(spec[c]->usage)) {
+      layout.metric_cols.push_back(c);
+      Family f;
+      f.name = spec[c]->metric;
+      f.help = spec[c]->help;
+      f.kind = KindOf(spec[c]->usage);
+      families.push_back(std::move(f));
+    }
+  }
+  layout.addends.assign(layout.metric_cols.size(), {});
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage != ColumnUsage::AddTo) continue;
+    for (size_t i = 0; i < layout.metric_cols.size(); ++i) {
+      if (table.columns[layout.metric_cols[i]] == spec[c]->add_to) layout.addends[i].push_back(c);
+    }
+  }
+  if (def.info) {
+    Family f;
+    f.name = def.info->metric;
+    f.help = def.info->help;
+    f.kind = MetricKind::Gauge;
+    families.push_back(std::move(f));
+  }
+}
+
+// Every row's label suffix ("{a="1",b="2"}") in one arena, so that rows can be
+// deduplicated through string_views that stay valid.
+class LabelSuffixes {
+ public:
+  LabelSuffixes(const TableView& table, const Layout& layout,
+                const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+    std::string prefix;
+    bool first = true;
+    for (const auto& [k, v] : extra_labels) {
+      AppendLabel(prefix, k, v, first);
+      first = false;
+    }
+    const bool any_labels = !extra_labels.empty() || !layout.label_cols.empty();
+    row_end_.reserve(table.rows);
+    arena_.reserve(table.rows * (prefix.size() + 16 * layout.label_cols.size() + 2));
+    for (size_t r = 0; r < table.rows; ++r) {
+      if (any_labels) {
+        arena_.push_back('{');
+        arena_.append(prefix);
+        bool f = extra_labels.empty();
+        for (size_t c : layout.label_cols) {
+          const Cell& cell = table.at(r, c);
+          AppendLabel(arena_, layout.spec[c]->label, cell.null ? std::string_view() : cell.view(), f);
+          f = false;
+        }
+        arena_.push_back('}');
+      }
+      row_end_.push_back(static_cast<uint32_t>(arena_.size()));
+    }
+  }
+  std::string_view of(size_t r) const {
+    size_t begin = r == 0 ? 0 : row_end_[r - 1];
+    return std::string_view(arena_.data() + begin, row_end_[r] - begin);
+  }
+  size_t size() const { return arena_.size(); }
+
+ private:
+  std::string arena_;
+  std::vector<uint32_t> row_end_;
+};
+
+// Open addressing over row numbers: no allocation per row, unlike a node-based set.
+class FirstSeen {
+ public:
+  explicit FirstSeen(const LabelSuffixes& suffixes, size_t rows) : suffixes_(suffixes), rows_(rows) {
+    while (capacity_ < rows * 2) capacity_ <<= 1;
+    slots_.assign(capacity_, 0);
+    const std::hash<std::string_view> hasher;
+    hashes_.resize(rows);
+    for (size_t r = 0; r < rows; ++r) hashes_[r] = hasher(suffixes.of(r)) & (capacity_ - 1);
+  }
+  // Whether no earlier row had row `r`'s labels.
+  bool operator()(size_t r) {
+    constexpr size_t kPrefetchAhead = 16;  // slot lookups are cache misses; start them early
+    if (r + kPrefetchAhead < rows_) __builtin_prefetch(&slots_[hashes_[r + kPrefetchAhead]]);
+    const std::string_view suffix = suffixes_.of(r);
+    for (size_t i = hashes_[r];; i = (i + 1) & (capacity_ - 1)) {
+      if (slots_[i] == 0) {
+        slots_[i] = static_cast<uint32_t>(r + 1);
+        return true;
+      }
+      if (suffixes_.of(slots_[i] - 1) == suffix) return false;
+    }
+  }
+
+ private:
+  const LabelSuffixes& suffixes_;
+  const size_t rows_;
+  size_t capacity_ = 16;
+  std::vector<uint32_t> slots_;  // row + 1; 0 = empty
+  std::vector<size_t> hashes_;
+};
+
+// Adds row `r`'s samples to the families; false (with out.error) on a value that is not a number.
+bool AddRow(const Definition& def, const TableView& table, const Layout& layout, size_t r, std::string_view suffix,
+            MappedResult& out) {
+  auto value_of = [&](size_t c) -> std::optional<double> {
+    const Cell& cell = table.at(r, c);
+    auto v = ParseSampleValue(cell.view());
+    if (!v) {
+      out.error = "column '" + table.columns[c] + "' has value '" + std::string(cell.view()) + "' in row " +
+                  std::to_string(r + 1) + ", which is not a number";
+      return std::nullopt;
+    }
+    return *v * layout.spec[c]->scale;
+  };
+  for (size_t i = 0; i < layout.metric_cols.size(); ++i) {
+    if (table.at(r, layout.metric_cols[i]).null) continue;
+    auto v = value_of(layout.metric_cols[i]);
+    for (size_t a : layout.addends[i]) {
+      if (!v || table.at(r, a).null) continue;
+      auto more = value_of(a);
+      v = more ? std::optional<double>(*v + *more) : std::nullopt;
+    }
+    if (!v) return false;
+    out.families[i].Add(suffix, *v);
+  }
+  if (def.info) out.families.back().Add(suffix, 1);
+  return true;
+}
+
+// Values, duplicates, limits: every row into the families. False on an unusable value.
+bool AddRows(const Definition& def, const TableView& table, const Layout& layout, const LabelSuffixes& suffixes,
+             MappedResult& out) {
+  for (Family& f : out.families) {
+    f.suffixes.reserve(suffixes.size());
+    f.suffix_end.reserve(table.rows);
+    f.values.reserve(table.rows);
+  }
+  FirstSeen first_time(suffixes, table.rows);
+  for (size_t r = 0; r < table.rows; ++r) {
+    size_t present = def.info ? 1 : 0;
+    for (size_t c : layout.metric_cols) present += table.at(r, c).null ? 0 : 1;
+    if (r >= def.max_rows) {
+      out.dropped_limit += present;
+      continue;
+    }
+    if (!first_time(r)) {
+      out.dropped_duplicates += present;
+      continue;
+    }
+    if (out.series + present > def.max_series) {
+      out.dropped_limit += present;
+      continue;
+    }
+    if (!AddRow(def, table, layout, r, suffixes.of(r), out)) return false;
+    out.series += present;
+  }
+  return true;
+}
+
+// Counts the rows a self-limiting query left out (its rows_before_limit column) as dropped.
+bool CountRowsBeforeLimit(const TableView& table, const Layout& layout, MappedResult& out) {
+  if (!layout.before_limit_col || table.rows == 0) return true;
+  const Cell& cell = table.at(0, *layout.before_limit_col);
+  auto total = cell.null ? std::nullopt : ParseSampleValue(cell.view());
+  if (!total || *total < 0 || *total != std::floor(*total)) {
+    out.error = "column '" + table.columns[*layout.before_limit_col] + "' (rows_before_limit) has value '" +
+                std::string(cell.null ? "NULL" : cell.view()) + "', which is not a row count";
+    return false;
+  }
+  // Rows the query left out never reached us: count each as one series per metric column.
+  if (*total > static_cast<double>(table.rows))
+    out.dropped_limit += static_cast<size_t>(*total - static_cast<double>(table.rows)) * layout.metric_cols.size();
+  return true;
+}
+
 }  // namespace
 
 MappedResult MapRows(const Definition& def, const TableView& given,
@@ -120,172 +327,15 @@ MappedResult MapRows(const Definition& def, const TableView& given,
   TableView pivoted;
   if (def.pivot && !PivotRows(def, given, pivoted, out.error)) return out;
   const TableView& table = def.pivot ? pivoted : given;
-  static const Column kIgnored{};
-  // Resolve result columns against the definition, both ways.
-  std::vector<const Column*> spec(table.columns.size(), nullptr);
-  for (size_t c = 0; c < table.columns.size(); ++c) {
-    spec[c] = def.FindColumn(table.columns[c]);
-    if (!spec[c] && def.ignore_other_columns) spec[c] = &kIgnored;
-    if (!spec[c]) {
-      out.error = "query returned column '" + table.columns[c] + "' which 'columns' does not describe";
-      return out;
-    }
-  }
-  for (const Column& col : def.columns) {
-    bool present = false;
-    for (const std::string& name : table.columns) present = present || name == col.name;
-    if (!present) {
-      out.error = def.pivot ? "pivot: no row has " + def.pivot->key_column + " '" + col.name + "'"
-                            : "column '" + col.name + "' is described but the query did not return it";
-      return out;
-    }
-  }
-  if (def.NameSuffixColumn()) return MapNamedRows(def, table, spec, extra_labels);
-  std::vector<size_t> label_cols, metric_cols;
-  std::optional<size_t> before_limit_col;
-  for (size_t c = 0; c < spec.size(); ++c) {
-    if (spec[c]->usage == ColumnUsage::RowsBeforeLimit) before_limit_col = c;
-    if (spec[c]->usage == ColumnUsage::Label) label_cols.push_back(c);
-    if (IsMetricUsage(spec[c]->usage)) {
-      metric_cols.push_back(c);
-      Family f;
-      f.name = spec[c]->metric;
-      f.help = spec[c]->help;
-      f.kind = spec[c]->usage == ColumnUsage::Counter   ? MetricKind::Counter
-               : spec[c]->usage == ColumnUsage::Untyped ? MetricKind::Untyped
-                                                        : MetricKind::Gauge;
-      out.families.push_back(std::move(f));
-    }
-  }
-  // Per metric column, the columns whose values add to it.
-  std::vector<std::vector<size_t>> addends(metric_cols.size());
-  for (size_t c = 0; c < spec.size(); ++c) {
-    if (spec[c]->usage != ColumnUsage::AddTo) continue;
-    for (size_t i = 0; i < metric_cols.size(); ++i) {
-      if (table.columns[metric_cols[i]] == spec[c]->add_to) addends[i].push_back(c);
-    }
-  }
-  if (def.info) {
-    Family f;
-    f.name = def.info->metric;
-    f.help = def.info->help;
-    f.kind = MetricKind::Gauge;
-    out.families.push_back(std::move(f));
-  }
-
-  // Pass 1: every row's label suffix into one arena, so that pass 2 can
-  // deduplicate through string_views that stay valid.
-  std::string prefix;
-  bool first = true;
-  for (const auto& [k, v] : extra_labels) {
-    AppendLabel(prefix, k, v, first);
-    first = false;
-  }
-  const bool any_labels = !extra_labels.empty() || !label_cols.empty();
-  std::string arena;
-  std::vector<uint32_t> row_end;
-  row_end.reserve(table.rows);
-  arena.reserve(table.rows * (prefix.size() + 16 * label_cols.size() + 2));
-  for (size_t r = 0; r < table.rows; ++r) {
-    if (any_labels) {
-      arena.push_back('{');
-      arena.append(prefix);
-      bool f = extra_labels.empty();
-      for (size_t c : label_cols) {
-        const Cell& cell = table.at(r, c);
-        AppendLabel(arena, spec[c]->label, cell.null ? std::string_view() : cell.view(), f);
-        f = false;
-      }
-      arena.push_back('}');
-    }
-    row_end.push_back(static_cast<uint32_t>(arena.size()));
-  }
-
-  // Pass 2: values, duplicates, limit.
-  for (Family& f : out.families) {
-    f.suffixes.reserve(arena.size());
-    f.suffix_end.reserve(table.rows);
-    f.values.reserve(table.rows);
-  }
-  auto suffix_of = [&](size_t r) {
-    size_t begin = r == 0 ? 0 : row_end[r - 1];
-    return std::string_view(arena.data() + begin, row_end[r] - begin);
-  };
-  // Open addressing over row numbers: no allocation per row, unlike a node-based set.
-  size_t capacity = 16;
-  while (capacity < table.rows * 2) capacity <<= 1;
-  std::vector<uint32_t> slots(capacity, 0);  // row + 1; 0 = empty
-  const std::hash<std::string_view> hasher;
-  std::vector<size_t> hashes(table.rows);
-  for (size_t r = 0; r < table.rows; ++r) hashes[r] = hasher(suffix_of(r)) & (capacity - 1);
-  constexpr size_t kPrefetchAhead = 16;  // slot lookups are cache misses; start them early
-  auto first_time = [&](size_t r, std::string_view suffix) {
-    if (r + kPrefetchAhead < table.rows) __builtin_prefetch(&slots[hashes[r + kPrefetchAhead]]);
-    for (size_t i = hashes[r];; i = (i + 1) & (capacity - 1)) {
-      if (slots[i] == 0) {
-        slots[i] = static_cast<uint32_t>(r + 1);
-        return true;
-      }
-      if (suffix_of(slots[i] - 1) == suffix) return false;
-    }
-  };
-  for (size_t r = 0; r < table.rows; ++r) {
-    std::string_view suffix = suffix_of(r);
-    size_t present = def.info ? 1 : 0;
-    for (size_t c : metric_cols) present += table.at(r, c).null ? 0 : 1;
-    if (r >= def.max_rows) {
-      out.dropped_limit += present;
-      continue;
-    }
-    if (!first_time(r, suffix)) {
-      out.dropped_duplicates += present;
-      continue;
-    }
-    if (out.series + present > def.max_series) {
-      out.dropped_limit += present;
-      continue;
-    }
-    auto value_of = [&](size_t c) -> std::optional<double> {
-      const Cell& cell = table.at(r, c);
-      auto v = ParseSampleValue(cell.view());
-      if (!v) {
-        out.error = "column '" + table.columns[c] + "' has value '" + std::string(cell.view()) + "' in row " +
-                    std::to_string(r + 1) + ", which is not a number";
-        return std::nullopt;
-      }
-      return *v * spec[c]->scale;
-    };
-    for (size_t i = 0; i < metric_cols.size(); ++i) {
-      if (table.at(r, metric_cols[i]).null) continue;
-      auto v = value_of(metric_cols[i]);
-      for (size_t a : addends[i]) {
-        if (!v || table.at(r, a).null) continue;
-        auto more = value_of(a);
-        v = more ? std::optional<double>(*v + *more) : std::nullopt;
-      }
-      if (!v) {
-        out.families.clear();
-        out.series = 0;
-        return out;
-      }
-      out.families[i].Add(suffix, *v);
-    }
-    if (def.info) out.families.back().Add(suffix, 1);
-    out.series += present;
-  }
-  if (before_limit_col && table.rows > 0) {
-    const Cell& cell = table.at(0, *before_limit_col);
-    auto total = cell.null ? std::nullopt : ParseSampleValue(cell.view());
-    if (!total || *total < 0 || *total != std::floor(*total)) {
-      out.error = "column '" + table.columns[*before_limit_col] + "' (rows_before_limit) has value '" +
-                  std::string(cell.null ? "NULL" : cell.view()) + "', which is not a row count";
-      out.families.clear();
-      out.series = 0;
-      return out;
-    }
-    // Rows the query left out never reached us: count each as one series per metric column.
-    if (*total > static_cast<double>(table.rows))
-      out.dropped_limit += static_cast<size_t>(*total - static_cast<double>(table.rows)) * metric_cols.size();
+  Layout layout;
+  out.error = ResolveColumns(def, table, layout);
+  if (!out.error.empty()) return out;
+  if (def.NameSuffixColumn()) return MapNamedRows(def, table, layout.spec, extra_labels);
+  PlanFamilies(def, table, layout, out.families);
+  const LabelSuffixes suffixes(table, layout, extra_labels);
+  if (!AddRows(def, table, layout, suffixes, out) || !CountRowsBeforeLimit(table, layout, out)) {
+    out.families.clear();
+    out.series = 0;
   }
   return out;
 }

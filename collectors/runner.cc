@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "collectors/text.h"
+
 namespace pgpulse::collectors {
 
 namespace {
@@ -179,7 +181,7 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     run.error = e.what();
   }
   if (!conn.is_open()) run.connection_lost = true;
-  while (!run.error.empty() && (run.error.back() == '\n' || run.error.back() == ' ')) run.error.pop_back();
+  run.error = OneLine(run.error);
   run.duration_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return run;
 }

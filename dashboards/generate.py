@@ -189,6 +189,16 @@ PANELS = {
                                "alerts": ["PostgreSQLLongRunningTransaction"]},
         "Replay lag (seconds, on the standby)": {"steps": steps(("green", None), ("red", "replication_lag_seconds")),
                                                  "alerts": ["PostgreSQLReplicationLagSeconds"]},
+        "Authentication failures per alert window (server log)": {
+            "expr": {"A": '@@log_errors_window_seconds@@ * sum by (instance, target) '
+                          '(rate(pg_log_authentication_failures_total{' + JI + '}[$__rate_interval]))'},
+            "steps": steps(("green", None), ("red", "log_authentication_failures")),
+            "alerts": ["PostgreSQLAuthenticationFailuresSpike"]},
+        "Statement timeouts per alert window (server log)": {
+            "expr": {"A": '@@log_errors_window_seconds@@ * sum by (instance, target) '
+                          '(rate(pg_log_statement_timeouts_total{' + JI + '}[$__rate_interval]))'},
+            "steps": steps(("green", None), ("red", "log_statement_timeouts")),
+            "alerts": ["PostgreSQLStatementTimeoutsSpike"]},
         "Transaction ID wraparound": {"steps": steps(("green", None), ("orange", "wraparound_warning_ratio"),
                                                      ("red", "wraparound_critical_ratio")),
                                       "alerts": ["PostgreSQLTransactionIDWraparoundNear",
@@ -237,6 +247,14 @@ PANELS = {
         "Backups with errors": {"alerts": ["PostgreSQLBackupErrors"]},
         "Since last backup": {"steps": steps(("green", None), ("red", "backup_full_max_age_seconds")),
                               "alerts": ["PostgreSQLBackupFullTooOld"]},
+        "Dump directory": {"alerts": ["PostgreSQLDumpSetNotVisible"]},
+        "Since newest dump": {"steps": steps(("green", None), ("red", "dump_max_age_seconds")),
+                              "alerts": ["PostgreSQLDumpTooOld"]},
+        "Newest dump against the one before": {"steps": steps(("red", None), ("green", "dump_truncated_ratio")),
+                                               "alerts": ["PostgreSQLDumpTruncated"]},
+        "Dump files": {"alerts": ["PostgreSQLDumpSetEmpty"]},
+        "Since newest dump over time": {"steps": steps(("green", None), ("red", "dump_max_age_seconds")),
+                                        "alerts": ["PostgreSQLDumpTooOld"]},
     },
     "pgpulse-pgbouncer": {
         "Client connections used": {"steps": steps(("green", None),

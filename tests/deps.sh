@@ -12,7 +12,7 @@ packages=(
   libpqxx-dev libpq-dev prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev libcli11-dev
   libgtest-dev libgmock-dev googletest libbenchmark-dev zlib1g-dev libdeflate-dev libcurl4-openssl-dev libssl-dev libcrypt-dev
   ca-certificates openssl curl wrk clang clang-14 libclang-rt-14-dev clang-format dpkg-dev file systemd
-  postgresql postgresql-contrib pgbouncer pgbackrest nlohmann-json3-dev
+  postgresql postgresql-contrib pgbouncer pgbackrest haproxy nlohmann-json3-dev
   prometheus prometheus-alertmanager prometheus-postgres-exporter
   mount util-linux
   python3-matplotlib

@@ -19,9 +19,9 @@
 
 #include "tests/harness/alert_rules.h"
 #include "tests/harness/agent_process.h"
-#include "tests/harness/polling.h"
 #include "tests/harness/alertmanager_server.h"
 #include "tests/harness/pgbackrest_repo.h"
+#include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/prometheus_server.h"
 #include "tests/harness/webhook_receiver.h"
@@ -63,26 +63,6 @@ const WebhookReceiver::Alert* Find(const std::vector<WebhookReceiver::Alert>& re
   return nullptr;
 }
 
-// Waits up to timeout_seconds for a notification; returns a copy of it (alertname empty if none came).
-WebhookReceiver::Alert WaitFor(const WebhookReceiver& webhook, const std::string& alertname, const std::string& status,
-                               const Labels& want, double timeout_seconds) {
-  WebhookReceiver::Alert found;
-  PollUntil(
-      [&] {
-        const auto received = webhook.Received();
-        const auto* a = Find(received, alertname, status, want);
-        if (a) found = *a;
-        return a != nullptr;
-      },
-      timeout_seconds);
-  return found;
-}
-
-double Value(const PrometheusServer& prometheus, const std::string& promql) {
-  const auto samples = prometheus.Query(promql);
-  return samples.size() == 1 ? samples[0].value : -1;
-}
-
 TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothingWhileHealthy) {
   if (!PgbackrestRepo::Installed()) GTEST_SKIP() << PgbackrestRepo::kCommand << " is not installed (tests/deps.sh)";
   const auto start = Clock::now();
@@ -115,9 +95,10 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   // missing data, so the data is checked too.
   std::this_thread::sleep_for(std::chrono::seconds(4));
   const std::string sel = "{job=\"pgpulse-backup\",stanza=\"main\"}";
-  EXPECT_EQ(Value(*prometheus, "pgbackrest_up" + sel), 1);
-  EXPECT_EQ(Value(*prometheus, "pgbackrest_backups{job=\"pgpulse-backup\",stanza=\"main\",type=\"full\"}"), 1);
-  const double age = Value(*prometheus, "time() - pgbackrest_backup_last_completion_timestamp_seconds{type=\"full\"}");
+  EXPECT_EQ(prometheus->QueryOne("pgbackrest_up" + sel), 1);
+  EXPECT_EQ(prometheus->QueryOne("pgbackrest_backups{job=\"pgpulse-backup\",stanza=\"main\",type=\"full\"}"), 1);
+  const double age =
+      prometheus->QueryOne("time() - pgbackrest_backup_last_completion_timestamp_seconds{type=\"full\"}");
   EXPECT_GT(age, kTooOldSeconds) << "the backup is too young for the lowered threshold to be below its age";
   EXPECT_LT(age, 600) << "the backup's completion time is not the backup just made";
   EXPECT_EQ(ActiveAlerts(*prometheus), "") << "alerts on a healthy stanza with a fresh full backup";
@@ -132,7 +113,7 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   ASSERT_TRUE(prometheus->ReloadRules({too_old_rules}));
   Labels full = stanza;
   full["type"] = "full";
-  const WebhookReceiver::Alert too_old = WaitFor(*webhook, "PostgreSQLBackupFullTooOld", "firing", full, 20);
+  const WebhookReceiver::Alert too_old = webhook->WaitForAlert("PostgreSQLBackupFullTooOld", "firing", full, 20);
   ASSERT_FALSE(too_old.alertname.empty())
       << "PostgreSQLBackupFullTooOld did not reach the webhook in 20 s; "
          "Prometheus:"
@@ -150,21 +131,21 @@ TEST(BackupAlertsE2eTest, FullBackupTooOldAndInfoFailingReachTheWebhookAndNothin
   // no stale backup data while it cannot read the repository.
   repo->BreakInfo();
   const auto broken = Clock::now();
-  const WebhookReceiver::Alert failing = WaitFor(*webhook, "PostgreSQLBackupInfoFailing", "firing", stanza, 20);
+  const WebhookReceiver::Alert failing = webhook->WaitForAlert("PostgreSQLBackupInfoFailing", "firing", stanza, 20);
   EXPECT_FALSE(failing.alertname.empty())
       << "PostgreSQLBackupInfoFailing did not reach the webhook in 20 s; "
          "Prometheus:"
       << ActiveAlerts(*prometheus) << "\nwebhook:" << DescribeAlerts(webhook->Received());
   std::cout << "[ backup] PostgreSQLBackupInfoFailing at the webhook " << SecondsSince(broken)
             << " s after the repository broke" << std::endl;
-  EXPECT_EQ(Value(*prometheus, "pgbackrest_stanza_status_code" + sel), 3) << "missing stanza data";
-  EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLBackupFullTooOld", "resolved", full, 10).alertname.empty())
+  EXPECT_EQ(prometheus->QueryOne("pgbackrest_stanza_status_code" + sel), 3) << "missing stanza data";
+  EXPECT_FALSE(webhook->WaitForAlert("PostgreSQLBackupFullTooOld", "resolved", full, 10).alertname.empty())
       << "PostgreSQLBackupFullTooOld still firing on a repository that cannot be read; webhook:"
       << DescribeAlerts(webhook->Received());
 
   // Repaired: InfoFailing resolves without restarting anything.
   repo->Repair();
-  EXPECT_FALSE(WaitFor(*webhook, "PostgreSQLBackupInfoFailing", "resolved", stanza, 15).alertname.empty())
+  EXPECT_FALSE(webhook->WaitForAlert("PostgreSQLBackupInfoFailing", "resolved", stanza, 15).alertname.empty())
       << "PostgreSQLBackupInfoFailing did not resolve after the repair; Prometheus:" << ActiveAlerts(*prometheus);
 
   // Nothing else about backups fired: there is a full backup and pgBackRest marked no errors, and an unreadable

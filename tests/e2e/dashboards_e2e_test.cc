@@ -30,9 +30,11 @@
 
 #include "tests/harness/agent_process.h"
 #include "tests/harness/polling.h"
+#include "tests/harness/pg_dump.h"
 #include "tests/harness/pgbackrest_repo.h"
 #include "tests/harness/pgbouncer_server.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/temp_dir.h"
 #include "tests/harness/prometheus_server.h"
 
 namespace pgpulse::testing {
@@ -425,6 +427,10 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
   std::string queryid;
   PollUntil([&] { return !(queryid = primary->Query(workload_update)).empty(); }, 10, 0.05);
   ASSERT_FALSE(queryid.empty()) << "the workload's UPDATE is not in pg_stat_statements";
+  // The Backups dashboard's dump row: two nights of real pg_dump output of the primary in a directory of its own.
+  TempDir dumps("dashboards-e2e-dumps");
+  PgDump(*primary, dumps / "backup_20261203_0300.dump", {"--format=custom"});
+  PgDump(*primary, dumps / "backup_20261204_0300.dump", {"--format=custom"});
   const double setup_seconds = SecondsSince(start);
 
   // The Queries dashboard's statement text needs statements_query, which is off by default; the primary's agent also
@@ -436,7 +442,8 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
                     "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
                     "    dsn: \"" +
                         primary->uri() + "\"\n" + "    databases: {discover: true}\n    pgbackrest:\n" +
-                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n");
+                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n" +
+                        "    backup_files: [{name: nightly, path: " + dumps.path() + ", pattern: '*.dump'}]\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.

@@ -284,4 +284,11 @@ std::string WriteTempFile(const std::string& name, const std::string& content) {
   return path.string();
 }
 
+std::string WriteConfigWithDefinitions(const std::string& name, const std::string& dsn,
+                                       const std::string& definitions_file, const std::string& target_lines) {
+  return WriteTempFile(name, "targets:\n  - name: main\n    dsn: \"" + dsn + "\"\n" + target_lines +
+                                 "collectors:\n  directories: [\"" +
+                                 definitions_file.substr(0, definitions_file.rfind('/')) + "\"]\n");
+}
+
 }  // namespace pgpulse::testing

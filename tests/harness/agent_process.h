@@ -80,4 +80,10 @@ class AgentProcess {
 // Writing the same name again replaces the file.
 std::string WriteTempFile(const std::string& name, const std::string& content);
 
+// Writes (with WriteTempFile, as NAME) a config with one target "main" on `dsn`, `target_lines`
+// (indented 4 spaces) under it, and the directory of `definitions_file` (a path WriteTempFile
+// returned) as extra collector definitions. Returns the config's path.
+std::string WriteConfigWithDefinitions(const std::string& name, const std::string& dsn,
+                                       const std::string& definitions_file, const std::string& target_lines = "");
+
 }  // namespace pgpulse::testing

@@ -138,18 +138,7 @@ std::string PgBouncerServer::pooled_dsn() const {
 void PgBouncerServer::Stop() {
   if (pid_ <= 0) return;
   Thaw();
-  kill(pid_, SIGINT);
-  int status = 0;
-  for (int i = 0; i < 100; ++i) {
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, &status, 0);
-  pid_ = -1;
+  StopChild(pid_, SIGINT);
 }
 
 void PgBouncerServer::StartAgain() {

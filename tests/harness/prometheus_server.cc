@@ -516,6 +516,11 @@ Json PrometheusServer::ApiData(const std::string& path) const {
   return envelope["data"];
 }
 
+double PrometheusServer::QueryOne(const std::string& promql) const {
+  const auto samples = Query(promql);
+  return samples.size() == 1 ? samples[0].value : -1;
+}
+
 std::vector<PrometheusServer::Sample> PrometheusServer::Query(const std::string& promql) const {
   const Json data = ApiData("/api/v1/query?query=" + PercentEncode(promql));
   // A value is [unix time, "value"]; the value is a string so that NaN and +Inf survive JSON.

@@ -94,6 +94,8 @@ class PrometheusServer {
   // Evaluates promql now (GET /api/v1/query). Throws std::runtime_error on a transport error, on a PromQL error
   // (with Prometheus's message) and on result types other than vector and scalar.
   std::vector<Sample> Query(const std::string& promql) const;
+  // The value of promql when it gives exactly one sample, else -1.
+  double QueryOne(const std::string& promql) const;
 
   // Active targets from /api/v1/targets.
   std::vector<Target> Targets() const;

@@ -11,7 +11,9 @@
 #include <fstream>
 #include <sstream>
 #include <cstring>
+#include <chrono>
 #include <stdexcept>
+#include <thread>
 
 extern char** environ;
 
@@ -102,6 +104,22 @@ std::string LastLines(const std::string& text, size_t count) {
     if (pos == std::string::npos) return text;
   }
   return text.substr(pos == text.size() ? pos : pos + 1);
+}
+
+void StopChild(pid_t& pid, int signal) {
+  if (pid <= 0) return;
+  kill(pid, signal);
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      pid = -1;
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  pid = -1;
 }
 
 }  // namespace pgpulse::testing

@@ -16,6 +16,10 @@ namespace pgpulse::testing {
 // (PR_SET_PDEATHSIG). Throws std::runtime_error if it cannot fork.
 pid_t SpawnChild(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env, int output_fd);
 
+// Sends `signal` to `pid`, waits up to 5 s for it to exit, then SIGKILLs and reaps it; sets pid to -1.
+// Does nothing when pid <= 0.
+void StopChild(pid_t& pid, int signal);
+
 // A waitpid status as a shell reports it: the exit code, or 128 + signal.
 int DecodeWaitStatus(int status);
 

@@ -153,6 +153,24 @@ std::vector<std::string> WebhookReceiver::Payloads() const {
                                        << (seen.empty() ? std::string(", no alerts") : ", alerts:" + seen);
 }
 
+WebhookReceiver::Alert WebhookReceiver::WaitForAlert(const std::string& alertname, const std::string& status,
+                                                     const std::map<std::string, std::string>& want,
+                                                     double timeout_seconds) const {
+  Alert found;
+  const auto matches = [&] {
+    for (const auto& alert : alerts_) {
+      if (alert.alertname == alertname && alert.status == status && LabelsInclude(alert.labels, want)) {
+        found = alert;
+        return true;
+      }
+    }
+    return false;
+  };
+  std::unique_lock<std::mutex> lock(mutex_);
+  arrived_.wait_for(lock, std::chrono::milliseconds(static_cast<long>(timeout_seconds * 1000)), matches);
+  return found;
+}
+
 std::string FormatLabels(const std::map<std::string, std::string>& labels) {
   std::string out = "{";
   for (const auto& [key, value] : labels) out += (out.size() > 1 ? ", " : "") + key + "=\"" + value + "\"";

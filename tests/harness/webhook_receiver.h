@@ -47,6 +47,10 @@ class WebhookReceiver {
   // listing what arrived.
   ::testing::AssertionResult WaitFor(const std::string& alertname, const std::string& status,
                                      double timeout_seconds) const;
+  // Waits up to timeout_seconds for a notification of alertname with status whose labels include `want`;
+  // returns a copy of it (alertname empty if none came).
+  Alert WaitForAlert(const std::string& alertname, const std::string& status,
+                     const std::map<std::string, std::string>& want, double timeout_seconds) const;
 
  private:
   WebhookReceiver() = default;

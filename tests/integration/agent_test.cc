@@ -23,6 +23,7 @@
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/shared_server.h"
+#include "tests/harness/silent_server.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -470,15 +471,7 @@ TEST_F(AgentTest, ProbeOfAServerAddressTakesCredentialsFromAnAuthModule) {
 class PasswordTrap {
  public:
   PasswordTrap() {
-    listener_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listener_, 16) != 0 ||
-        getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
-      throw std::runtime_error("PasswordTrap: cannot listen on loopback");
-    port_ = ntohs(a.sin_port);
+    listener_ = ListenOnLoopback(port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~PasswordTrap() {
@@ -663,15 +656,8 @@ TEST_F(AgentTest, EvictedProbeTargetsTakeTheirSeriesWithThem) {
 // worker waited (14 to 20 s against a 5 s timeout). No request waits for an evicted target.
 TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
   // Accepts connections (the kernel's backlog) and never answers: a connect waits for connect_timeout.
-  int silent = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(silent, 16), 0);
-  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  const std::string hung = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  SilentServer silent;
+  const std::string hung = silent.address();
   std::string cfg = WriteTempFile("hung.yml",
                                   "auth_modules:\n  local:\n    user: postgres\n"
                                   "    options: {sslmode: disable}\n    allow_unverified_server: true\n"
@@ -690,23 +676,15 @@ TEST_F(AgentTest, EvictingAHungProbeTargetDoesNotBlockOtherProbes) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_EQ(SampleValue(other.body, "pg_up"), 1.0) << other.body;
   EXPECT_LT(seconds, 3.0) << "the probe that evicted the hung target waited for it";
-  close(silent);
 }
 
 // Issue #18: SIGTERM waited for a hung backend indefinitely (here: the 30 s connect_timeout).
 TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
-  int silent = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(silent, 16), 0);
-  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  SilentServer silent;
   std::string cfg = WriteTempFile("hungstop.yml",
                                   "connect_timeout: 30s\ntargets:\n  - name: hung\n    dsn: \""
                                   "host=127.0.0.1 port=" +
-                                      std::to_string(ntohs(a.sin_port)) + " user=x sslmode=disable\"\n");
+                                      std::to_string(silent.port()) + " user=x sslmode=disable\"\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   HttpResponse r = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 1"});
   EXPECT_EQ(SampleValue(r.body, "pg_up"), 0.0) << r.body;  // its worker is now stuck connecting
@@ -716,7 +694,6 @@ TEST_F(AgentTest, SigtermStopsWithinFiveSecondsEvenWithAHungServer) {
   EXPECT_EQ(status, 0) << agent->Log();
   EXPECT_LT(seconds, 7.0);
   EXPECT_NE(agent->Log().find("not stopped within 5s"), std::string::npos) << agent->Log();
-  close(silent);
 }
 
 // Issue #18: an over-long auth_module was ignored (the probe went on without it), %00 cut a
@@ -774,9 +751,7 @@ TEST_F(AgentTest, CheckWarnsAboutCollectorsThatChangeTheServer) {
     columns:
       n: {gauge: pg_test_role, help: One.}
 )");
-  std::string cfg = WriteTempFile("sidefx.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                    "\"\ncollectors:\n  directories: [\"" +
-                                                    defs.substr(0, defs.rfind('/')) + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("sidefx.yml", pg_->uri(), defs);
   CommandResult r = AgentProcess::Run({"check", "--config.file=" + cfg});
   EXPECT_EQ(r.exit_status, 0) << r.output;
   EXPECT_NE(r.output.find("warning: " + defs + ":2"), std::string::npos) << r.output;
@@ -804,9 +779,7 @@ TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
     columns:
       v: {gauge: pg_test_after_slow, help: One.}
 )");
-  std::string cfg = WriteTempFile("shared.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                    "\"\ncollectors:\n  directories: [\"" +
-                                                    defs.substr(0, defs.rfind('/')) + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("shared.yml", pg_->uri(), defs);
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);  // connected, facts cached
   auto hurried = std::async(std::launch::async, [&] {
@@ -835,9 +808,7 @@ TEST_F(AgentTest, ACollectorsRoleChangeDoesNotOutliveIt) {
     columns:
       same: {gauge: pg_test_role_same, help: 1 while no role change is in effect.}
 )");
-  std::string cfg = WriteTempFile("role.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() +
-                                                  "\"\ncollectors:\n  directories: [\"" +
-                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("role.yml", pg_->uri(), defs);
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   for (int i = 0; i < 2; ++i) {
     std::string body = HttpGet(agent->url("/metrics")).body;
@@ -983,15 +954,8 @@ TEST(AgentOutage, UpGoesToZeroWithinTheDeadlineAndBackWithoutRestart) {
 
 TEST(AgentOutage, ServerThatNeverAnswersIsDownWithinTheDeadline) {
   // A listening socket nobody reads: TCP connects, PostgreSQL's protocol never starts.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(fd, 16), 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::string dsn = "host=127.0.0.1 port=" + std::to_string(ntohs(addr.sin_port)) + " user=x dbname=x sslmode=disable";
+  SilentServer silent;
+  std::string dsn = "host=127.0.0.1 port=" + std::to_string(silent.port()) + " user=x dbname=x sslmode=disable";
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", dsn}});
   for (int i = 0; i < 2; ++i) {
     auto start = Clock::now();
@@ -999,7 +963,6 @@ TEST(AgentOutage, ServerThatNeverAnswersIsDownWithinTheDeadline) {
     EXPECT_LT(SecondsSince(start), 2.0);
     EXPECT_EQ(SampleValue(body, "pg_up"), 0.0);
   }
-  close(fd);
 }
 
 }  // namespace

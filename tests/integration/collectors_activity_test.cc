@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/shared_server.h"
 #include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
@@ -132,7 +133,7 @@ class ScratchTable {
 
 double Num(const std::string& text) { return std::stod(text); }
 
-class ActivityCollectorsTest : public ::testing::Test {
+class ActivityCollectorsTest : public SharedAgentTest {
  protected:
   static inline const std::string kLockDatabase = "activity_locks";
 
@@ -152,12 +153,6 @@ class ActivityCollectorsTest : public ::testing::Test {
                       "    statements: {max_rows: 5000}\n";
     agent_ = AgentProcess::Start({"--config.file=" + WriteTempFile("activity.yml", cfg)}).release();
   }
-  static void TearDownTestSuite() {
-    delete agent_;
-    agent_ = nullptr;
-    delete pg_;
-    pg_ = nullptr;
-  }
 
   static std::string Scrape() {
     HttpResponse r = HttpGet(agent_->url("/metrics"));
@@ -174,12 +169,7 @@ class ActivityCollectorsTest : public ::testing::Test {
   static std::string Conninfo(const std::string& application_name) {
     return pg_->dsn() + " application_name=" + application_name + " connect_timeout=10";
   }
-
-  static PostgresServer* pg_;
-  static AgentProcess* agent_;
 };
-PostgresServer* ActivityCollectorsTest::pg_ = nullptr;
-AgentProcess* ActivityCollectorsTest::agent_ = nullptr;
 
 // The locked table lives in a database of its own: database-scoped collectors (table sizes and the like)
 // run in the agent's database and would otherwise queue behind the lock too, while every collector under

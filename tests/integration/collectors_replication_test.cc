@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/shared_server.h"
 #include "tests/harness/polling.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
@@ -278,7 +279,7 @@ TEST_F(ReplicationTest, InactiveSlotShowsTheWalItRetains) {
 
 // Logical replication between two databases of one server: the publisher side shows the
 // subscription's slot and WAL sender, the subscriber side the subscription itself.
-class SubscriptionTest : public ::testing::Test {
+class SubscriptionTest : public SharedAgentTest {
  protected:
   static void SetUpTestSuite() {
     pg_ = PostgresServer::Start({"wal_level = logical"}).release();
@@ -290,10 +291,6 @@ class SubscriptionTest : public ::testing::Test {
     Subscriber("CREATE SUBSCRIPTION items_sub CONNECTION 'host=127.0.0.1 port=" + std::to_string(pg_->port()) +
                " user=postgres dbname=postgres' PUBLICATION items_pub WITH (create_slot = false, copy_data = false)");
     agent_ = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}}).release();
-  }
-  static void TearDownTestSuite() {
-    delete agent_;
-    delete pg_;
   }
   static void Subscriber(const std::string& sql) {
     CommandResult r = RunCommand({"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
@@ -307,12 +304,7 @@ class SubscriptionTest : public ::testing::Test {
     while (!r.output.empty() && r.output.back() == '\n') r.output.pop_back();
     return r.output;
   }
-
-  static PostgresServer* pg_;
-  static AgentProcess* agent_;
 };
-PostgresServer* SubscriptionTest::pg_ = nullptr;
-AgentProcess* SubscriptionTest::agent_ = nullptr;
 
 const std::string kSub = "subname=\"items_sub\"";
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/shared_server.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/polling.h"
@@ -88,7 +89,7 @@ class Background {
   std::thread thread_;
 };
 
-class SignalsTest : public ::testing::Test {
+class SignalsTest : public SharedAgentTest {
  protected:
   static void SetUpTestSuite() {
     // A prepared transaction needs max_prepared_transactions; a logical slot wal_level = logical. Autovacuum
@@ -102,19 +103,9 @@ class SignalsTest : public ::testing::Test {
                             "    autovacuum_thresholds: {ttl: 0s}\n";
     agent_ = AgentProcess::Start({"--config.file=" + WriteTempFile("signals.yml", cfg)}).release();
   }
-  static void TearDownTestSuite() {
-    delete agent_;
-    agent_ = nullptr;
-    delete pg_;
-    pg_ = nullptr;
-  }
 
-  static PostgresServer* pg_;
-  static AgentProcess* agent_;
   static int version_;
 };
-PostgresServer* SignalsTest::pg_ = nullptr;
-AgentProcess* SignalsTest::agent_ = nullptr;
 int SignalsTest::version_ = 0;
 
 TEST_F(SignalsTest, PreparedTransactionHoldsTheHorizonAndIsNamed) {
@@ -344,7 +335,7 @@ TEST(StandbyFeedbackTest, StandbyQueryHoldsThePrimarysHorizon) {
 
 // A subscription with two tables, one of which cannot be copied (the subscriber already has a row with the
 // same key), between two databases of one server.
-class StuckSubscriptionTest : public ::testing::Test {
+class StuckSubscriptionTest : public SharedAgentTest {
  protected:
   static void SetUpTestSuite() {
     pg_ = PostgresServer::Start({"wal_level = logical", "wal_retrieve_retry_interval = '1s'"}).release();
@@ -363,12 +354,6 @@ class StuckSubscriptionTest : public ::testing::Test {
                             "    databases: {discover: true, refresh: 1s}\n";
     agent_ = AgentProcess::Start({"--config.file=" + WriteTempFile("stuck-sub.yml", cfg)}).release();
   }
-  static void TearDownTestSuite() {
-    delete agent_;
-    agent_ = nullptr;
-    delete pg_;
-    pg_ = nullptr;
-  }
   static void Subscriber(const std::string& sql) {
     pqxx::connection c(pg_->dsn() + " dbname=subscriber");
     pqxx::nontransaction(c).exec(sql);
@@ -378,12 +363,7 @@ class StuckSubscriptionTest : public ::testing::Test {
     pqxx::result r = pqxx::nontransaction(c).exec(sql);
     return r.empty() || r[0][0].is_null() ? "" : r[0][0].c_str();
   }
-
-  static PostgresServer* pg_;
-  static AgentProcess* agent_;
 };
-PostgresServer* StuckSubscriptionTest::pg_ = nullptr;
-AgentProcess* StuckSubscriptionTest::agent_ = nullptr;
 
 TEST_F(StuckSubscriptionTest, TableWhoseCopyFailsStaysOutsideReady) {
   ASSERT_TRUE(PollUntil(

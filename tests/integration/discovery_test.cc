@@ -79,14 +79,11 @@ TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
     pqxx::nontransaction tx(a);
     tx.exec("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE EXTENSION pgstattuple");
   }
-  std::string defs_dir = WriteTempFile("disc-defs/fanout.yaml", kDefinitions);
-  defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
-  std::string cfg = WriteTempFile("disc.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
-                                                  "\"\n    databases:\n      discover: true\n"
-                                                  "      include: ['app_.*', postgres]\n      refresh: 1s\n"
-                                                  "      max_connections: 2\n"
-                                                  "collectors:\n  directories: [\"" +
-                                                  defs_dir + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("disc.yml", pg->uri(),
+                                               WriteTempFile("disc-defs/fanout.yaml", kDefinitions),
+                                               "    databases:\n      discover: true\n"
+                                               "      include: ['app_.*', postgres]\n      refresh: 1s\n"
+                                               "      max_connections: 2\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_EQ(SampleValue(body, "pg_test_public_tables{datname=\"app_a\"}"), 2.0) << body;
@@ -116,10 +113,8 @@ TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
 TEST(Discovery, WithoutDiscoveryOnlyTheDsnDatabaseIsUsed) {
   auto pg = PostgresServer::Start();
   pg->Exec("CREATE DATABASE elsewhere");
-  std::string defs_dir = WriteTempFile("disc-defs2/fanout.yaml", kDefinitions);
-  defs_dir = defs_dir.substr(0, defs_dir.rfind('/'));
-  std::string cfg = WriteTempFile("nodisc.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
-                                                    "\"\ncollectors:\n  directories: [\"" + defs_dir + "\"]\n");
+  std::string cfg =
+      WriteConfigWithDefinitions("nodisc.yml", pg->uri(), WriteTempFile("disc-defs2/fanout.yaml", kDefinitions));
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_EQ(CountSamples(body, "pg_test_public_tables"), 1) << body;

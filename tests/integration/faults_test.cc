@@ -36,9 +36,7 @@ TEST(Faults, ServerCrashingMidScrapeIsSurvivedAndRecoveredFromWithoutRestart) {
     columns:
       v: {gauge: pg_test_slowish, help: Zero.}
 )");
-  std::string cfg = WriteTempFile("crash.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
-                                                   "\"\ncollectors:\n  directories: [\"" +
-                                                   defs.substr(0, defs.rfind('/')) + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("crash.yml", pg->uri(), defs);
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   EXPECT_EQ(SampleValue(Scrape(*agent, 8), "pg_up"), 1.0);
 

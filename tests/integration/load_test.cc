@@ -43,9 +43,7 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
     columns:
       load_marker_q: {gauge: pg_test_load_marker, help: One.}
 )");
-  std::string cfg = WriteTempFile("load.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
-                                                  "\"\ncollectors:\n  directories: [\"" +
-                                                  defs.substr(0, defs.rfind('/')) + "\"]\n");
+  std::string cfg = WriteConfigWithDefinitions("load.yml", pg->uri(), defs);
   // All 200 come from 127.0.0.1: lift the per-client limit, this measures coalescing and memory.
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.max-connections-per-client=0"});
   HttpGet(agent->url("/metrics"));  // warm up: connect, first collection

@@ -5,12 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
+
+#include <pqxx/pqxx>
 
 #include "tests/harness/agent_process.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/polling.h"
+#include "tests/harness/postgres_server.h"
 #include "tests/harness/shared_server.h"
+#include "tests/harness/temp_dir.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -109,6 +114,42 @@ TEST_F(ReloadTest, FilesystemVisibilityApplies) {
   body = Scrape(*agent);
   EXPECT_NE(body.find("pg_filesystem_visible{kind=\"data\""), std::string::npos) << body;
   EXPECT_EQ(body.find("reason=\"disabled\""), std::string::npos) << body;
+}
+
+TEST_F(ReloadTest, BackupFileSetsApply) {
+  TempDir dir("pgpulse-reload-dumps");
+  for (const char* name : {"a.dump", "b.dump", "c.sql.gz"}) std::ofstream(dir / name) << name;
+  const auto sets = [&](const std::string& pattern) {
+    return "targets:\n" + Target("main", "    backup_files:\n      - {name: nightly, path: " + dir.path() +
+                                             ", pattern: '" + pattern + "'}\n");
+  };
+  auto agent = Start(sets("*.dump"));
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pg_backup_files{set=\"nightly\"}"), 2.0);
+  Reload(*agent, sets("*.sql.gz"));
+  std::string body = Scrape(*agent);
+  EXPECT_EQ(SampleValue(body, "pg_backup_files{set=\"nightly\"}"), 1.0) << body;
+  Reload(*agent, "targets:\n" + Target("main"));
+  body = Scrape(*agent);
+  EXPECT_EQ(CountSamples(body, "pg_backup_files_visible"), 0) << body;
+}
+
+// The log's counts live in the Target: a reload that keeps it keeps them; one that changes its section starts
+// again at the end of the log (history is not counted).
+TEST_F(ReloadTest, LogCountsSurviveAReloadUnlessTheTargetIsRebuilt) {
+  auto logging = PostgresServer::Start({"logging_collector = on", "log_destination = 'jsonlog'", "lc_messages = 'C'"});
+  const std::string target = "targets:\n  - name: main\n    dsn: \"" + logging->uri() + "\"\n";
+  auto agent = Start(target);
+  ScrapeUntilValue(*agent, "pg_log_visible{format=\"jsonlog\",reason=\"\"}", 1);
+  EXPECT_THROW(logging->Exec("SET statement_timeout = '20ms'; SELECT pg_sleep(5)"), pqxx::sql_error);
+  std::string body = ScrapeUntilValue(*agent, "pg_log_statement_timeouts_total", 1);
+  ASSERT_EQ(SampleValue(body, "pg_log_statement_timeouts_total"), 1) << body;
+
+  Reload(*agent, target + "collectors:\n  disable: [database_stats]\n");
+  EXPECT_EQ(SampleValue(Scrape(*agent), "pg_log_statement_timeouts_total"), 1) << "the target was kept";
+
+  Reload(*agent, target + "    logs: {max_read_bytes: 65536}\n");
+  body = ScrapeUntilValue(*agent, "pg_log_statement_timeouts_total", 0);
+  EXPECT_EQ(SampleValue(body, "pg_log_statement_timeouts_total"), 0) << "a rebuilt target starts at the end";
 }
 
 TEST_F(ReloadTest, CollectorsDisableEnableAndOverridesApply) {

@@ -14,6 +14,7 @@
 #include "tests/harness/polling.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/shared_server.h"
+#include "tests/harness/spawn.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -118,36 +119,98 @@ TEST_F(WebConfigTest, UnknownUserTakesAsLongAsAWrongPassword) {
   EXPECT_GT(unknown, known * 0.6);
 }
 
-// TLS and basic auth are set up when the HTTP server starts: a SIGHUP that finds the web config
-// changed refuses the whole reload, says so, and the running credentials keep working.
-TEST_F(WebConfigTest, ReloadRefusesAChangedWebConfigLoudly) {
+// A reload (SIGHUP here, POST /-/reload below) reads the web config again: changed users apply at once.
+TEST_F(WebConfigTest, ReloadAppliesChangedUsers) {
   const std::string cfg =
       WriteTempFile("webreload-agent.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
-  const std::string original = "basic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n";
-  std::string web = WriteTempFile("webreload.yml", original);
+  std::string web = WriteTempFile("webreload.yml", "basic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n");
   auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.config.file=" + web});
   std::string http = "http://127.0.0.1:" + std::to_string(agent->port());
   EXPECT_EQ(Curl({"-u", "ops:pw"}, http + "/metrics"), "200");
 
   WriteTempFile("webreload.yml", "basic_auth_users:\n  newops: '" + Bcrypt("pw2") + "'\n");
-  WriteTempFile("webreload-agent.yml", "targets:\n  - name: renamed\n    dsn: \"" + pg_->uri() + "\"\n");
+  agent->Signal(SIGHUP);
+  EXPECT_TRUE(PollUntil([&] { return Curl({"-u", "newops:pw2"}, http + "/metrics") == "200"; })) << agent->Log();
+  EXPECT_EQ(Curl({"-u", "ops:pw"}, http + "/metrics"), "401") << "the removed user is refused";
+  EXPECT_EQ(Curl({}, http + "/healthz"), "200");
+  EXPECT_NE(agent->Log().find("msg=\"web config applied\""), std::string::npos) << agent->Log();
+}
+
+// The listener is set up at start: a reload that finds tls_server_config changed (here
+// min_version) refuses the whole reload, says so, and the running setup keeps working.
+TEST_F(WebConfigTest, ReloadRefusesAChangedTlsSettingLoudly) {
+  const std::string cfg =
+      WriteTempFile("tlsreload-agent.yml", "targets:\n  - name: main\n    dsn: \"" + pg_->uri() + "\"\n");
+  const std::string original = "tls_server_config:\n  cert_file: " + cert_ + "\n  key_file: " + key_ + "\n";
+  std::string web = WriteTempFile("tlsreload.yml", original);
+  auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.config.file=" + web});
+  std::string https = "https://127.0.0.1:" + std::to_string(agent->port());
+  EXPECT_EQ(Curl({"--cacert", cert_}, https + "/metrics"), "200");
+
+  WriteTempFile("tlsreload.yml", original + "  min_version: TLS13\n");
+  WriteTempFile("tlsreload-agent.yml", "targets:\n  - name: renamed\n    dsn: \"" + pg_->uri() + "\"\n");
   agent->Signal(SIGHUP);
   EXPECT_TRUE(PollUntil([&] { return agent->Log().find("configuration rejected") != std::string::npos; }))
       << agent->Log();
-  EXPECT_NE(agent->Log().find("webreload.yml: the web config changed since pgpulse started"), std::string::npos)
+  EXPECT_NE(agent->Log().find("tlsreload.yml: tls_server_config changed since pgpulse started"), std::string::npos)
       << agent->Log();
-  EXPECT_EQ(Curl({"-u", "newops:pw2"}, http + "/metrics"), "401");
-  CommandResult body = RunCommand({"curl", "-s", "-u", "ops:pw", http + "/metrics"});
+  CommandResult body = RunCommand({"curl", "-s", "--cacert", cert_, https + "/metrics"});
   EXPECT_NE(body.output.find("\npgpulse_config_last_reload_successful 0\n"), std::string::npos) << body.output;
   EXPECT_NE(body.output.find("pg_up 1"), std::string::npos) << "the old config keeps serving";
   EXPECT_EQ(body.output.find("renamed"), std::string::npos) << "nothing of the refused reload applied";
 
   // Restored: the rest of the config reloads.
-  WriteTempFile("webreload.yml", original);
+  WriteTempFile("tlsreload.yml", original);
   agent->Signal(SIGHUP);
   EXPECT_TRUE(PollUntil([&] {
-    return RunCommand({"curl", "-s", "-u", "ops:pw", http + "/"}).output.find("Target renamed") != std::string::npos;
+    return RunCommand({"curl", "-s", "--cacert", cert_, https + "/"}).output.find("Target renamed") !=
+           std::string::npos;
   })) << agent->Log();
+}
+
+// A renewed certificate written over the same files is served after a reload (here POST
+// /-/reload, with the credentials every path but /healthz needs); a key that does not belong to
+// the certificate is refused with the files named, and the running certificate stays.
+TEST_F(WebConfigTest, ReloadServesARenewedCertificate) {
+  const std::string cert = WriteTempFile("renew/cert.pem", ""), key = WriteTempFile("renew/key.pem", "");
+  const std::string fresh_cert = WriteTempFile("renew/fresh-cert.pem", ""),
+                    fresh_key = WriteTempFile("renew/fresh-key.pem", "");
+  for (const auto& [c, k] : {std::pair{cert, key}, std::pair{fresh_cert, fresh_key}}) {
+    CommandResult made =
+        RunCommand({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", k, "-out", c, "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"});
+    ASSERT_EQ(made.exit_status, 0) << made.output;
+  }
+  const std::string web = WriteTempFile("renew.yml", "tls_server_config:\n  cert_file: " + cert + "\n  key_file: " +
+                                                         key + "\nbasic_auth_users:\n  ops: '" + Bcrypt("pw") + "'\n");
+  auto agent =
+      AgentProcess::Start({"--web.config.file=" + web, "--web.enable-lifecycle"}, {{"DATA_SOURCE_NAME", pg_->uri()}});
+  const std::string https = "https://127.0.0.1:" + std::to_string(agent->port());
+  // Trusts the certificate before and after the renewal: the reload's answer comes either way.
+  const std::string both = WriteTempFile("renew/both.pem", ReadFile(cert) + ReadFile(fresh_cert));
+  auto reload = [&] {
+    return RunCommand({"curl", "-s", "-X", "POST", "-u", "ops:pw", "--cacert", both, "-w", " %{http_code}",
+                       https + "/-/reload"})
+        .output;
+  };
+  EXPECT_EQ(Curl({"-u", "ops:pw", "--cacert", cert}, https + "/metrics"), "200");
+  EXPECT_EQ(Curl({"-u", "ops:pw", "--cacert", fresh_cert}, https + "/metrics"), "000") << "not trusted yet";
+  EXPECT_EQ(Curl({"-X", "POST", "--cacert", cert}, https + "/-/reload"), "401");
+
+  // Renewed in place, the old key left: refused, naming both files.
+  RunCommand({"cp", fresh_cert, cert});
+  std::string answer = reload();
+  EXPECT_NE(
+      answer.find("renew.yml: tls_server_config: key_file '" + key + "' is not the key of cert_file '" + cert + "'"),
+      std::string::npos)
+      << answer;
+  EXPECT_EQ(answer.substr(answer.size() - 4), " 500") << answer;
+  EXPECT_EQ(Curl({"-u", "ops:pw", "--cacert", fresh_cert}, https + "/metrics"), "000") << "the old pair stays";
+
+  RunCommand({"cp", fresh_key, key});
+  EXPECT_EQ(reload(), "configuration reloaded\n 200");
+  EXPECT_EQ(Curl({"-u", "ops:pw", "--cacert", fresh_cert}, https + "/metrics"), "200");
+  EXPECT_NE(agent->Log().find("msg=\"tls certificate loaded\""), std::string::npos) << agent->Log();
 }
 
 }  // namespace

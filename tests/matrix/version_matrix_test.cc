@@ -47,6 +47,23 @@ std::optional<double> FindSample(const std::string& body, const std::string& nam
   return std::nullopt;
 }
 
+// Whether this major's server is installed; not being so fails under CI=true, which needs the whole matrix.
+bool Installed(int major) {
+  CommandResult installed =
+      RunCommand({"bash", std::string(PGPULSE_SOURCE_DIR) + "/tests/pg-majors.sh", "bindir", std::to_string(major)});
+  if (installed.exit_status == 0) return true;
+  const char* ci = std::getenv("CI");
+  EXPECT_FALSE(ci && std::string(ci) == "true")
+      << "PostgreSQL " << major << " is not installed, and CI=true needs the whole matrix: "
+      << "bash tests/pg-majors.sh install";
+  return false;
+}
+
+std::string NotInstalled(int major) {
+  return "PostgreSQL " + std::to_string(major) +
+         " is not installed: run bash tests/pg-majors.sh install (needs npm: apt-get install npm)";
+}
+
 struct CheckRow {
   std::string collector, status, series, detail;
 };
@@ -111,16 +128,7 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   const int major = Major();
   ASSERT_GE(major, 12) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
   ASSERT_LE(major, 18) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
-  CommandResult installed =
-      RunCommand({"bash", std::string(PGPULSE_SOURCE_DIR) + "/tests/pg-majors.sh", "bindir", std::to_string(major)});
-  if (installed.exit_status != 0) {
-    const char* ci = std::getenv("CI");
-    ASSERT_FALSE(ci && std::string(ci) == "true")
-        << "PostgreSQL " << major << " is not installed, and CI=true needs the whole matrix: "
-        << "bash tests/pg-majors.sh install";
-    GTEST_SKIP() << "PostgreSQL " << major << " is not installed: run bash tests/pg-majors.sh install "
-                 << "(needs npm: apt-get install npm)";
-  }
+  if (!Installed(major)) GTEST_SKIP() << NotInstalled(major);
 
   auto primary = PostgresServer::Start({"wal_level = logical", "track_io_timing = on", "max_wal_senders = 10"});
   ASSERT_EQ(primary->Query("SHOW server_version_num").substr(0, 2), std::to_string(major));
@@ -294,6 +302,34 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
 
   ExpectPromtoolClean("primary.prom", Scrape(*primary_agent));
   ExpectPromtoolClean("standby.prom", Scrape(*standby_agent));
+}
+
+// Errors by kind from this major's log: csvlog before 15 (jsonlog arrived in 15), jsonlog from 15.
+TEST(VersionMatrix, LogErrorsAreCountedInThisMajorsLogFormat) {
+  const int major = Major();
+  ASSERT_GE(major, 12) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
+  if (!Installed(major)) GTEST_SKIP() << NotInstalled(major);
+  const std::string format = major >= 15 ? "jsonlog" : "csvlog";
+  auto pg =
+      PostgresServer::Start({"logging_collector = on", "log_destination = '" + format + "'", "lc_messages = 'C'"});
+  auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg->dsn()}});
+  std::string body = ScrapeUntilValue(*agent, "pg_log_visible{format=\"" + format + "\",reason=\"\"}", 1);
+  ASSERT_EQ(FindSample(body, "pg_log_visible", "format=\"" + format + "\""), 1.0) << body;
+
+  EXPECT_THROW(pg->Exec("SET statement_timeout = '50ms'; SELECT pg_sleep(5)"), pqxx::sql_error);
+  EXPECT_THROW(pqxx::connection("host=127.0.0.1 port=" + std::to_string(pg->port()) +
+                                " dbname=postgres user=nosuchrole sslmode=disable gssencmode=disable"),
+               pqxx::broken_connection);
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        body = Scrape(*agent);
+        return FindSample(body, "pg_log_statement_timeouts_total") == 1.0 &&
+               FindSample(body, "pg_log_authentication_failures_total") == 1.0;
+      },
+      20))
+      << body;
+  EXPECT_EQ(FindSample(body, "pg_log_messages_total", "severity=\"FATAL\",sqlstate_class=\"28\""), 1.0) << body;
+  EXPECT_EQ(FindSample(body, "pg_log_malformed_records_total"), 0.0) << body;
 }
 
 }  // namespace

@@ -108,6 +108,28 @@ TEST(Config, PreparedStatementsCanBeTurnedOffPerTarget) {
   std::remove(good.c_str());
 }
 
+TEST(Config, LogsKeysAreCheckedAndOnByDefault) {
+  std::string p = Write(
+      "targets:\n  - name: a\n    logs: {enabled: maybe}\n  - name: b\n    logs: {max_read_bytes: 100}\n"
+      "  - name: c\n    logs: {path: /var/log}\n");
+  ConfigResult r = LoadConfig(p, "", "");
+  ASSERT_FALSE(r.ok());
+  const std::string all = Joined(r.errors);
+  EXPECT_NE(all.find(p + ":3:21: target 'a'.logs.enabled must be true or false"), std::string::npos) << all;
+  EXPECT_NE(all.find(p + ":5:28: target 'b'.logs.max_read_bytes must be at least 65536"), std::string::npos) << all;
+  EXPECT_NE(all.find(p + ":7:12: target 'c'.logs: unknown key 'path'"), std::string::npos) << all;
+  std::string good = Write("targets:\n  - name: a\n  - name: b\n    logs: {enabled: false, max_read_bytes: 65536}\n");
+  ConfigResult ok = LoadConfig(good, "", "");
+  ASSERT_TRUE(ok.ok()) << Joined(ok.errors);
+  EXPECT_TRUE(ok.config.targets[0].logs.enabled);
+  EXPECT_EQ(ok.config.targets[0].logs.max_read_bytes, 16u << 20);
+  EXPECT_FALSE(ok.config.targets[1].logs.enabled);
+  EXPECT_EQ(ok.config.targets[1].logs.max_read_bytes, 65536u);
+  EXPECT_FALSE(ok.config.targets[0] == ok.config.targets[1]) << "a changed logs section rebuilds the target on reload";
+  std::remove(p.c_str());
+  std::remove(good.c_str());
+}
+
 TEST(Config, DuplicateTargetNamesAreRejected) {
   std::string p = Write("targets:\n  - name: a\n  - name: a\n");
   ConfigResult r = LoadConfig(p, "", "");

@@ -1,5 +1,7 @@
 #include "collectors/definition.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/dumps.h"
+#include "agent/sources/logs.h"
+#include "agent/sources/pgbackrest.h"
 #include "collectors/reference.h"
 
 #include <fstream>
@@ -317,7 +319,8 @@ TEST(Reference, CommittedMetricReferenceIsCurrent) {
   std::ifstream in(std::string(PGPULSE_SOURCE_DIR) + "/queries/METRICS.md");
   std::stringstream committed;
   committed << in.rdbuf();
-  EXPECT_TRUE(committed.str() == RenderReference(r.definitions, {agent::BackrestSource()}))
+  EXPECT_TRUE(committed.str() == RenderReference(r.definitions, {agent::BackrestSource(), agent::BackupFilesSource(),
+                                                                 agent::sources::LogsSource()}))
       << "queries/METRICS.md is stale: run ./build/pgpulse reference > queries/METRICS.md";
 }
 

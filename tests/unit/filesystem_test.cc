@@ -10,6 +10,7 @@
 #include "collectors/definition.h"
 #include "collectors/mapping.h"
 #include "collectors/runner.h"
+#include "tests/harness/table_view.h"
 
 namespace pgpulse::collectors {
 namespace {
@@ -61,30 +62,11 @@ TEST(FilesystemDefinition, AddedColumnsNeedTheKey) {
       << Errors(r);
 }
 
-// Keeps cell storage alive for a TableView.
-struct Table {
-  std::vector<std::optional<std::string>> paths;
-  TableView view;
-  explicit Table(std::vector<std::optional<std::string>> p) : paths(std::move(p)) {
-    view.columns = {"path"};
-    view.rows = paths.size();
-    for (auto& path : paths) {
-      Cell c;
-      c.null = !path;
-      if (path) {
-        c.data = path->data();
-        c.size = path->size();
-      }
-      view.cells.push_back(c);
-    }
-  }
-};
-
 TEST(FilesystemColumns, VisiblePathGetsStatvfsNumbersAndMissingOnesAReason) {
   LoadResult r = Load(kDisk);
   ASSERT_TRUE(r.ok()) << Errors(r);
   const Definition& def = r.definitions[0];
-  Table t({std::string("/"), std::string("/no/such/dir"), std::nullopt});
+  testing::Table t({"path"}, {{std::string("/")}, {std::string("/no/such/dir")}, {std::nullopt}});
   FilesystemAccess access;
   access.allowed = true;
   std::vector<std::string> storage, notes;
@@ -106,7 +88,7 @@ TEST(FilesystemColumns, VisiblePathGetsStatvfsNumbersAndMissingOnesAReason) {
 TEST(FilesystemColumns, DeniedAccessLooksAtNothing) {
   LoadResult r = Load(kDisk);
   ASSERT_TRUE(r.ok()) << Errors(r);
-  Table t({std::string("/")});
+  testing::Table t({"path"}, {{std::string("/")}});
   FilesystemAccess access;
   access.denied_reason = "disabled";
   access.denied_detail = "told not to";

@@ -4,29 +4,12 @@
 
 #include <cmath>
 
+#include "tests/harness/table_view.h"
+
 namespace pgpulse::collectors {
 namespace {
 
-// Keeps cell storage alive for a TableView.
-struct Table {
-  std::vector<std::vector<std::optional<std::string>>> rows;
-  TableView view;
-  Table(std::vector<std::string> columns, std::vector<std::vector<std::optional<std::string>>> r) : rows(std::move(r)) {
-    view.columns = std::move(columns);
-    view.rows = rows.size();
-    for (auto& row : rows) {
-      for (auto& cell : row) {
-        Cell c;
-        c.null = !cell.has_value();
-        if (cell) {
-          c.data = cell->data();
-          c.size = cell->size();
-        }
-        view.cells.push_back(c);
-      }
-    }
-  }
-};
+using testing::Table;
 
 Definition Def(size_t max_series = 100) {
   LoadResult r = LoadDefinitions({Source{"t.yaml", R"(collectors:
@@ -46,15 +29,7 @@ Definition Def(size_t max_series = 100) {
   return d;
 }
 
-std::string Samples(const Family& f) {
-  std::string s;
-  for (size_t i = 0; i < f.size(); ++i) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, " %g\n", f.values[i]);
-    s += f.name + std::string(f.suffix(i)) + buf;
-  }
-  return s;
-}
+std::string Samples(const Family& f) { return testing::Samples({f}); }
 
 TEST(Mapping, RowsBecomeOneFamilyPerMetricColumn) {
   Table t({"datname", "state", "n", "t", "note"},

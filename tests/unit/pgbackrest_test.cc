@@ -10,9 +10,9 @@
 
 #include <unistd.h>
 
-#include "agent/command.h"
+#include "agent/sources/command.h"
 #include "agent/config.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
 #include "collectors/exposition.h"
 
 namespace pgpulse::agent {

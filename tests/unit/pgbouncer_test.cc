@@ -9,10 +9,12 @@
 #include "agent/config.h"
 #include "agent/dsn.h"
 #include "agent/target.h"
+#include "collectors/console.h"
 #include "collectors/definition.h"
 #include "collectors/embedded.h"
 #include "collectors/mapping.h"
 #include "collectors/plan.h"
+#include "tests/harness/table_view.h"
 
 namespace pgpulse {
 namespace {
@@ -22,6 +24,7 @@ using collectors::LoadDefinitions;
 using collectors::LoadResult;
 using collectors::Source;
 using collectors::TargetKind;
+using testing::Table;
 
 std::string AllErrors(const LoadResult& r) {
   std::string s;
@@ -31,38 +34,7 @@ std::string AllErrors(const LoadResult& r) {
 
 LoadResult Load(const std::string& yaml) { return LoadDefinitions({Source{"b.yaml", yaml}}); }
 
-// Keeps cell storage alive for a TableView.
-struct Table {
-  std::vector<std::vector<std::optional<std::string>>> rows;
-  collectors::TableView view;
-  Table(std::vector<std::string> columns, std::vector<std::vector<std::optional<std::string>>> r) : rows(std::move(r)) {
-    view.columns = std::move(columns);
-    view.rows = rows.size();
-    for (auto& row : rows) {
-      for (auto& cell : row) {
-        collectors::Cell c;
-        c.null = !cell.has_value();
-        if (cell) {
-          c.data = cell->data();
-          c.size = cell->size();
-        }
-        view.cells.push_back(c);
-      }
-    }
-  }
-};
-
-std::string Samples(const collectors::MappedResult& m) {
-  std::string s;
-  for (const auto& f : m.families) {
-    for (size_t i = 0; i < f.size(); ++i) {
-      char buf[64];
-      std::snprintf(buf, sizeof buf, " %g\n", f.values[i]);
-      s += f.name + std::string(f.suffix(i)) + buf;
-    }
-  }
-  return s;
-}
+std::string Samples(const collectors::MappedResult& m) { return testing::Samples(m.families); }
 
 TEST(PgBouncerDefinition, LoadsWithTargetAndShow) {
   LoadResult r = Load(R"(collectors:
@@ -292,18 +264,18 @@ TEST(PgBouncerPlan, EachKindRunsOnlyItsOwnDefinitions) {
 }
 
 TEST(PgBouncerVersion, ParsesShowVersion) {
-  auto v = agent::ParsePgBouncerVersion("PgBouncer 1.18.0");
+  auto v = collectors::ParsePgBouncerVersion("PgBouncer 1.18.0");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 11800);
   EXPECT_EQ(v->second, "1.18.0");
-  v = agent::ParsePgBouncerVersion("PgBouncer version 1.9.0");
+  v = collectors::ParsePgBouncerVersion("PgBouncer version 1.9.0");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 10900);
-  v = agent::ParsePgBouncerVersion("PgBouncer 1.23");
+  v = collectors::ParsePgBouncerVersion("PgBouncer 1.23");
   ASSERT_TRUE(v);
   EXPECT_EQ(v->first, 12300);
-  EXPECT_FALSE(agent::ParsePgBouncerVersion("PgBouncer"));
-  EXPECT_FALSE(agent::ParsePgBouncerVersion("1.180.0"));
+  EXPECT_FALSE(collectors::ParsePgBouncerVersion("PgBouncer"));
+  EXPECT_FALSE(collectors::ParsePgBouncerVersion("1.180.0"));
 }
 
 agent::ConnectionSpec Spec(const std::string& dsn) {

@@ -1,9 +1,10 @@
-#include "agent/backrest_collector.h"
+#include "agent/sources/backrest_collector.h"
 
 #include <algorithm>
 
 #include "agent/log.h"
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
+#include "collectors/text.h"
 
 namespace pgpulse::agent {
 
@@ -12,6 +13,8 @@ namespace {
 // pgbackrest info for one stanza is a few KB per backup; this bounds a runaway.
 constexpr size_t kMaxOutput = 16 << 20;
 constexpr std::chrono::milliseconds kFailureRetry{60'000};
+// What a collection keeps back from its deadline when it waits for pgbackrest info.
+constexpr std::chrono::milliseconds kMargin{100};
 
 }  // namespace
 
@@ -76,9 +79,7 @@ void BackrestCollector::Loop() {
         result->families = std::make_shared<const std::vector<collectors::Family>>(std::move(report.families));
     }
     // pgBackRest's messages span lines (HINT: ...); one line each in logs and tables.
-    for (char& ch : result->error) {
-      if (ch == '\n' || ch == '\r') ch = ' ';
-    }
+    result->error = collectors::OneLine(result->error);
     result->ok = result->error.empty();
     if (!result->families) {
       auto down = BackrestDownFamilies(config_.stanza, labels_);
@@ -101,6 +102,30 @@ void BackrestCollector::Loop() {
     }
     cv_.notify_all();
   }
+}
+
+void BackrestCollector::Start() { started_ = Refresh(); }
+
+sources::SourceOutcome BackrestCollector::Collect(const sources::SourceContext&,
+                                                  std::chrono::steady_clock::time_point until) {
+  sources::SourceOutcome result;
+  CollectorOutcome& out = result.outcome;
+  out.name = kName;
+  bool running = false;
+  auto r = Take(started_ ? until - kMargin : std::chrono::steady_clock::now(), running);
+  if (!r) {
+    out.detail = "pgbackrest info has not finished yet (timeout " + collectors::FormatDuration(config_.timeout) + ")";
+    return result;
+  }
+  result.ran = r->sequence != seen_;
+  seen_ = r->sequence;
+  out.status = !r->ok ? CollectorStatus::Failed : result.ran ? CollectorStatus::Ok : CollectorStatus::Cached;
+  out.detail = collectors::OneLine(r->error);
+  if (running) out.detail += std::string(out.detail.empty() ? "" : "; ") + "a newer pgbackrest info is still running";
+  out.duration_seconds = r->duration_seconds;
+  out.series = r->series;
+  out.families = r->families;
+  return result;
 }
 
 }  // namespace pgpulse::agent

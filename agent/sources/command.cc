@@ -1,4 +1,4 @@
-#include "agent/command.h"
+#include "agent/sources/command.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+
+#include "collectors/text.h"
 
 extern char** environ;
 
@@ -31,17 +33,6 @@ struct Fd {
     fd = -1;
   }
 };
-
-std::string OneLineTail(std::string s, size_t max) {
-  for (char& c : s) {
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-  }
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  size_t start = s.find_first_not_of(' ');
-  s = start == std::string::npos ? "" : s.substr(start);
-  if (s.size() > max) s = s.substr(0, max) + "...";
-  return s;
-}
 
 // Starts argv[0] in a process group of its own with stdin from /dev/null and stdout/stderr into
 // the pipes' write ends; returns its pid, or -1 with `error` set.
@@ -165,7 +156,7 @@ void Reap(Child& child, CommandOutcome& r) {
 
 // Fills exit_code/signal and, when the command did not succeed, `error` with what happened and its stderr.
 void Describe(const std::string& command, const Child& child, collectors::Millis timeout, CommandOutcome& r) {
-  std::string stderr_text = OneLineTail(r.err, 2000);
+  std::string stderr_text = collectors::OneLine(r.err, 2000);
   std::string what;
   if (r.timed_out) {
     what = (child.Cancelled() ? "cancelled" : "timed out after " + collectors::FormatDuration(timeout)) + ", killed";

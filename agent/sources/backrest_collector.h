@@ -3,7 +3,7 @@
 // of its own, at most once per ttl, so a slow repository (remote, S3) delays
 // at most the scrape that asked for a refresh, and never past its deadline.
 //
-// Threads: the target's worker calls Refresh/Take; the collector's own thread
+// Threads: the target's worker calls Start/Collect (Refresh/Take); the collector's own thread
 // runs the command. `mu_` guards the request flag and the last result; it is
 // never held while the command runs.
 
@@ -16,8 +16,9 @@
 #include <utility>
 #include <vector>
 
-#include "agent/command.h"
+#include "agent/sources/command.h"
 #include "agent/config.h"
+#include "agent/sources/source.h"
 #include "collectors/family.h"
 
 namespace pgpulse::agent {
@@ -32,12 +33,12 @@ struct BackrestResult {
   uint64_t sequence = 0;  // counts runs, so a caller can tell a fresh result from one it has seen
 };
 
-class BackrestCollector {
+class BackrestCollector : public sources::Source {
  public:
   static constexpr const char* kName = "pgbackrest";
 
   BackrestCollector(std::string target, BackrestConfig config, std::vector<std::pair<std::string, std::string>> labels);
-  ~BackrestCollector();  // kills a running command, joins the thread
+  ~BackrestCollector() override;  // kills a running command, joins the thread
   BackrestCollector(const BackrestCollector&) = delete;
   BackrestCollector& operator=(const BackrestCollector&) = delete;
 
@@ -49,6 +50,12 @@ class BackrestCollector {
   std::shared_ptr<const BackrestResult> Take(std::chrono::steady_clock::time_point until, bool& running);
 
   const BackrestConfig& config() const { return config_; }
+
+  // sources::Source: Refresh at the start of a collection; only the collection that started a
+  // run waits for it (until `until` less a margin), the others report the last result.
+  void Start() override;
+  sources::SourceOutcome Collect(const sources::SourceContext& context,
+                                 std::chrono::steady_clock::time_point until) override;
 
  private:
   void Loop();
@@ -64,6 +71,8 @@ class BackrestCollector {
   bool running_ = false;                        // guarded by mu_
   std::shared_ptr<const BackrestResult> last_;  // guarded by mu_
   uint64_t runs_ = 0;                           // collector thread only
+  bool started_ = false;                        // by this collection's Start; target's worker only
+  uint64_t seen_ = 0;                           // sequence of the last result reported; target's worker only
   std::thread thread_;
 };
 

@@ -1,4 +1,4 @@
-#include "agent/pgbackrest.h"
+#include "agent/sources/pgbackrest.h"
 
 #include <nlohmann/json.hpp>
 

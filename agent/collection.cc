@@ -1,0 +1,15 @@
+#include "agent/collection.h"
+
+namespace pgpulse::agent {
+
+const char* StatusName(CollectorStatus s) {
+  switch (s) {
+    case CollectorStatus::Ok: return "ok";
+    case CollectorStatus::Cached: return "cached";
+    case CollectorStatus::Failed: return "failed";
+    case CollectorStatus::Skipped: return "skipped";
+  }
+  return "?";
+}
+
+}  // namespace pgpulse::agent
