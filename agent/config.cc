@@ -322,8 +322,15 @@ void ParseScrape(const YAML::Node& s, YamlReader& r, Config& cfg) {
 void ParseConfig(const YAML::Node& root, YamlReader& r, Config& cfg) {
   if (root.IsNull()) return;
   if (!r.Map(root, "config",
-             {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets"}))
+             {"targets", "collectors", "scrape", "connect_timeout", "auth_modules", "max_probe_targets",
+              "metrics_profile"}))
     return;
+  if (const YAML::Node p = root["metrics_profile"]) {
+    if (auto text = r.String(p, "metrics_profile")) {
+      if (auto profile = ParseMetricsProfile(*text)) cfg.metrics_profile = *profile;
+      else r.Error(p, "metrics_profile: must be pgpulse, postgres_exporter or both, got '" + *text + "'");
+    }
+  }
   if (const YAML::Node am = root["auth_modules"]) ParseAuthModules(am, r, cfg);
   if (root["max_probe_targets"])
     cfg.max_probe_targets = r.Count(root["max_probe_targets"], "max_probe_targets").value_or(1);

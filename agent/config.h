@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "agent/probe_policy.h"
+#include "agent/metrics_profile.h"
 #include "agent/sources/dumps_config.h"
 #include "agent/sources/logs_config.h"
 #include "collectors/duration.h"
@@ -136,6 +137,8 @@ struct Config {
   std::map<std::string, AuthModule> auth_modules;
   size_t max_probe_targets = 64;  // ad-hoc targets kept (with their connections), least recently used dropped
   Millis connect_timeout{5'000};
+  // metrics_profile: pgpulse's names, postgres_exporter's, or both (--metrics.profile overrides it).
+  MetricsProfile metrics_profile = MetricsProfile::Pgpulse;
 };
 
 struct ConfigResult {

@@ -33,6 +33,7 @@ std::string Env(const char* name) {
 struct Flags {
   std::string config_file, listen = ":9679", telemetry = "/metrics", level = "info", format = "logfmt";
   std::string web_config_file;
+  std::string profile;  // --metrics.profile; "" = the config's
   bool lifecycle = false;
   int per_client = 8;
   bool connect = false;
@@ -52,6 +53,10 @@ void DefineFlags(CLI::App& app, Flags& f) {
                  "Connections one client address may hold open at once (0 = no limit)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100000));
+  app.add_option("--metrics.profile", f.profile,
+                 "Metric names to serve: pgpulse, postgres_exporter or both (default: the config's metrics_profile, "
+                 "else pgpulse)")
+      ->check(CLI::IsMember({"pgpulse", "postgres_exporter", "both"}));
   app.add_option("--log.level", f.level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--log.format", f.format, "logfmt or json")->capture_default_str();
   app.fallthrough();  // `pgpulse check --config.file=...` reads naturally
@@ -157,7 +162,8 @@ int main(int argc, char** argv) {
     std::cerr << "--web.telemetry-path: must start with '/' and differ from /, /healthz and /readyz\n";
     return 2;
   }
-  AgentOptions options{f.config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE")};
+  AgentOptions options{f.config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE"),
+                       ParseMetricsProfile(f.profile)};
   if (*f.check) return RunCheck(options, f.connect, std::cout, std::cerr);
   return Serve(f, options);
 }

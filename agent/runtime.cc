@@ -10,6 +10,7 @@
 #include <set>
 
 #include "agent/log.h"
+#include "agent/profile_health.h"
 #include "collectors/embedded.h"
 #include "collectors/exposition.h"
 
@@ -72,15 +73,15 @@ bool SameTarget(const Target& old, const TargetConfig& config, const ConnectionS
 
 namespace {
 
-// The embedded definitions, then the config's directories, with the config's enable/disable
+// The profile's embedded definitions, then the config's directories, with the config's enable/disable
 // and overrides applied; names the config gives that no definition has are errors.
 std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<std::string>& errors) {
-  std::vector<collectors::Source> sources = collectors::EmbeddedDefinitions();
+  std::vector<collectors::Source> sources;
   for (const std::string& dir : cfg.definition_dirs) {
     auto more = collectors::ReadDefinitionDirectory(dir, errors);
     sources.insert(sources.end(), more.begin(), more.end());
   }
-  collectors::LoadResult defs = collectors::LoadDefinitions(sources);
+  collectors::LoadResult defs = LoadProfileDefinitions(cfg.metrics_profile, sources);
   errors.insert(errors.end(), defs.errors.begin(), defs.errors.end());
   std::set<std::string> known;
   for (const auto& d : defs.definitions) known.insert(d.name);
@@ -291,6 +292,7 @@ Agent::ReloadRecord Agent::LastReload() const {
 std::vector<std::string> Agent::Reload(const std::vector<std::string>& refused) {
   std::lock_guard<std::mutex> reloading(reload_mu_);  // SIGHUP and POST /-/reload may meet
   ConfigResult loaded = LoadConfig(options_.config_file, options_.data_source_name, options_.password_file);
+  if (options_.metrics_profile) loaded.config.metrics_profile = *options_.metrics_profile;
   std::vector<std::string> errors;
   auto current = runtime();
   auto next = BuildRuntime(loaded, current.get(), metrics_, errors);
@@ -448,6 +450,7 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
 
 std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
                           Clock::time_point deadline, bool include_self) {
+  const auto started = Clock::now();
   // Every target's collection runs on its own worker; waiting on them in turn
   // costs no more than the slowest.
   std::vector<std::shared_ptr<const Collection>> results(targets.size());
@@ -479,7 +482,8 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
       continue;
     }
     up.Add(RenderSuffix(labels), results[i]->up ? 1 : 0);
-    if (results[i]->up) {
+    // The postgres_exporter profile serves its names only (pg_static says the version there).
+    if (results[i]->up && rt.config.metrics_profile != MetricsProfile::PostgresExporter) {
       Labels l = labels;
       l.emplace_back("server_version", results[i]->facts.version.substr(0, results[i]->facts.version.find(' ')));
       l.emplace_back("server_version_num", std::to_string(results[i]->facts.version_num));
@@ -498,7 +502,14 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
     }
   }
   std::vector<collectors::Family> self;
-  if (include_self) self = metrics_.Collect();
+  if (ServesPostgresExporter(rt.config.metrics_profile)) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+    self = PostgresExporterHealth(targets, results, seconds, ++scrapes_);
+  }
+  if (include_self) {
+    auto own = metrics_.Collect();
+    self.insert(self.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
+  }
   for (const auto& f : self) order.push_back(&f);
   std::string out;
   collectors::WriteExposition(out, order);

@@ -6,6 +6,7 @@
 // thread, on SIGHUP) builds a new one and swaps it in atomically. In-flight
 // scrapes keep the snapshot they started with alive.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <map>
@@ -26,6 +27,8 @@ struct AgentOptions {
   std::string config_file;       // --config.file; "" = none
   std::string data_source_name;  // DATA_SOURCE_NAME
   std::string password_file;     // DATA_SOURCE_PASS_FILE
+  std::optional<MetricsProfile> metrics_profile =
+      std::nullopt;  // --metrics.profile; unset = the config's metrics_profile
 };
 
 struct ResolvedAuthModule {
@@ -110,6 +113,7 @@ class Agent {
   std::condition_variable retire_cv_;
   bool stopping_ = false;  // guarded by adhoc_mu_
   std::thread retirer_;
+  std::atomic<uint64_t> scrapes_{0};        // pg_exporter_scrapes_total (postgres_exporter profile)
   std::shared_ptr<const Runtime> runtime_;  // std::atomic_load / std::atomic_store only
   mutable std::mutex reload_mu_;            // one Reload at a time; guards last_reload_
   ReloadRecord last_reload_;

@@ -43,10 +43,12 @@ bool NameCarriesUnit(const std::string& metric, const std::string& unit) {
 }
 
 // A gauge or counter column: its metric name, help, unit and scale.
-void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx, Column& col) {
+// foreign_names: another exporter's names, kept as it spells them (no _total or unit rules).
+void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx, bool foreign_names, Column& col) {
   bool counter = bool(spec["counter"]);
-  col.usage = counter ? ColumnUsage::Counter : ColumnUsage::Gauge;
-  if (auto s = r.String(spec[counter ? "counter" : "gauge"], ctx + ".metric")) col.metric = *s;
+  const char* kind = counter ? "counter" : spec["untyped"] ? "untyped" : "gauge";
+  col.usage = counter ? ColumnUsage::Counter : spec["untyped"] ? ColumnUsage::Untyped : ColumnUsage::Gauge;
+  if (auto s = r.String(spec[kind], ctx + ".metric")) col.metric = *s;
   if (spec["help"]) {
     if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
   }
@@ -59,12 +61,14 @@ void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx
   if (col.help.empty()) r.Error(spec, ctx + ": metric '" + col.metric + "' needs a help text");
   if (!ValidMetricName(col.metric)) {
     r.Error(spec, ctx + ": invalid metric name '" + col.metric + "' (must match [a-zA-Z_:][a-zA-Z0-9_:]*)");
+  } else if (foreign_names) {
+    // no naming rules
   } else if (counter && (col.metric.size() < 6 || col.metric.compare(col.metric.size() - 6, 6, "_total") != 0)) {
     r.Error(spec, ctx + ": counter '" + col.metric + "' must end in _total");
   } else if (!counter && col.metric.size() >= 6 && col.metric.compare(col.metric.size() - 6, 6, "_total") == 0) {
     r.Error(spec, ctx + ": gauge '" + col.metric + "' must not end in _total (that suffix is for counters)");
   }
-  if (!col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
+  if (!foreign_names && !col.unit.empty() && !NameCarriesUnit(col.metric, col.unit))
     r.Error(spec, ctx + ": metric '" + col.metric + "' must carry its unit '_" + col.unit + "' in its name");
 }
 
@@ -89,14 +93,22 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
       return;
     }
   } else if (spec.IsMap()) {
-    r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "add_to", "help", "unit", "scale"});
+    if (def.foreign_names)
+      r.CheckKeys(spec, ctx,
+                  {"label", "gauge", "counter", "untyped", "name_suffix", "ignore", "add_to", "help", "unit", "scale"});
+    else r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "add_to", "help", "unit", "scale"});
     int kinds = 0;
-    for (const char* k : {"label", "gauge", "counter", "ignore", "add_to"}) kinds += spec[k] ? 1 : 0;
+    for (const char* k : {"label", "gauge", "counter", "untyped", "name_suffix", "ignore", "add_to"})
+      kinds += spec[k] ? 1 : 0;
     if (kinds != 1) {
       r.Error(spec, ctx + ": needs exactly one of label, gauge, counter, ignore, add_to");
       return;
     }
-    if (spec["add_to"]) {
+    if (spec["name_suffix"]) {
+      col.usage = ColumnUsage::NameSuffix;
+      if (auto s = r.String(spec["name_suffix"], ctx + ".name_suffix")) col.metric = *s;
+      if (!ValidMetricName(col.metric)) r.Error(spec, ctx + ": invalid metric name prefix '" + col.metric + "'");
+    } else if (spec["add_to"]) {
       col.usage = ColumnUsage::AddTo;
       if (auto s = r.String(spec["add_to"], ctx + ".add_to")) col.add_to = *s;
       if (spec["help"] || spec["unit"])
@@ -112,7 +124,7 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
     } else if (spec["ignore"]) {
       col.usage = ColumnUsage::Ignore;
     } else {
-      ParseMetricColumn(r, spec, ctx, col);
+      ParseMetricColumn(r, spec, ctx, def.foreign_names, col);
     }
   } else {
     r.Error(spec, ctx + ": expected 'label', 'ignore', 'rows_before_limit' or a map");
@@ -348,14 +360,14 @@ void CheckColumns(Reader& r, const YAML::Node& node, const std::string& ctx, con
   for (const Column& c : def.columns) {
     if (c.usage == ColumnUsage::AddTo) {
       const Column* into = def.FindColumn(c.add_to);
-      if (!into || (into->usage != ColumnUsage::Gauge && into->usage != ColumnUsage::Counter))
+      if (!into || !IsMetricUsage(into->usage))
         r.Error(cols[c.name], ctx + ": column '" + c.name + "' adds to '" + c.add_to +
                                   "', which is not a gauge or counter column of this collector");
     }
     if (def.pivot && (c.name == def.pivot->key_column || c.name == def.pivot->value_column))
       r.Error(cols[c.name],
               ctx + ": column '" + c.name + "' is a pivot column; after the pivot the columns are the keys");
-    if (c.usage == ColumnUsage::Gauge || c.usage == ColumnUsage::Counter) {
+    if (IsMetricUsage(c.usage)) {
       has_metric = true;
       if (!metrics.insert(c.metric).second)
         r.Error(cols, ctx + ": metric '" + c.metric + "' is produced by two columns");
@@ -365,6 +377,15 @@ void CheckColumns(Reader& r, const YAML::Node& node, const std::string& ctx, con
               ctx + ": label '" + c.label + "' is produced by columns '" + labels[c.label] + "' and '" + c.name + "'");
   }
   if (!has_metric) r.Error(cols, ctx + ": no gauge or counter column (or info), so it produces nothing");
+  if (const Column* suffix = def.NameSuffixColumn()) {
+    size_t named = 0, suffixes = 0;
+    for (const Column& c : def.columns) {
+      named += IsMetricUsage(c.usage) ? 1 : 0;
+      suffixes += c.usage == ColumnUsage::NameSuffix ? 1 : 0;
+    }
+    if (named != 1 || suffixes != 1 || def.info)
+      r.Error(cols[suffix->name], ctx + ": a name_suffix column names the metric of exactly one gauge column");
+  }
   size_t counts = 0;
   for (const Column& c : def.columns) counts += c.usage == ColumnUsage::RowsBeforeLimit ? 1 : 0;
   if (counts > 1) r.Error(cols, ctx + ": only one column can be rows_before_limit");
@@ -411,12 +432,13 @@ void ParseColumns(Reader& r, const YAML::Node& node, const std::string& ctx, Def
   CheckColumns(r, node, ctx, def);
 }
 
-std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node) {
+std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node, bool foreign_names) {
   if (!node.IsMap()) {
     r.Error(node, "a collector must be a map");
     return std::nullopt;
   }
   Definition def;
+  def.foreign_names = foreign_names;
   def.origin = r.Where(node);
   std::string ctx = "collector";
   if (!node["name"]) {
@@ -515,6 +537,16 @@ bool Definition::LimitsItself() const {
   return false;
 }
 
+bool IsMetricUsage(ColumnUsage usage) {
+  return usage == ColumnUsage::Gauge || usage == ColumnUsage::Counter || usage == ColumnUsage::Untyped;
+}
+
+const Column* Definition::NameSuffixColumn() const {
+  for (const Column& c : columns)
+    if (c.usage == ColumnUsage::NameSuffix) return &c;
+  return nullptr;
+}
+
 const Column* Definition::FindColumn(const std::string& column) const {
   for (const Column& c : columns) {
     if (c.name == column) return &c;
@@ -547,7 +579,7 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
     }
     std::map<std::string, std::string> in_this_source;
     for (const YAML::Node& item : list) {
-      auto def = ParseDefinition(r, item);
+      auto def = ParseDefinition(r, item, src.foreign_names);
       if (!def || def->name.empty()) continue;
       auto [it, fresh] = in_this_source.emplace(def->name, def->origin);
       if (!fresh) {
@@ -570,7 +602,7 @@ LoadResult LoadDefinitions(const std::vector<Source>& sources) {
                                 ")");
     }
     for (const Column& c : d.columns) {
-      if (c.usage != ColumnUsage::Gauge && c.usage != ColumnUsage::Counter) continue;
+      if (!IsMetricUsage(c.usage) || d.NameSuffixColumn()) continue;
       auto [it, fresh] = owner.emplace(c.metric, &d);
       if (!fresh && it->second != &d)
         result.errors.push_back(d.origin + ": collector '" + d.name + "': metric '" + c.metric +

@@ -33,13 +33,16 @@ struct Variant {
 // limit (e.g. `count(*) OVER ()`), so rows left out are still counted.
 // AddTo: the column's value (times its scale) is added to another metric
 // column's value in the same row, e.g. PgBouncer's maxwait (s) + maxwait_us (µs).
-enum class ColumnUsage { Label, Gauge, Counter, Ignore, AddTo, RowsBeforeLimit };
+// Untyped: only in foreign_names sources (postgres_exporter serves some metrics untyped).
+// NameSuffix (`name_suffix: PREFIX`, foreign_names only): the row's value of this column, after
+// PREFIX, names the metric of the row's one gauge column, e.g. pg_settings_ + work_mem_bytes.
+enum class ColumnUsage { Label, Gauge, Counter, Ignore, AddTo, RowsBeforeLimit, Untyped, NameSuffix };
 
 struct Column {
   std::string name;  // the result column
   ColumnUsage usage = ColumnUsage::Ignore;
   std::string label;   // for Label
-  std::string metric;  // for Gauge and Counter
+  std::string metric;  // for Gauge, Counter and Untyped; the prefix for NameSuffix
   std::string help;
   std::string unit;    // e.g. "seconds", "bytes"; must appear in the metric name
   double scale = 1.0;  // multiplies the value (e.g. 0.001 for ms -> seconds)
@@ -94,7 +97,8 @@ struct Definition {
   // columns of collectors/filesystem.h (fs_size_bytes, ...) for the local
   // filesystem holding it, and `columns` maps those like any other.
   std::string filesystem_column;
-  std::string origin;  // file:line of the definition, for messages
+  std::string origin;          // file:line of the definition, for messages
+  bool foreign_names = false;  // from a Source with foreign_names
 
   // The variant for a server version, or nullptr when none covers it.
   const Variant* VariantFor(int server_version_num) const;
@@ -104,7 +108,12 @@ struct Definition {
   const Column* FindColumn(const std::string& name) const;
   // True when the SQL takes max_rows as $1 (a rows_before_limit column is declared).
   bool LimitsItself() const;
+  // The NameSuffix column, or nullptr.
+  const Column* NameSuffixColumn() const;
 };
+
+// True for the usages that produce samples (gauge, counter, untyped).
+bool IsMetricUsage(ColumnUsage usage);
 
 // An extension version "major.minor" (pg_extension.extversion, e.g. "1.10") as major*100 + minor (110);
 // -1 when it is not of that form.

@@ -10,8 +10,14 @@ namespace pgpulse::collectors {
 struct Source {
   std::string origin;
   std::string text;
+  // Definitions that reproduce another exporter's names (the postgres_exporter profile): its
+  // counters without _total, its units outside the name, its untyped metrics. Set only for
+  // the embedded profile set, never for files a user gives.
+  bool foreign_names = false;
 };
 
 const std::vector<Source>& EmbeddedDefinitions();
+// queries/postgres_exporter/*.yaml: postgres_exporter's default collectors, its names (foreign_names set).
+const std::vector<Source>& EmbeddedPostgresExporterDefinitions();
 
 }  // namespace pgpulse::collectors

@@ -27,6 +27,12 @@ std::optional<double> ParseSampleValue(std::string_view text) {
 
 namespace {
 
+MetricKind KindOf(ColumnUsage usage) {
+  return usage == ColumnUsage::Counter   ? MetricKind::Counter
+         : usage == ColumnUsage::Untyped ? MetricKind::Untyped
+                                         : MetricKind::Gauge;
+}
+
 // Key/value rows to one row whose columns are the described keys; cells keep
 // pointing into the caller's storage. Rows with other keys are dropped.
 bool PivotRows(const Definition& def, const TableView& in, TableView& out, std::string& error) {
@@ -56,9 +62,59 @@ bool PivotRows(const Definition& def, const TableView& in, TableView& out, std::
   return true;
 }
 
-}  // namespace
-
-namespace {
+// One family per row, named by the row's NameSuffix cell after the column's prefix (postgres_exporter's
+// pg_settings_<name>); the one metric column gives the value, label columns and extra_labels the labels.
+MappedResult MapNamedRows(const Definition& def, const TableView& table, const std::vector<const Column*>& spec,
+                          const std::vector<std::pair<std::string, std::string>>& extra_labels) {
+  MappedResult out;
+  size_t name_col = 0, value_col = 0;
+  for (size_t c = 0; c < spec.size(); ++c) {
+    if (spec[c]->usage == ColumnUsage::NameSuffix) name_col = c;
+    if (IsMetricUsage(spec[c]->usage)) value_col = c;
+  }
+  std::vector<std::string> seen;
+  for (size_t r = 0; r < table.rows; ++r) {
+    const Cell& name = table.at(r, name_col);
+    const Cell& value = table.at(r, value_col);
+    if (name.null || value.null) continue;
+    Family f;
+    f.name = spec[name_col]->metric + std::string(name.view());
+    if (!ValidMetricName(f.name)) {
+      out.error = "column '" + table.columns[name_col] + "' makes metric name '" + f.name + "', which is not valid";
+      break;
+    }
+    if (std::find(seen.begin(), seen.end(), f.name) != seen.end()) {
+      out.dropped_duplicates++;
+      continue;
+    }
+    if (r >= def.max_rows || out.series >= def.max_series) {
+      out.dropped_limit++;
+      continue;
+    }
+    auto v = ParseSampleValue(value.view());
+    if (!v) {
+      out.error = "column '" + table.columns[value_col] + "' has value '" + std::string(value.view()) + "' in row " +
+                  std::to_string(r + 1) + ", which is not a number";
+      break;
+    }
+    std::vector<std::pair<std::string, std::string>> labels = extra_labels;
+    for (size_t c = 0; c < spec.size(); ++c) {
+      if (spec[c]->usage == ColumnUsage::Label)
+        labels.emplace_back(spec[c]->label, table.at(r, c).null ? "" : std::string(table.at(r, c).view()));
+    }
+    f.help = spec[value_col]->help;
+    f.kind = KindOf(spec[value_col]->usage);
+    f.Add(RenderLabels(labels), *v * spec[value_col]->scale);
+    seen.push_back(f.name);
+    out.families.push_back(std::move(f));
+    out.series++;
+  }
+  if (!out.error.empty()) {
+    out.families.clear();
+    out.series = 0;
+  }
+  return out;
+}
 
 // Which result column plays which part: resolved once per run.
 struct Layout {
@@ -91,12 +147,12 @@ void PlanFamilies(const Definition& def, const TableView& table, Layout& layout,
   for (size_t c = 0; c < spec.size(); ++c) {
     if (spec[c]->usage == ColumnUsage::RowsBeforeLimit) layout.before_limit_col = c;
     if (spec[c]->usage == ColumnUsage::Label) layout.label_cols.push_back(c);
-    if (spec[c]->usage == ColumnUsage::Gauge || spec[c]->usage == ColumnUsage::Counter) {
+    if (IsMetricUsage(spec[c]->usage)) {
       layout.metric_cols.push_back(c);
       Family f;
       f.name = spec[c]->metric;
       f.help = spec[c]->help;
-      f.kind = spec[c]->usage == ColumnUsage::Counter ? MetricKind::Counter : MetricKind::Gauge;
+      f.kind = KindOf(spec[c]->usage);
       families.push_back(std::move(f));
     }
   }
@@ -274,6 +330,7 @@ MappedResult MapRows(const Definition& def, const TableView& given,
   Layout layout;
   out.error = ResolveColumns(def, table, layout);
   if (!out.error.empty()) return out;
+  if (def.NameSuffixColumn()) return MapNamedRows(def, table, layout.spec, extra_labels);
   PlanFamilies(def, table, layout, out.families);
   const LabelSuffixes suffixes(table, layout, extra_labels);
   if (!AddRows(def, table, layout, suffixes, out) || !CountRowsBeforeLimit(table, layout, out)) {

@@ -85,9 +85,13 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
     if (d->max_rows != SIZE_MAX) out += "Keeps the first " + std::to_string(d->max_rows) + " rows (`max_rows`).\n\n";
     out += "| metric | type | labels | unit | help |\n| --- | --- | --- | --- | --- |\n";
     for (const Column& c : d->columns) {
-      if (c.usage != ColumnUsage::Gauge && c.usage != ColumnUsage::Counter) continue;
-      out += "| `" + c.metric + "` | " + (c.usage == ColumnUsage::Counter ? "counter" : "gauge") + " | " +
-             (labels.empty() ? "-" : labels) + " | " + (c.unit.empty() ? "-" : c.unit) + " | " + Cell(c.help) + " |\n";
+      if (!IsMetricUsage(c.usage)) continue;
+      out += "| `" + c.metric + "` | " +
+             (c.usage == ColumnUsage::Counter   ? "counter"
+              : c.usage == ColumnUsage::Untyped ? "untyped"
+                                                : "gauge") +
+             " | " + (labels.empty() ? "-" : labels) + " | " + (c.unit.empty() ? "-" : c.unit) + " | " + Cell(c.help) +
+             " |\n";
     }
     if (d->info)
       out += "| `" + d->info->metric + "` | gauge | " + (labels.empty() ? "-" : labels) + " | - | " +
