@@ -4,9 +4,7 @@
 #include <malloc.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <dlfcn.h>
-#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -129,84 +127,36 @@ HttpServer::HttpServer(Agent& agent, std::string telemetry_path, WebConfig web, 
       telemetry_path_(std::move(telemetry_path)),
       web_(std::move(web)),
       auth_(std::make_shared<BasicAuth>(web_.users)),
-      max_per_client_(max_connections_per_client) {}
+      limiter_(max_connections_per_client) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
+namespace {
+// What a connection carries from InitConnection to ConnectionClose.
+struct ConnectionState {
+  HttpServer* server = nullptr;
+  bool checked = false;   // its first request has asked the limiter
+  bool admitted = false;  // and was let in: counted until the connection closes
+  std::string client;     // remote address and port, from the first request
+  int port = 0;
+};
+}  // namespace
+
 int HttpServer::InitConnection(const mg_connection* conn, void** conn_data) {
   auto* self = static_cast<HttpServer*>(mg_get_user_data(mg_get_context(conn)));
-  if (!self || self->max_per_client_ <= 0) return 0;
-  *conn_data = self;  // counted: ConnectionClose counts it out
-  if (++self->open_connections_ > self->max_per_client_) self->EnforcePerClientLimit();
+  if (!self) return 0;
+  auto* state = new ConnectionState;
+  state->server = self;
+  *conn_data = state;
+  self->limiter_.Accepted();
   return 0;
 }
 
 void HttpServer::ConnectionClose(const mg_connection* conn) {
-  auto* self = static_cast<HttpServer*>(mg_get_user_connection_data(conn));
-  if (self) --self->open_connections_;
-}
-
-// CivetWeb neither says who a new connection is from before its request is read nor lets us
-// close it there, so look at the sockets themselves: every connection to our ports, grouped by
-// client address; an address over the limit loses its newest connections (the one just
-// accepted first). Shutting a socket down makes its worker's read fail at once.
-void HttpServer::EnforcePerClientLimit() {
-  std::unique_lock<std::mutex> lock(clients_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return;  // a scan is running; it or the next one sees this connection
-  DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return;
-  struct Open {
-    int fd;
-    uint64_t seen;
-    const std::string* client;
-  };
-  std::map<std::string, std::vector<Open>> by_client;
-  std::map<unsigned long, Socket> still_open;
-  while (dirent* e = readdir(dir)) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-    int fd = std::atoi(e->d_name);
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    auto known = sockets_.find(st.st_ino);
-    Socket s;
-    if (known != sockets_.end()) {
-      s = known->second;
-    } else {
-      sockaddr_storage peer{}, local{};
-      socklen_t plen = sizeof peer, llen = sizeof local;
-      if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0 ||
-          getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0)
-        continue;
-      char text[INET6_ADDRSTRLEN] = "";
-      int port = 0;
-      if (peer.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&peer)->sin_addr, text, sizeof text);
-        port = ntohs(reinterpret_cast<sockaddr_in*>(&local)->sin_port);
-      } else if (peer.ss_family == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&peer)->sin6_addr, text, sizeof text);
-        port = ntohs(reinterpret_cast<sockaddr_in6*>(&local)->sin6_port);
-      } else {
-        continue;
-      }
-      s.ours = std::find(listen_ports_.begin(), listen_ports_.end(), port) != listen_ports_.end();
-      s.client = text;
-      s.seen = ++scan_sequence_;
-    }
-    auto& kept = still_open[st.st_ino] = s;
-    if (kept.ours && !kept.shut) by_client[kept.client].push_back(Open{fd, kept.seen, &kept.client});
-  }
-  closedir(dir);
-  for (auto& [client, open] : by_client) {
-    if (open.size() <= static_cast<size_t>(max_per_client_)) continue;
-    std::sort(open.begin(), open.end(), [](const Open& a, const Open& b) { return a.seen > b.seen; });
-    for (size_t i = 0; i < open.size() - max_per_client_; ++i) {
-      shutdown(open[i].fd, SHUT_RDWR);
-      struct stat st {};
-      if (fstat(open[i].fd, &st) == 0) still_open[st.st_ino].shut = true;
-      ++refused_;
-    }
-  }
-  sockets_ = std::move(still_open);
+  auto* state = static_cast<ConnectionState*>(mg_get_user_connection_data(conn));
+  if (!state) return;
+  if (state->admitted) state->server->limiter_.Release(state->client, state->port);
+  delete state;
 }
 
 std::string HttpServer::ToCivetPorts(const std::string& addr) {
@@ -282,6 +232,7 @@ std::string HttpServer::Start(const std::string& listen_address) {
   mg_set_request_handler(ctx_, "**", &HttpServer::Handle, this);
   mg_server_port bound[4];
   for (int i = 0, n = mg_get_server_ports(ctx_, 4, bound); i < n; ++i) listen_ports_.push_back(bound[i].port);
+  limiter_.SetListenPorts(listen_ports_);
   // Where Stop() can reach the listener: the bound address, or loopback for a wildcard.
   if (ports.find(':') != std::string::npos) {
     std::string host = ports.substr(0, ports.rfind(':'));
@@ -421,6 +372,19 @@ int HttpServer::ServeRole(mg_connection* conn, const std::string& path, bool hea
   return answer.status;
 }
 
+// The scrape's text (megabytes with thousands of tables) is free now: return those pages to the
+// system, so RSS follows the steady state rather than keeping every scrape's peak. Trimming costs
+// page faults on the next scrape and TLB shootdowns across threads, so under a stream of scrapes it
+// runs at most once a second; a scrape with no other in flight always trims.
+void HttpServer::TrimAfterScrape() {
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  int64_t last = last_trim_ns_.load();
+  const bool alone = scrapes_in_flight_.load() == 1;  // only the caller
+  if (!alone && now - last < std::chrono::nanoseconds(std::chrono::seconds(1)).count()) return;
+  if (!last_trim_ns_.compare_exchange_strong(last, now) && !alone) return;
+  malloc_trim(0);
+}
+
 int HttpServer::Handle(mg_connection* conn, void* self) {
   try {
     return static_cast<HttpServer*>(self)->Dispatch(conn);
@@ -437,6 +401,21 @@ int HttpServer::Dispatch(mg_connection* conn) {
   const std::string path = ri->local_uri ? ri->local_uri : "";
   const bool head = method == "HEAD";
   const char* text = "text/plain; charset=utf-8";
+
+  // A connection over its address's cap gets no work done.
+  auto* state = static_cast<ConnectionState*>(mg_get_user_connection_data(conn));
+  if (state && !state->checked) {
+    state->checked = true;
+    state->client = ri->remote_addr;
+    state->port = ri->remote_port;
+    state->admitted = limiter_.Admit(state->client, state->port);
+  }
+  if (state && !state->admitted) {
+    Send(conn, 503, "Service Unavailable", text,
+         "503 too many connections from " + state->client + " (--web.max-connections-per-client)\n",
+         "Connection: close\r\n", head);
+    return 503;
+  }
 
   // /healthz stays open so liveness probes need no credentials; it says only "ok". Every other
   // path, the role checks and /-/reload included, needs them.
@@ -460,6 +439,11 @@ int HttpServer::Dispatch(mg_connection* conn) {
   }
   if (role) return ServeRole(conn, path, head);
   if (path == telemetry_path_ || path == "/probe") {
+    ++scrapes_in_flight_;
+    struct Done {
+      std::atomic<int>& n;
+      ~Done() { --n; }
+    } done{scrapes_in_flight_};
     double timeout = 0;
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
     std::string body;
@@ -492,9 +476,7 @@ int HttpServer::Dispatch(mg_connection* conn) {
     }
     Send(conn, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, headers, head);
     std::string().swap(body);
-    // The scrape's text (megabytes with thousands of tables) is free now: return those pages to
-    // the system, so RSS follows the steady state rather than keeping every scrape's peak.
-    malloc_trim(0);
+    TrimAfterScrape();
     return 200;
   }
   if (path == "/healthz") {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/client_limit.h"
 #include "agent/role_check.h"
 #include "agent/runtime.h"
 #include "agent/tls_certificate.h"
@@ -48,10 +49,10 @@ class HttpServer {
 
  private:
   static int Handle(::mg_connection* conn, void* self);
-  // CivetWeb callbacks (worker threads): count connections per client address.
+  // CivetWeb callbacks (worker threads): admit a connection under its address's cap, count it out.
   static int InitConnection(const ::mg_connection* conn, void** conn_data);
   static void ConnectionClose(const ::mg_connection* conn);
-  void EnforcePerClientLimit();
+  void TrimAfterScrape();
   int Dispatch(::mg_connection* conn);
   int ServeRole(::mg_connection* conn, const std::string& path, bool head);
   int ServeReload(::mg_connection* conn, const std::string& method);
@@ -66,20 +67,11 @@ class HttpServer {
   RoleChecker roles_;
   TlsCertificate certificate_;  // presented by every handshake; replaced by a reload
   ::mg_context* ctx_ = nullptr;
-  std::string wake_host_;  // address Stop() connects to; "" = loopback
-  const int max_per_client_;
+  std::string wake_host_;                 // address Stop() connects to; "" = loopback
   std::vector<int> listen_ports_;         // set by Start()
-  std::atomic<int> open_connections_{0};  // connections CivetWeb has handed to a worker
-  std::mutex clients_mu_;                 // guards what follows: one scan at a time
-  struct Socket {
-    bool ours = false;  // accepted on one of listen_ports_
-    bool shut = false;  // shut down for being over the limit
-    std::string client;
-    uint64_t seen = 0;  // order of first sight, to tell newer connections from older ones
-  };
-  std::map<unsigned long, Socket> sockets_;  // by inode, as of the last scan
-  uint64_t scan_sequence_ = 0;
-  uint64_t refused_ = 0;
+  ClientLimiter limiter_;                 // --web.max-connections-per-client
+  std::atomic<int64_t> last_trim_ns_{0};  // steady clock, last malloc_trim after a scrape
+  std::atomic<int> scrapes_in_flight_{0};
 };
 
 }  // namespace pgpulse::agent
