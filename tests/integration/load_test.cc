@@ -12,6 +12,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <fstream>
 #include <regex>
@@ -75,10 +77,14 @@ TEST(Load, TwoHundredConcurrentScrapersForAMinute) {
             << wrk.output;
 }
 
-// A TCP connection from `source` (a loopback address) to 127.0.0.1:port; -1 on failure.
+// A TCP connection from `source` (a loopback address) to 127.0.0.1:port; -1 on failure (errno says
+// why). IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect, per destination, so thousands of
+// reconnects from one source address do not run out of ports.
 int ConnectFrom(const char* source, int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
   sockaddr_in from{};
   from.sin_family = AF_INET;
   inet_pton(AF_INET, source, &from.sin_addr);
@@ -88,7 +94,9 @@ int ConnectFrom(const char* source, int port) {
   inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
   if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
       connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    int saved = errno;
     close(fd);
+    errno = saved;
     return -1;
   }
   return fd;
@@ -96,7 +104,7 @@ int ConnectFrom(const char* source, int port) {
 
 struct TimedGet {
   double seconds = 0;
-  std::string response;  // status line, headers and body; "" if nothing came within 10 s
+  std::string response;  // status line, headers and body; "" if nothing came within 10 s, or why not
 };
 
 // One request on a fresh connection from `source`, timed from connect to the server closing it.
@@ -104,9 +112,12 @@ TimedGet GetFrom(const char* source, int port, const std::string& path) {
   auto start = std::chrono::steady_clock::now();
   TimedGet out;
   int fd = ConnectFrom(source, port);
+  if (fd < 0) out.response = std::string("(connect failed: ") + std::strerror(errno) + ")";
   if (fd >= 0) {
     std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+    if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      out.response = std::string("(send failed: ") + std::strerror(errno) + ")";
+    } else {
       pollfd p{fd, POLLIN, 0};
       char buf[65536];
       while (std::chrono::steady_clock::now() - start < std::chrono::seconds(10) && poll(&p, 1, 200) >= 0) {
@@ -219,6 +230,111 @@ TEST(Load, SlowAndKeepAliveClientsLeaveHealthzAndScrapesAnswering) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(wrk.output, m, std::regex(R"((\d+) requests in)"))) << wrk.output;
   EXPECT_GT(std::stol(m[1]), 100) << wrk.output;
+  EXPECT_TRUE(agent->Running());
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
+
+namespace pgpulse::testing {
+namespace {
+
+// Reads what the server sends on `fd` until it closes or `limit` passes; "" if nothing.
+std::string ReadUntilClosed(int fd, std::chrono::milliseconds limit, bool& closed) {
+  std::string got;
+  closed = false;
+  auto until = std::chrono::steady_clock::now() + limit;
+  char buf[65536];
+  while (std::chrono::steady_clock::now() < until) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+// Sends one keep-alive request on `fd` and reads until the body is complete (Content-Length).
+std::string KeepAliveGet(int fd, const std::string& path) {
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return "";
+  std::string got;
+  char buf[65536];
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < until) {
+    size_t end = got.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      std::smatch m;
+      std::string head = got.substr(0, end);
+      if (std::regex_search(head, m, std::regex(R"(Content-Length: (\d+))")) &&
+          got.size() >= end + 4 + std::stoul(m[1]))
+        return got;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+// --web.max-connections-per-client=2: the address holding two connections gets a third answered
+// 503 without a scrape, and one that never finishes its request closed long before the 5 s
+// request timeout; another address is served meanwhile; a held connection closing frees a slot.
+TEST(Load, ConnectionCapPerClientAddress) {
+  auto pg = PostgresServer::Start();
+  std::string cfg = WriteTempFile("cap.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg, "--web.max-connections-per-client=2"});
+  const int port = agent->port();
+
+  int held[2];
+  for (int& fd : held) {
+    fd = ConnectFrom("127.0.0.4", port);
+    ASSERT_GE(fd, 0) << std::strerror(errno);
+    EXPECT_EQ(KeepAliveGet(fd, "/healthz").rfind("HTTP/1.1 200", 0), 0u);
+  }
+  int third = ConnectFrom("127.0.0.4", port);
+  ASSERT_GE(third, 0);
+  std::string refused = KeepAliveGet(third, "/metrics");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0u) << refused.substr(0, 200);
+  EXPECT_NE(refused.find("too many connections from 127.0.0.4"), std::string::npos) << refused.substr(0, 200);
+  EXPECT_EQ(refused.find("pg_up"), std::string::npos) << "a refused connection was scraped";
+  close(third);
+
+  int half = ConnectFrom("127.0.0.4", port);
+  ASSERT_GE(half, 0);
+  const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\n";
+  send(half, partial, sizeof partial - 1, MSG_NOSIGNAL);
+  auto sent = std::chrono::steady_clock::now();
+  bool closed = false;
+  ReadUntilClosed(half, std::chrono::seconds(3), closed);
+  double after = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  EXPECT_TRUE(closed) << "a half-open connection over the cap still open after " << after << " s";
+  EXPECT_LT(after, 1.0);
+  close(half);
+
+  TimedGet other = GetFrom("127.0.0.5", port, "/metrics");
+  EXPECT_EQ(other.response.rfind("HTTP/1.1 200", 0), 0u) << other.response.substr(0, 200);
+  EXPECT_NE(other.response.find("\npg_up 1\n"), std::string::npos);
+
+  // The held ones are still served, and closing one lets a new connection in.
+  EXPECT_EQ(KeepAliveGet(held[0], "/healthz").rfind("HTTP/1.1 200", 0), 0u);
+  close(held[1]);
+  bool admitted = false;
+  for (int attempt = 0; attempt < 50 && !admitted; ++attempt) {  // the agent sees the close shortly
+    int again = ConnectFrom("127.0.0.4", port);
+    ASSERT_GE(again, 0);
+    admitted = KeepAliveGet(again, "/healthz").rfind("HTTP/1.1 200", 0) == 0;
+    close(again);
+    if (!admitted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(admitted) << "a freed slot was never given to a new connection";
+  close(held[0]);
   EXPECT_TRUE(agent->Running());
 }
 
