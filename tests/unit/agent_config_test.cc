@@ -6,6 +6,7 @@
 #include <zlib.h>
 
 #include "agent/config.h"
+#include "tests/unit/joined.h"
 #include "agent/dsn.h"
 #include "agent/gzip.h"
 #include "agent/http_server.h"
@@ -23,11 +24,7 @@ std::string Write(const std::string& text) {
   return path;
 }
 
-std::string Joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& e : v) s += e + "\n";
-  return s;
-}
+using pgpulse::testing::Joined;
 
 TEST(Config, FullFileLoads) {
   std::string p = Write(R"(targets:

@@ -15,15 +15,12 @@
 #include <string>
 
 #include "agent/config.h"
+#include "tests/unit/joined.h"
 
 namespace pgpulse::agent {
 namespace {
 
-std::string Joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& e : v) s += e + "\n";
-  return s;
-}
+using pgpulse::testing::Joined;
 
 ConfigResult Load(const std::string& sets) {
   return LoadConfigText("targets:\n  - name: main\n    backup_files:\n" + sets, "cfg.yml", "", "");

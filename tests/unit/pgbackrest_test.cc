@@ -12,17 +12,14 @@
 
 #include "agent/sources/command.h"
 #include "agent/config.h"
+#include "tests/unit/joined.h"
 #include "agent/sources/pgbackrest.h"
 #include "collectors/exposition.h"
 
 namespace pgpulse::agent {
 namespace {
 
-std::string Joined(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& e : v) s += e + "\n";
-  return s;
-}
+using pgpulse::testing::Joined;
 
 ConfigResult Load(const std::string& pgbackrest_block) {
   return LoadConfigText("targets:\n  - name: main\n    pgbackrest:\n" + pgbackrest_block, "t.yml", "", "");
