@@ -57,42 +57,39 @@ void Destroy(const std::string& dir) {
   std::filesystem::remove_all(dir, ignored);
 }
 
-}  // namespace
-
-std::unique_ptr<PostgresServer> PostgresServer::Start(std::vector<std::string> extra_conf) {
+// Runs pgserver.sh with `args` followed by the new server's dir, port and `extra_conf`, on a free port;
+// tries another port if the chosen one was taken between FreeLoopbackPort() and the server's bind.
+// Returns the dir and port.
+std::pair<std::string, int> StartOnFreePort(std::vector<std::string> args, const std::vector<std::string>& extra_conf) {
   for (int attempt = 1;; ++attempt) {
     const int port = FreeLoopbackPort();
     const std::string dir = MakeServerDir();
-    std::vector<std::string> args{"start", dir, std::to_string(port)};
-    args.insert(args.end(), extra_conf.begin(), extra_conf.end());
+    std::vector<std::string> full = args;
+    full.push_back(dir);
+    full.push_back(std::to_string(port));
+    full.insert(full.end(), extra_conf.begin(), extra_conf.end());
     try {
-      RunScript(args);
-      return std::unique_ptr<PostgresServer>(new PostgresServer(dir, port));
+      RunScript(full);
+      return {dir, port};
     } catch (const std::runtime_error& e) {
       Destroy(dir);
-      // Another process may grab the port between FreeLoopbackPort() and the server's bind.
       const bool port_taken = std::string(e.what()).find("Address already in use") != std::string::npos;
       if (!port_taken || attempt == kStartAttempts) throw;
     }
   }
 }
 
+}  // namespace
+
+std::unique_ptr<PostgresServer> PostgresServer::Start(std::vector<std::string> extra_conf) {
+  auto [dir, port] = StartOnFreePort({"start"}, extra_conf);
+  return std::unique_ptr<PostgresServer>(new PostgresServer(dir, port));
+}
+
 std::unique_ptr<PostgresServer> PostgresServer::StartStandbyOf(const PostgresServer& primary,
                                                                std::vector<std::string> extra_conf) {
-  for (int attempt = 1;; ++attempt) {
-    const int port = FreeLoopbackPort();
-    const std::string dir = MakeServerDir();
-    std::vector<std::string> args{"standby", primary.dir(), dir, std::to_string(port)};
-    args.insert(args.end(), extra_conf.begin(), extra_conf.end());
-    try {
-      RunScript(args);
-      return std::unique_ptr<PostgresServer>(new PostgresServer(dir, port));
-    } catch (const std::runtime_error& e) {
-      Destroy(dir);
-      const bool port_taken = std::string(e.what()).find("Address already in use") != std::string::npos;
-      if (!port_taken || attempt == kStartAttempts) throw;
-    }
-  }
+  auto [dir, port] = StartOnFreePort({"standby", primary.dir()}, extra_conf);
+  return std::unique_ptr<PostgresServer>(new PostgresServer(dir, port));
 }
 
 PostgresServer::PostgresServer(std::string dir, int port) : dir_(std::move(dir)), port_(port) {}
