@@ -47,8 +47,7 @@ std::vector<std::string> SideEffectWarnings(const Definitions& defs) {
 
 int RunCheck(const AgentOptions& options, bool connect, std::ostream& out, std::ostream& err) {
   SelfMetrics metrics("check", "check");
-  ConfigResult loaded = LoadConfig(options.config_file, options.data_source_name, options.password_file);
-  if (options.metrics_profile) loaded.config.metrics_profile = *options.metrics_profile;
+  ConfigResult loaded = LoadAgentConfig(options);
   std::vector<std::string> errors;
   auto rt = BuildRuntime(loaded, nullptr, metrics, errors);
   if (!rt) {

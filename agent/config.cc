@@ -357,7 +357,10 @@ ConfigResult LoadConfigText(const std::string& text, const std::string& origin, 
   cfg.origin = origin;
   YamlReader r(origin, result.errors);
   if (std::optional<YAML::Node> root = r.Load(text)) ParseConfig(*root, r, cfg);
-  if (cfg.targets.empty()) cfg.targets.push_back(DefaultTarget(data_source_name, password_file));
+  if (cfg.targets.empty()) {
+    cfg.targets.push_back(DefaultTarget(data_source_name, password_file));
+    cfg.targets_from_environment = true;
+  }
   return result;
 }
 
@@ -366,6 +369,7 @@ ConfigResult LoadConfig(const std::string& path, const std::string& data_source_
   if (path.empty()) {
     ConfigResult result;
     result.config.targets.push_back(DefaultTarget(data_source_name, password_file));
+    result.config.targets_from_environment = true;
     return result;
   }
   std::ifstream in(path, std::ios::binary);

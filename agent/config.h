@@ -122,9 +122,20 @@ struct AuthModule {
   }
 };
 
+// postgres_exporter's collector switches, from its flags (agent/exporter_compat.h). They turn the
+// postgres_exporter profile's definitions on and off: pe_<collector> and pe_<collector>__<part>
+// belong to its collector <collector>, pe_exporter__<part> to its built-in metrics.
+struct ExporterSwitches {
+  bool default_metrics = true;             // false: --disable-default-metrics
+  bool settings_metrics = true;            // false: --disable-settings-metrics
+  std::map<std::string, bool> collectors;  // --collector.NAME / --no-collector.NAME
+  bool any() const { return !default_metrics || !settings_metrics || !collectors.empty(); }
+};
+
 struct Config {
   std::string origin = "(defaults)";  // the file it came from
   std::vector<TargetConfig> targets;
+  bool targets_from_environment = false;     // the file names none: the one target comes from DATA_SOURCE_*
   std::vector<std::string> definition_dirs;  // searched after the embedded set; later files override
   std::set<std::string> disabled_collectors;
   std::set<std::string> enabled_collectors;  // turns on definitions marked `enabled: false`
@@ -139,6 +150,7 @@ struct Config {
   Millis connect_timeout{5'000};
   // metrics_profile: pgpulse's names, postgres_exporter's, or both (--metrics.profile overrides it).
   MetricsProfile metrics_profile = MetricsProfile::Pgpulse;
+  ExporterSwitches exporter;  // from the command line only
 };
 
 struct ConfigResult {

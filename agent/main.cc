@@ -25,13 +25,8 @@ namespace {
 
 using namespace pgpulse::agent;
 
-std::string Env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 struct Flags {
-  std::string config_file, listen = ":9679", telemetry = "/metrics", level = "info", format = "logfmt";
+  std::string config_file, listen, telemetry = "/metrics", level = "info", format = "logfmt";
   std::string web_config_file;
   std::string profile;  // --metrics.profile; "" = the config's
   bool lifecycle = false;
@@ -39,15 +34,25 @@ struct Flags {
   bool connect = false;
   CLI::App* check = nullptr;
   CLI::App* reference = nullptr;
+  ExporterFlags exporter;
 };
+
+// pgpulse's own port, clear of postgres_exporter's (9187) and pg_exporter's (9630); with
+// --metrics.profile=postgres_exporter, postgres_exporter's, so a drop-in keeps its scrape config.
+std::string DefaultListenAddress(const Flags& f) { return f.profile == "postgres_exporter" ? ":9187" : ":9679"; }
 
 void DefineFlags(CLI::App& app, Flags& f) {
   app.set_version_flag("--version", std::string("pgpulse ") + PGPULSE_VERSION + " (revision " + PGPULSE_REVISION + ")");
   app.add_option("--config.file", f.config_file, "Configuration file (YAML); optional");
   app.add_option("--web.config.file", f.web_config_file,
                  "TLS and basic auth for the endpoints (exporter-toolkit web config format); optional");
-  app.add_option("--web.listen-address", f.listen, "Address to listen on (host:port, :port)")->capture_default_str();
-  app.add_option("--web.telemetry-path", f.telemetry, "Path under which to expose metrics")->capture_default_str();
+  app.add_option("--web.listen-address", f.listen,
+                 "Address to listen on (host:port, :port); default :9679, or :9187 with "
+                 "--metrics.profile=postgres_exporter")
+      ->envname("PG_EXPORTER_WEB_LISTEN_ADDRESS");
+  app.add_option("--web.telemetry-path", f.telemetry, "Path under which to expose metrics")
+      ->capture_default_str()
+      ->envname("PG_EXPORTER_WEB_TELEMETRY_PATH");
   app.add_flag("--web.enable-lifecycle", f.lifecycle, "Reload the configuration on POST /-/reload (off: 404)");
   app.add_option("--web.max-connections-per-client", f.per_client,
                  "Connections one client address may hold open at once (0 = no limit)")
@@ -59,6 +64,7 @@ void DefineFlags(CLI::App& app, Flags& f) {
       ->check(CLI::IsMember({"pgpulse", "postgres_exporter", "both"}));
   app.add_option("--log.level", f.level, "debug, info, warn, error")->capture_default_str();
   app.add_option("--log.format", f.format, "logfmt or json")->capture_default_str();
+  DefineExporterFlags(app, f.exporter);
   app.fallthrough();  // `pgpulse check --config.file=...` reads naturally
   f.check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
   f.check->add_flag("--connect", f.connect, "Also run every collector once against each target and print a table");
@@ -152,6 +158,8 @@ int main(int argc, char** argv) {
   DefineFlags(app, f);
   CLI11_PARSE(app, argc, argv);
   if (*f.reference) return PrintReference();
+  if (f.exporter.dump_maps) return PrintExporterMaps(std::cout, std::cerr);
+  if (f.listen.empty()) f.listen = DefaultListenAddress(f);
 
   if (std::string e = InitLogging(f.level, f.format); !e.empty()) {
     std::cerr << e << "\n";
@@ -162,8 +170,11 @@ int main(int argc, char** argv) {
     std::cerr << "--web.telemetry-path: must start with '/' and differ from /, /healthz and /readyz\n";
     return 2;
   }
-  AgentOptions options{f.config_file, Env("DATA_SOURCE_NAME"), Env("DATA_SOURCE_PASS_FILE"),
-                       ParseMetricsProfile(f.profile)};
+  AgentOptions options;
+  options.config_file = f.config_file;
+  options.data_sources = ReadDataSources(ProcessEnvironment(), options.environment_errors);
+  options.exporter = f.exporter;
+  options.metrics_profile = ParseMetricsProfile(f.profile);
   if (*f.check) return RunCheck(options, f.connect, std::cout, std::cerr);
   return Serve(f, options);
 }

@@ -73,6 +73,45 @@ bool SameTarget(const Target& old, const TargetConfig& config, const ConnectionS
 
 namespace {
 
+// postgres_exporter's collector of a profile definition: pe_<collector>[__<part>]; "exporter" for
+// its built-in metrics; "" for any other definition.
+std::string ExporterCollectorOf(const std::string& definition) {
+  if (definition.rfind("pe_", 0) != 0) return "";
+  std::string rest = definition.substr(3);
+  return rest.substr(0, rest.find("__"));
+}
+
+// What postgres_exporter's flags say about a definition: on, off, or nothing (nullopt).
+std::optional<bool> ExporterSwitchFor(const ExporterSwitches& sw, const std::string& definition) {
+  const std::string collector = ExporterCollectorOf(definition);
+  if (collector.empty()) return std::nullopt;
+  if (collector == "exporter" && !sw.default_metrics) return false;
+  if (collector == "settings" && !sw.settings_metrics) return false;
+  if (auto it = sw.collectors.find(collector); it != sw.collectors.end()) return it->second;
+  return std::nullopt;
+}
+
+// postgres_exporter's flags switch the postgres_exporter profile's collectors: refused without
+// that profile, and for a collector pgpulse does not serve.
+void CheckExporterSwitches(const Config& cfg, const std::vector<collectors::Definition>& defs,
+                           std::vector<std::string>& errors) {
+  if (!cfg.exporter.any()) return;
+  if (!ServesPostgresExporter(cfg.metrics_profile)) {
+    errors.push_back(
+        "--collector.*, --no-collector.*, --disable-default-metrics and --disable-settings-metrics switch "
+        "postgres_exporter's collectors, served with --metrics.profile=postgres_exporter or both (the profile is "
+        "pgpulse)");
+    return;
+  }
+  std::set<std::string> served;
+  for (const auto& d : defs) served.insert(ExporterCollectorOf(d.name));
+  for (const auto& [collector, on] : cfg.exporter.collectors) {
+    if (on && !served.count(collector))
+      errors.push_back("--collector." + collector + ": postgres_exporter's " + collector +
+                       " collector is not served by pgpulse (README: postgres_exporter's names)");
+  }
+}
+
 // The profile's embedded definitions, then the config's directories, with the config's enable/disable
 // and overrides applied; names the config gives that no definition has are errors.
 std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<std::string>& errors) {
@@ -101,9 +140,11 @@ std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<s
         errors.push_back(ov.where + ": collectors.overrides names unknown collector '" + name + "'");
     }
   }
+  if (defs.ok()) CheckExporterSwitches(cfg, defs.definitions, errors);
   auto kept = std::make_shared<Definitions>();
   for (auto& d : defs.definitions) {
     bool wanted = d.enabled ? !cfg.disabled_collectors.count(d.name) : cfg.enabled_collectors.count(d.name) > 0;
+    if (auto flagged = ExporterSwitchFor(cfg.exporter, d.name)) wanted = *flagged;
     if (!wanted) continue;
     if (auto it = cfg.overrides.find(d.name); it != cfg.overrides.end()) {
       if (it->second.ttl) d.ttl = *it->second.ttl;
@@ -282,6 +323,18 @@ void Agent::RetireLoop() {
   }
 }
 
+ConfigResult LoadAgentConfig(const AgentOptions& options) {
+  ConfigResult loaded = LoadConfig(options.config_file, "", "");
+  Config& cfg = loaded.config;
+  const bool file_ok = loaded.ok();
+  loaded.errors.insert(loaded.errors.end(), options.environment_errors.begin(), options.environment_errors.end());
+  if (!file_ok) return loaded;
+  if (cfg.targets_from_environment) cfg.targets = EnvironmentTargets(options.data_sources, loaded.errors);
+  if (options.metrics_profile) cfg.metrics_profile = *options.metrics_profile;
+  ApplyExporterFlags(options.exporter, cfg, loaded.errors);
+  return loaded;
+}
+
 std::shared_ptr<const Runtime> Agent::runtime() const { return std::atomic_load(&runtime_); }
 
 Agent::ReloadRecord Agent::LastReload() const {
@@ -291,8 +344,7 @@ Agent::ReloadRecord Agent::LastReload() const {
 
 std::vector<std::string> Agent::Reload(const std::vector<std::string>& refused) {
   std::lock_guard<std::mutex> reloading(reload_mu_);  // SIGHUP and POST /-/reload may meet
-  ConfigResult loaded = LoadConfig(options_.config_file, options_.data_source_name, options_.password_file);
-  if (options_.metrics_profile) loaded.config.metrics_profile = *options_.metrics_profile;
+  ConfigResult loaded = LoadAgentConfig(options_);
   std::vector<std::string> errors;
   auto current = runtime();
   auto next = BuildRuntime(loaded, current.get(), metrics_, errors);

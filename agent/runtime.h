@@ -18,18 +18,25 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/exporter_compat.h"
 #include "agent/self_metrics.h"
 #include "agent/target.h"
 
 namespace pgpulse::agent {
 
 struct AgentOptions {
-  std::string config_file;       // --config.file; "" = none
-  std::string data_source_name;  // DATA_SOURCE_NAME
-  std::string password_file;     // DATA_SOURCE_PASS_FILE
+  std::string config_file;  // --config.file; "" = none
+  // DATA_SOURCE_*: the targets when the config file names none; errors reading them.
+  DataSources data_sources;
+  std::vector<std::string> environment_errors;
+  ExporterFlags exporter;  // postgres_exporter's flags
   std::optional<MetricsProfile> metrics_profile =
       std::nullopt;  // --metrics.profile; unset = the config's metrics_profile
 };
+
+// The config file with the command line and environment laid over it (targets from DATA_SOURCE_*
+// when the file names none, --metrics.profile, postgres_exporter's flags), as every reload reads it.
+ConfigResult LoadAgentConfig(const AgentOptions& options);
 
 struct ResolvedAuthModule {
   std::string user;

@@ -21,6 +21,11 @@ namespace pgpulse::testing {
 bool PostgresExporterProcess::Installed() { return access(kBinary, X_OK) == 0; }
 
 std::unique_ptr<PostgresExporterProcess> PostgresExporterProcess::Start(const std::string& uri) {
+  return StartWith({{"DATA_SOURCE_NAME", uri}});
+}
+
+std::unique_ptr<PostgresExporterProcess> PostgresExporterProcess::StartWith(
+    const std::map<std::string, std::string>& env, const std::vector<std::string>& args) {
   char tmpl[] = "/tmp/pgpulse-pe-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
   const std::string dir = tmpl;
@@ -28,8 +33,9 @@ std::unique_ptr<PostgresExporterProcess> PostgresExporterProcess::Start(const st
   const int port = FreeLoopbackPort();
   const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::runtime_error("cannot open " + log);
-  pid_t pid =
-      SpawnChild({kBinary, "--web.listen-address=127.0.0.1:" + std::to_string(port)}, {{"DATA_SOURCE_NAME", uri}}, fd);
+  std::vector<std::string> argv{kBinary, "--web.listen-address=127.0.0.1:" + std::to_string(port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = SpawnChild(argv, env, fd);
   close(fd);
   std::unique_ptr<PostgresExporterProcess> process(new PostgresExporterProcess(dir, port, pid));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace pgpulse::testing {
 
@@ -18,6 +20,9 @@ class PostgresExporterProcess {
   // Starts it with DATA_SOURCE_NAME=`uri` and its defaults, on a free loopback port, and waits up to 20 s for
   // /metrics to answer 200. Throws std::runtime_error with its log otherwise.
   static std::unique_ptr<PostgresExporterProcess> Start(const std::string& uri);
+  // The same with `env` (DATA_SOURCE_*, PG_EXPORTER_*) in its environment and `args` after its listen address.
+  static std::unique_ptr<PostgresExporterProcess> StartWith(const std::map<std::string, std::string>& env,
+                                                            const std::vector<std::string>& args = {});
 
   // SIGTERM, then SIGKILL after 5 s; removes its dir (printing the log's tail first if the test failed).
   ~PostgresExporterProcess();
