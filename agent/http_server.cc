@@ -319,7 +319,11 @@ int HttpServer::ServeReload(mg_connection* conn, const std::string& method) {
          "Allow: POST, PUT\r\n", method == "HEAD");
     return 405;
   }
-  std::vector<std::string> errors = Reload("http");
+  // A reload parses every definition, and std::regex recurses once per character it matches: a
+  // CivetWeb worker's stack is small (under AddressSanitizer the reload overflowed it and killed the
+  // agent), so the reload runs on a thread of its own with the default stack.
+  std::vector<std::string> errors;
+  std::thread([&] { errors = Reload("http"); }).join();
   if (errors.empty()) {
     Send(conn, 200, "OK", text, "configuration reloaded\n", "", false);
     return 200;
