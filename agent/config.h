@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/exporter_queries.h"
 #include "agent/probe_policy.h"
 #include "agent/metrics_profile.h"
 #include "agent/sources/dumps_config.h"
@@ -126,9 +127,10 @@ struct AuthModule {
 // postgres_exporter profile's definitions on and off: pe_<collector> and pe_<collector>__<part>
 // belong to its collector <collector>, pe_exporter__<part> to its built-in metrics.
 struct ExporterSwitches {
-  bool default_metrics = true;             // false: --disable-default-metrics
-  bool settings_metrics = true;            // false: --disable-settings-metrics
-  std::map<std::string, bool> collectors;  // --collector.NAME / --no-collector.NAME
+  bool default_metrics = true;               // false: --disable-default-metrics
+  bool settings_metrics = true;              // false: --disable-settings-metrics
+  std::map<std::string, bool> collectors;    // --collector.NAME / --no-collector.NAME
+  std::optional<TranslatedQueries> queries;  // --extend.query-path, translated (pe_queries__<namespace>)
   bool any() const { return !default_metrics || !settings_metrics || !collectors.empty(); }
 };
 

@@ -299,10 +299,7 @@ void ApplyExporterFlags(const ExporterFlags& f, Config& cfg, std::vector<std::st
                      "' (dashboards and rules built on postgres_exporter expect pg_)");
   if (f.systemd_socket)
     errors.push_back("--web.systemd-socket: systemd socket activation is not supported; give --web.listen-address");
-  if (!f.extend_query_path.empty())
-    errors.push_back(
-        "--extend.query-path (PG_EXPORTER_EXTEND_QUERY_PATH): postgres_exporter's queries.yaml is not "
-        "read yet; write its queries as pgpulse definitions in a definition_dirs directory");
+  if (!f.extend_query_path.empty()) cfg.exporter.queries = TranslateQueriesFile(f.extend_query_path, errors);
   for (const std::string& flag : f.statements_options)
     errors.push_back(flag +
                      ": postgres_exporter's stat_statements collector is not served (pgpulse's statements "

@@ -48,17 +48,28 @@ const char* MetricsProfileName(MetricsProfile profile) {
 }
 
 collectors::LoadResult LoadProfileDefinitions(MetricsProfile profile,
-                                              const std::vector<collectors::Source>& user_sources) {
+                                              const std::vector<collectors::Source>& user_sources,
+                                              const TranslatedQueries* queries) {
   std::vector<collectors::Source> sources;
   if (profile == MetricsProfile::PostgresExporter) sources = collectors::EmbeddedPostgresExporterDefinitions();
   else sources = collectors::EmbeddedDefinitions();
   sources.insert(sources.end(), user_sources.begin(), user_sources.end());
   collectors::LoadResult loaded = collectors::LoadDefinitions(sources);
-  if (profile != MetricsProfile::Both || !loaded.ok()) return loaded;
-  collectors::LoadResult extra = collectors::LoadDefinitions(collectors::EmbeddedPostgresExporterDefinitions());
-  if (!extra.ok()) return extra;
-  DropServedTwice(loaded.definitions, extra.definitions);
-  for (auto& d : extra.definitions) loaded.definitions.push_back(std::move(d));
+  if (!loaded.ok()) return loaded;
+  if (profile == MetricsProfile::Both) {
+    collectors::LoadResult extra = collectors::LoadDefinitions(collectors::EmbeddedPostgresExporterDefinitions());
+    if (!extra.ok()) return extra;
+    DropServedTwice(loaded.definitions, extra.definitions);
+    for (auto& d : extra.definitions) loaded.definitions.push_back(std::move(d));
+  }
+  if (!queries) return loaded;
+  collectors::LoadResult translated = collectors::LoadDefinitions({queries->source});
+  if (!translated.ok()) return translated;
+  for (auto& d : translated.definitions) {
+    if (auto it = queries->origins.find(d.name); it != queries->origins.end()) d.origin = it->second;
+  }
+  DropServedTwice(translated.definitions, loaded.definitions);
+  for (auto& d : translated.definitions) loaded.definitions.push_back(std::move(d));
   return loaded;
 }
 

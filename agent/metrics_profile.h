@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/exporter_queries.h"
 #include "collectors/definition.h"
 
 namespace pgpulse::agent {
@@ -21,7 +22,10 @@ inline bool ServesPostgresExporter(MetricsProfile p) { return p != MetricsProfil
 // `user_sources` (the config's definition directories, always pgpulse's strict rules). With
 // `both`, a postgres_exporter metric that pgpulse already serves under the same name (e.g.
 // pg_database_size_bytes) is served once, by pgpulse's collector.
+// `queries` (postgres_exporter's queries file, translated) load last and win: a metric they produce
+// is not served by the profile's own collector as well.
 collectors::LoadResult LoadProfileDefinitions(MetricsProfile profile,
-                                              const std::vector<collectors::Source>& user_sources);
+                                              const std::vector<collectors::Source>& user_sources,
+                                              const TranslatedQueries* queries = nullptr);
 
 }  // namespace pgpulse::agent

@@ -24,8 +24,9 @@ collectors::Family MakeFamily(const char* name, const char* help, collectors::Me
 
 std::vector<collectors::Family> PostgresExporterHealth(const std::vector<std::shared_ptr<Target>>& targets,
                                                        const std::vector<std::shared_ptr<const Collection>>& results,
-                                                       double scrape_seconds, uint64_t scrapes_total) {
-  std::vector<collectors::Family> out(5);
+                                                       double scrape_seconds, uint64_t scrapes_total,
+                                                       const TranslatedQueries* queries) {
+  std::vector<collectors::Family> out(6);
   out[0] = MakeFamily("pg_exporter_last_scrape_duration_seconds",
                       "Duration of the last scrape of metrics from PostgreSQL.", collectors::MetricKind::Gauge);
   out[1] = MakeFamily("pg_exporter_scrapes_total", "Total number of times PostgreSQL was scraped for metrics.",
@@ -38,6 +39,12 @@ std::vector<collectors::Family> PostgresExporterHealth(const std::vector<std::sh
                       collectors::MetricKind::Gauge);
   out[4] = MakeFamily("pg_scrape_collector_success", "postgres_exporter: Whether a collector succeeded.",
                       collectors::MetricKind::Gauge);
+  out[5] = MakeFamily("pg_exporter_user_queries_load_error",
+                      "Whether the user queries file was loaded and parsed successfully (1 for error, 0 for success).",
+                      collectors::MetricKind::Gauge);
+  // A file that does not translate stops the agent, or keeps the previous one on a reload (see
+  // pgpulse_config_last_reload_successful): the one being served always loaded.
+  if (queries) out[5].Add(collectors::RenderLabels({{"filename", queries->path}, {"hashsum", queries->sha256}}), 0);
   for (size_t i = 0; i < targets.size() && i < results.size(); ++i) {
     if (targets[i]->kind() != collectors::TargetKind::Postgres) continue;
     const Labels& labels = targets[i]->labels();
@@ -49,7 +56,7 @@ std::vector<collectors::Family> PostgresExporterHealth(const std::vector<std::sh
       // pe_<collector>[__<part>]; pe_exporter__<map> is one of its built-in maps, no collector there.
       std::string collector = o.name.substr(sizeof kProfilePrefix - 1);
       collector = collector.substr(0, collector.find("__"));
-      if (collector == "exporter") continue;
+      if (collector == "exporter" || collector == "queries") continue;  // its query path, no collector
       auto& [ok, seconds] = by_collector.try_emplace(collector, true, 0.0).first->second;
       ok = ok && o.status != CollectorStatus::Failed;
       seconds += o.duration_seconds;

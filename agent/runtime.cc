@@ -120,7 +120,14 @@ std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<s
     auto more = collectors::ReadDefinitionDirectory(dir, errors);
     sources.insert(sources.end(), more.begin(), more.end());
   }
-  collectors::LoadResult defs = LoadProfileDefinitions(cfg.metrics_profile, sources);
+  const TranslatedQueries* queries = cfg.exporter.queries ? &*cfg.exporter.queries : nullptr;
+  if (queries && !ServesPostgresExporter(cfg.metrics_profile)) {
+    errors.push_back(
+        "--extend.query-path: postgres_exporter's queries are served with "
+        "--metrics.profile=postgres_exporter or both (the profile is pgpulse)");
+    queries = nullptr;
+  }
+  collectors::LoadResult defs = LoadProfileDefinitions(cfg.metrics_profile, sources, queries);
   errors.insert(errors.end(), defs.errors.begin(), defs.errors.end());
   std::set<std::string> known;
   for (const auto& d : defs.definitions) known.insert(d.name);
@@ -556,7 +563,8 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
   std::vector<collectors::Family> self;
   if (ServesPostgresExporter(rt.config.metrics_profile)) {
     const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-    self = PostgresExporterHealth(targets, results, seconds, ++scrapes_);
+    const auto& queries = rt.config.exporter.queries;
+    self = PostgresExporterHealth(targets, results, seconds, ++scrapes_, queries ? &*queries : nullptr);
   }
   if (include_self) {
     auto own = metrics_.Collect();

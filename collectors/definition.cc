@@ -46,8 +46,11 @@ bool NameCarriesUnit(const std::string& metric, const std::string& unit) {
 // foreign_names: another exporter's names, kept as it spells them (no _total or unit rules).
 void ParseMetricColumn(Reader& r, const YAML::Node& spec, const std::string& ctx, bool foreign_names, Column& col) {
   bool counter = bool(spec["counter"]);
-  const char* kind = counter ? "counter" : spec["untyped"] ? "untyped" : "gauge";
-  col.usage = counter ? ColumnUsage::Counter : spec["untyped"] ? ColumnUsage::Untyped : ColumnUsage::Gauge;
+  const char* kind = counter ? "counter" : spec["untyped"] ? "untyped" : spec["histogram"] ? "histogram" : "gauge";
+  col.usage = counter             ? ColumnUsage::Counter
+              : spec["untyped"]   ? ColumnUsage::Untyped
+              : spec["histogram"] ? ColumnUsage::Histogram
+                                  : ColumnUsage::Gauge;
   if (auto s = r.String(spec[kind], ctx + ".metric")) col.metric = *s;
   if (spec["help"]) {
     if (auto s = r.String(spec["help"], ctx + ".help")) col.help = *s;
@@ -95,10 +98,11 @@ void ParseColumn(Reader& r, const std::string& col_name, const YAML::Node& spec,
   } else if (spec.IsMap()) {
     if (def.foreign_names)
       r.CheckKeys(spec, ctx,
-                  {"label", "gauge", "counter", "untyped", "name_suffix", "ignore", "add_to", "help", "unit", "scale"});
+                  {"label", "gauge", "counter", "untyped", "histogram", "name_suffix", "ignore", "add_to", "help",
+                   "unit", "scale"});
     else r.CheckKeys(spec, ctx, {"label", "gauge", "counter", "ignore", "add_to", "help", "unit", "scale"});
     int kinds = 0;
-    for (const char* k : {"label", "gauge", "counter", "untyped", "name_suffix", "ignore", "add_to"})
+    for (const char* k : {"label", "gauge", "counter", "untyped", "histogram", "name_suffix", "ignore", "add_to"})
       kinds += spec[k] ? 1 : 0;
     if (kinds != 1) {
       r.Error(spec, ctx + ": needs exactly one of label, gauge, counter, ignore, add_to");
@@ -538,7 +542,8 @@ bool Definition::LimitsItself() const {
 }
 
 bool IsMetricUsage(ColumnUsage usage) {
-  return usage == ColumnUsage::Gauge || usage == ColumnUsage::Counter || usage == ColumnUsage::Untyped;
+  return usage == ColumnUsage::Gauge || usage == ColumnUsage::Counter || usage == ColumnUsage::Untyped ||
+         usage == ColumnUsage::Histogram;
 }
 
 const Column* Definition::NameSuffixColumn() const {

@@ -36,7 +36,10 @@ struct Variant {
 // Untyped: only in foreign_names sources (postgres_exporter serves some metrics untyped).
 // NameSuffix (`name_suffix: PREFIX`, foreign_names only): the row's value of this column, after
 // PREFIX, names the metric of the row's one gauge column, e.g. pg_settings_ + work_mem_bytes.
-enum class ColumnUsage { Label, Gauge, Counter, Ignore, AddTo, RowsBeforeLimit, Untyped, NameSuffix };
+// Histogram (`histogram: METRIC`, foreign_names only, as postgres_exporter's HISTOGRAM): the column
+// is an array of bucket upper bounds; COLUMN_bucket (cumulative counts, an array as long),
+// COLUMN_sum and COLUMN_count complete it.
+enum class ColumnUsage { Label, Gauge, Counter, Ignore, AddTo, RowsBeforeLimit, Untyped, NameSuffix, Histogram };
 
 struct Column {
   std::string name;  // the result column
@@ -112,7 +115,7 @@ struct Definition {
   const Column* NameSuffixColumn() const;
 };
 
-// True for the usages that produce samples (gauge, counter, untyped).
+// True for the usages that produce samples (gauge, counter, untyped, histogram).
 bool IsMetricUsage(ColumnUsage usage);
 
 // An extension version "major.minor" (pg_extension.extversion, e.g. "1.10") as major*100 + minor (110);

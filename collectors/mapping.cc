@@ -1,6 +1,7 @@
 #include "collectors/mapping.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <limits>
@@ -25,12 +26,103 @@ std::optional<double> ParseSampleValue(std::string_view text) {
   return v;
 }
 
+std::optional<double> ParseTimestampSeconds(std::string_view text) {
+  // YYYY-MM-DD HH:MM:SS[.fraction][+HH[:MM]|-HH[:MM]], as PostgreSQL writes timestamptz in ISO style.
+  auto digits = [&](size_t at, size_t n) -> std::optional<int> {
+    if (at + n > text.size()) return std::nullopt;
+    int v = 0;
+    for (size_t i = at; i < at + n; ++i) {
+      if (text[i] < '0' || text[i] > '9') return std::nullopt;
+      v = v * 10 + (text[i] - '0');
+    }
+    return v;
+  };
+  if (text.size() < 19 || text[4] != '-' || text[7] != '-' || text[10] != ' ' || text[13] != ':' || text[16] != ':')
+    return std::nullopt;
+  auto year = digits(0, 4), month = digits(5, 2), day = digits(8, 2);
+  auto hour = digits(11, 2), minute = digits(14, 2), second = digits(17, 2);
+  if (!year || !month || !day || !hour || !minute || !second) return std::nullopt;
+  size_t i = 19;
+  double fraction = 0;
+  if (i < text.size() && text[i] == '.') {
+    double scale = 0.1;
+    for (++i; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i, scale /= 10)
+      fraction += (text[i] - '0') * scale;
+  }
+  int offset = 0;
+  if (i < text.size()) {
+    if (text[i] != '+' && text[i] != '-') return std::nullopt;
+    const int sign = text[i] == '-' ? -1 : 1;
+    auto oh = digits(i + 1, 2);
+    if (!oh) return std::nullopt;
+    int om = 0;
+    size_t end = i + 3;
+    if (end < text.size() && text[end] == ':') {
+      auto m = digits(end + 1, 2);
+      if (!m) return std::nullopt;
+      om = *m;
+      end += 3;
+    }
+    if (end != text.size()) return std::nullopt;
+    offset = sign * (*oh * 3600 + om * 60);
+  }
+  // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's days_from_civil.
+  const int y = *year - (*month <= 2 ? 1 : 0);
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const int yoe = y - era * 400;
+  const int doy = (153 * (*month + (*month > 2 ? -3 : 9)) + 2) / 5 + *day - 1;
+  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const double days = static_cast<double>(era) * 146097 + doe - 719468;
+  return days * 86400 + *hour * 3600 + *minute * 60 + *second + fraction - offset;
+}
+
 namespace {
 
 MetricKind KindOf(ColumnUsage usage) {
-  return usage == ColumnUsage::Counter   ? MetricKind::Counter
-         : usage == ColumnUsage::Untyped ? MetricKind::Untyped
-                                         : MetricKind::Gauge;
+  return usage == ColumnUsage::Counter     ? MetricKind::Counter
+         : usage == ColumnUsage::Untyped   ? MetricKind::Untyped
+         : usage == ColumnUsage::Histogram ? MetricKind::Histogram
+                                           : MetricKind::Gauge;
+}
+
+// A one-dimensional PostgreSQL array of numbers in text form ("{1,2.5,NaN}"); nullopt otherwise.
+std::optional<std::vector<double>> ParseNumberArray(std::string_view text) {
+  if (text.size() < 2 || text.front() != '{' || text.back() != '}') return std::nullopt;
+  std::vector<double> out;
+  text = text.substr(1, text.size() - 2);
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    if (item.size() >= 2 && item.front() == '"' && item.back() == '"') item = item.substr(1, item.size() - 2);
+    auto v = ParseSampleValue(item);
+    if (!v) return std::nullopt;
+    out.push_back(*v);
+    if (comma == std::string_view::npos) break;
+    text = text.substr(comma + 1);
+  }
+  return out;
+}
+
+// A bucket bound as the text format writes it: shortest round-trip form, +Inf for infinity.
+std::string BoundText(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+// `suffix` ({a="x"} or empty) with one more label.
+std::string WithLabel(std::string_view suffix, std::string_view name, std::string_view value) {
+  std::string out;
+  if (suffix.empty()) {
+    out = "{";
+    AppendLabel(out, name, value, true);
+  } else {
+    out.assign(suffix.substr(0, suffix.size() - 1));
+    AppendLabel(out, name, value, false);
+  }
+  out.push_back('}');
+  return out;
 }
 
 // Key/value rows to one row whose columns are the described keys; cells keep
@@ -121,6 +213,8 @@ struct Layout {
   std::vector<const Column*> spec;  // per result column
   std::vector<size_t> label_cols, metric_cols;
   std::vector<std::vector<size_t>> addends;  // per metric column, the columns whose values add to it
+  // per metric column: for a histogram, its _bucket, _sum and _count columns
+  std::vector<std::optional<std::array<size_t, 3>>> histogram_parts;
   std::optional<size_t> before_limit_col;
 };
 
@@ -138,7 +232,19 @@ std::string ResolveColumns(const Definition& def, const TableView& table, Layout
     return def.pivot ? "pivot: no row has " + def.pivot->key_column + " '" + col.name + "'"
                      : "column '" + col.name + "' is described but the query did not return it";
   }
+  for (const Column& col : def.columns) {
+    if (col.usage != ColumnUsage::Histogram) continue;
+    for (const char* part : {"_bucket", "_sum", "_count"}) {
+      if (std::find(table.columns.begin(), table.columns.end(), col.name + part) == table.columns.end())
+        return "histogram column '" + col.name + "' needs the query to return " + col.name + "_bucket, " + col.name +
+               "_sum and " + col.name + "_count";
+    }
+  }
   return "";
+}
+
+size_t ColumnIndex(const TableView& table, const std::string& name) {
+  return static_cast<size_t>(std::find(table.columns.begin(), table.columns.end(), name) - table.columns.begin());
 }
 
 // Sorts the columns into labels and metrics, and makes one family per metric (and the info metric).
@@ -149,6 +255,12 @@ void PlanFamilies(const Definition& def, const TableView& table, Layout& layout,
     if (spec[c]->usage == ColumnUsage::Label) layout.label_cols.push_back(c);
     if (IsMetricUsage(spec[c]->usage)) {
       layout.metric_cols.push_back(c);
+      layout.histogram_parts.emplace_back();
+      if (spec[c]->usage == ColumnUsage::Histogram) {
+        const std::string& n = table.columns[c];
+        layout.histogram_parts.back() = std::array<size_t, 3>{
+            ColumnIndex(table, n + "_bucket"), ColumnIndex(table, n + "_sum"), ColumnIndex(table, n + "_count")};
+      }
       Family f;
       f.name = spec[c]->metric;
       f.help = spec[c]->help;
@@ -245,12 +357,49 @@ class FirstSeen {
   std::vector<size_t> hashes_;
 };
 
+// Row `r`'s histogram: a _bucket sample per bound (and +Inf, the count), then _sum and _count.
+bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3>& parts, size_t r,
+                  std::string_view suffix, Family& family, std::string& error) {
+  const Cell& bounds_cell = table.at(r, col);
+  const Cell& buckets_cell = table.at(r, parts[0]);
+  auto bounds = ParseNumberArray(bounds_cell.view());
+  auto buckets = buckets_cell.null ? std::nullopt : ParseNumberArray(buckets_cell.view());
+  const Cell& sum_cell = table.at(r, parts[1]);
+  const Cell& count_cell = table.at(r, parts[2]);
+  double sum = 0, count = 0;
+  bool numbers = !sum_cell.null && !count_cell.null;
+  if (numbers) {
+    const std::optional<double> s = ParseSampleValue(sum_cell.view()), c = ParseSampleValue(count_cell.view());
+    numbers = s.has_value() && c.has_value();
+    sum = s.value_or(0);
+    count = c.value_or(0);
+  }
+  if (!bounds || !buckets || bounds->size() != buckets->size() || !numbers) {
+    error = "histogram column '" + table.columns[col] + "' in row " + std::to_string(r + 1) +
+            ": needs arrays of numbers of one length in it and in " + table.columns[parts[0]] + ", and numbers in " +
+            table.columns[parts[1]] + " and " + table.columns[parts[2]];
+    return false;
+  }
+  for (size_t b = 0; b < bounds->size(); ++b)
+    family.Add("_bucket" + WithLabel(suffix, "le", BoundText((*bounds)[b])), (*buckets)[b]);
+  family.Add("_bucket" + WithLabel(suffix, "le", "+Inf"), count);
+  family.Add("_sum" + std::string(suffix), sum);
+  family.Add("_count" + std::string(suffix), count);
+  return true;
+}
+
 // Adds row `r`'s samples to the families; false (with out.error) on a value that is not a number.
 bool AddRow(const Definition& def, const TableView& table, const Layout& layout, size_t r, std::string_view suffix,
             MappedResult& out) {
   auto value_of = [&](size_t c) -> std::optional<double> {
     const Cell& cell = table.at(r, c);
     auto v = ParseSampleValue(cell.view());
+    // postgres_exporter turns a timestamp into Unix seconds and a boolean into 1 or 0 (also as the
+    // text 'true'/'false' a cast gives); its definitions may rely on that.
+    if (!v && def.foreign_names) {
+      if (cell.view() == "true" || cell.view() == "false") v = cell.view() == "true" ? 1.0 : 0.0;
+      else v = ParseTimestampSeconds(cell.view());
+    }
     if (!v) {
       out.error = "column '" + table.columns[c] + "' has value '" + std::string(cell.view()) + "' in row " +
                   std::to_string(r + 1) + ", which is not a number";
@@ -260,6 +409,12 @@ bool AddRow(const Definition& def, const TableView& table, const Layout& layout,
   };
   for (size_t i = 0; i < layout.metric_cols.size(); ++i) {
     if (table.at(r, layout.metric_cols[i]).null) continue;
+    if (layout.histogram_parts[i]) {
+      if (!AddHistogram(table, layout.metric_cols[i], *layout.histogram_parts[i], r, suffix, out.families[i],
+                        out.error))
+        return false;
+      continue;
+    }
     auto v = value_of(layout.metric_cols[i]);
     for (size_t a : layout.addends[i]) {
       if (!v || table.at(r, a).null) continue;

@@ -45,4 +45,8 @@ MappedResult MapRows(const Definition& def, const TableView& table,
 // and booleans t/f as 1/0.
 std::optional<double> ParseSampleValue(std::string_view text);
 
+// A timestamptz as PostgreSQL writes it ("2024-05-01 12:00:00.5+02") as Unix seconds, for
+// foreign_names definitions (postgres_exporter serves a timestamp column that way); nullopt otherwise.
+std::optional<double> ParseTimestampSeconds(std::string_view text);
+
 }  // namespace pgpulse::collectors

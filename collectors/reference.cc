@@ -87,9 +87,10 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
     for (const Column& c : d->columns) {
       if (!IsMetricUsage(c.usage)) continue;
       out += "| `" + c.metric + "` | " +
-             (c.usage == ColumnUsage::Counter   ? "counter"
-              : c.usage == ColumnUsage::Untyped ? "untyped"
-                                                : "gauge") +
+             (c.usage == ColumnUsage::Counter     ? "counter"
+              : c.usage == ColumnUsage::Untyped   ? "untyped"
+              : c.usage == ColumnUsage::Histogram ? "histogram"
+                                                  : "gauge") +
              " | " + (labels.empty() ? "-" : labels) + " | " + (c.unit.empty() ? "-" : c.unit) + " | " + Cell(c.help) +
              " |\n";
     }

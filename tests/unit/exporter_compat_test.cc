@@ -195,9 +195,9 @@ TEST(ExporterFlags, WhatHasNoEquivalentIsAnErrorNamingTheFlag) {
   const std::string all = Joined(errors);
   for (const char* want :
        {"--metric-prefix (PG_EXPORTER_METRIC_PREFIX): only 'pg'",
-        "--web.systemd-socket:", "--extend.query-path (PG_EXPORTER_EXTEND_QUERY_PATH):", "'broken' is not name=value",
-        "label 'target' is set by the agent", "--collection-timeout (PG_EXPORTER_COLLECTION_TIMEOUT)",
-        "--collector.stat_statements.limit:"})
+        "--web.systemd-socket:", "/etc/queries.yaml: cannot read postgres_exporter queries file",
+        "'broken' is not name=value", "label 'target' is set by the agent",
+        "--collection-timeout (PG_EXPORTER_COLLECTION_TIMEOUT)", "--collector.stat_statements.limit:"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
 }
 

@@ -170,3 +170,70 @@ TEST(Mapping, ParsesPostgresTextValues) {
 
 }  // namespace
 }  // namespace pgpulse::collectors
+
+namespace pgpulse::collectors {
+namespace {
+
+// postgres_exporter's HISTOGRAM (foreign names only): bounds and cumulative counts as arrays.
+Definition HistogramDef() {
+  LoadResult r = LoadDefinitions({Source{"pe.yaml", R"(collectors:
+  - name: idle
+    help: h
+    sql: SELECT 1
+    ignore_other_columns: true
+    columns:
+      app: label
+      seconds: {histogram: pg_idle_seconds, help: Idle time.}
+)",
+                                         true}});
+  EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0]);
+  return r.definitions.at(0);
+}
+
+TEST(Mapping, HistogramColumnsBecomeBucketsSumAndCount) {
+  Table t({"app", "seconds", "seconds_bucket", "seconds_sum", "seconds_count"},
+          {{"psql", "{1,2.5,300}", "{0,1,3}", "412.5", "4"}});
+  MappedResult m = MapRows(HistogramDef(), t.view, {});
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  ASSERT_EQ(m.families.size(), 1u);
+  EXPECT_EQ(m.families[0].kind, MetricKind::Histogram);
+  EXPECT_EQ(Samples(m.families[0]),
+            "pg_idle_seconds_bucket{app=\"psql\",le=\"1\"} 0\n"
+            "pg_idle_seconds_bucket{app=\"psql\",le=\"2.5\"} 1\n"
+            "pg_idle_seconds_bucket{app=\"psql\",le=\"300\"} 3\n"
+            "pg_idle_seconds_bucket{app=\"psql\",le=\"+Inf\"} 4\n"
+            "pg_idle_seconds_sum{app=\"psql\"} 412.5\n"
+            "pg_idle_seconds_count{app=\"psql\"} 4\n");
+}
+
+TEST(Mapping, HistogramWithMismatchedArraysIsAnError) {
+  Table t({"app", "seconds", "seconds_bucket", "seconds_sum", "seconds_count"}, {{"psql", "{1,2}", "{0}", "1", "1"}});
+  MappedResult m = MapRows(HistogramDef(), t.view, {});
+  EXPECT_NE(m.error.find("histogram column 'seconds' in row 1"), std::string::npos) << m.error;
+  Table missing({"app", "seconds"}, {{"psql", "{1}"}});
+  EXPECT_NE(MapRows(HistogramDef(), missing.view, {}).error.find("needs the query to return seconds_bucket"),
+            std::string::npos);
+  auto strict = LoadDefinitions({Source{"user.yaml",
+                                        "collectors:\n  - name: x\n    help: h\n    sql: SELECT 1\n"
+                                        "    columns:\n      s: {histogram: x_seconds, help: h}\n"}});
+  EXPECT_FALSE(strict.ok()) << "histogram is for the postgres_exporter profile only";
+}
+
+}  // namespace
+}  // namespace pgpulse::collectors
+
+namespace pgpulse::collectors {
+namespace {
+
+TEST(Mapping, TimestampsAreUnixSecondsForForeignNamesOnly) {
+  EXPECT_EQ(ParseTimestampSeconds("1970-01-01 00:00:00+00"), 0.0);
+  EXPECT_EQ(ParseTimestampSeconds("2024-02-29 12:30:15.25+00"), 1709209815.25);
+  EXPECT_EQ(ParseTimestampSeconds("2024-02-29 14:30:15.25+02"), 1709209815.25);
+  EXPECT_EQ(ParseTimestampSeconds("2024-02-29 12:00:15-00:30"), 1709209815.0);
+  EXPECT_FALSE(ParseTimestampSeconds("2024-02-29"));
+  EXPECT_FALSE(ParseTimestampSeconds("yesterday"));
+  EXPECT_FALSE(ParseTimestampSeconds("2024-02-29 12:30:15+0x"));
+}
+
+}  // namespace
+}  // namespace pgpulse::collectors
