@@ -4,6 +4,7 @@
 // Debian's postgres_exporter 0.11.1 is installed, it gets the same variables and both must agree.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
@@ -171,7 +172,7 @@ TEST(PostgresExporterFlags, WhatPgpulseCannotHonourStopsItWithTheName) {
   };
   const std::vector<Case> cases = {
       {{}, {{"PG_EXPORTER_CONSTANT_LABEL", "a=b"}}, "environment variable PG_EXPORTER_CONSTANT_LABEL: not one"},
-      {{"--extend.query-path=/etc/queries.yaml"}, {}, "--extend.query-path (PG_EXPORTER_EXTEND_QUERY_PATH)"},
+      {{"--extend.query-path=/etc/queries.yaml"}, {}, "/etc/queries.yaml: cannot read postgres_exporter queries file"},
       {{}, {{"PG_EXPORTER_METRIC_PREFIX", "postgres"}}, "--metric-prefix (PG_EXPORTER_METRIC_PREFIX): only 'pg'"},
       {{"--collector.stat_statements"}, {}, "--collector.stat_statements: postgres_exporter's stat_statements"},
       {{"--web.systemd-socket"}, {}, "--web.systemd-socket"},
@@ -197,6 +198,109 @@ TEST(PostgresExporterFlags, DumpmapsPrintsTheProfilesMaps) {
   for (const char* want : {"pe_stat_database (collector stat_database, server)", "pg_stat_database_xact_commit",
                            "pe_postmaster (collector postmaster, off by default, server)"})
     EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output.substr(0, 2000);
+}
+
+}  // namespace
+}  // namespace pgpulse::testing
+
+namespace pgpulse::testing {
+namespace {
+
+constexpr const char* kExampleQueries = "/usr/share/doc/prometheus-postgres-exporter/examples/queries.yaml";
+
+// The namespaces of Debian's example file, each a prefix of the families it makes.
+const std::vector<std::string> kExampleNamespaces = {"pg_replication_",      "pg_postmaster_",
+                                                     "pg_stat_user_tables_", "pg_statio_user_tables_",
+                                                     "pg_stat_statements_",  "pg_process_idle_"};
+
+bool FromExample(const std::string& family) {
+  for (const auto& ns : kExampleNamespaces)
+    if (family.rfind(ns, 0) == 0) return true;
+  return false;
+}
+
+std::set<std::string> LabelNames(const ParsedFamily& f) {
+  std::set<std::string> names;
+  for (const auto& [labels, value] : f.samples)
+    for (const auto& [k, v] : labels) names.insert(k);
+  return names;
+}
+
+std::set<std::map<std::string, std::string>> LabelSets(const ParsedFamily& f) {
+  std::set<std::map<std::string, std::string>> sets;
+  for (const auto& [labels, value] : f.samples) sets.insert(labels);
+  return sets;
+}
+
+TEST(PostgresExporterQueries, DebiansExampleFileServesWhatPostgresExporterServes) {
+  if (!PostgresExporterProcess::Installed() || !std::ifstream(kExampleQueries))
+    GTEST_SKIP() << "Debian package prometheus-postgres-exporter (binary and example queries.yaml) not installed";
+  auto pg = PostgresServer::Start();
+  pg->Exec(
+      "CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts SELECT g, 0 FROM "
+      "generate_series(1, 500) g; ANALYZE accounts");
+  pqxx::connection idle(pg->dsn() + " application_name=idler");  // a session for pg_process_idle to see
+  const std::string dsn = "postgresql://postgres@127.0.0.1:" + std::to_string(pg->port()) + "/postgres?sslmode=disable";
+  auto pe = PostgresExporterProcess::StartWith({{"DATA_SOURCE_NAME", dsn}},
+                                               {std::string("--extend.query-path=") + kExampleQueries});
+  auto agent = AgentProcess::Start(
+      {"--metrics.profile=postgres_exporter", std::string("--extend.query-path=") + kExampleQueries},
+      {{"DATA_SOURCE_NAME", dsn}});
+  const std::string our_text = ScrapeUntil(
+      *agent, [](const std::string& b) { return b.find("pg_process_idle_seconds_bucket") != std::string::npos; });
+  const std::string their_text = HttpGet(pe->url("/metrics")).body;
+  const auto ours = ParseFamilies(our_text);
+  const auto theirs = ParseFamilies(their_text);
+
+  int compared = 0;
+  for (const auto& [name, family] : theirs) {
+    if (!FromExample(name)) continue;
+    SCOPED_TRACE(name);
+    ++compared;
+    auto found = ours.find(name);
+    ASSERT_NE(found, ours.end()) << "pgpulse does not serve " << name;
+    EXPECT_EQ(found->second.type, family.type);
+    std::set<std::string> want = LabelNames(family), got = LabelNames(found->second);
+    EXPECT_EQ(got, want);
+    // Tables are the same on both sides; sessions (pg_process_idle) change between the two scrapes.
+    if (name.rfind("pg_stat_user_tables_", 0) == 0 || name.rfind("pg_statio_user_tables_", 0) == 0) {
+      EXPECT_EQ(LabelSets(found->second), LabelSets(family));
+    }
+  }
+  EXPECT_GE(compared, 30) << their_text.substr(0, 2000);
+  // Values: a timestamp as Unix seconds (postgres_exporter truncates to whole seconds), counts, NULL as NaN.
+  auto value = [](const std::map<std::string, ParsedFamily>& f, const std::string& name) {
+    return f.at(name).samples.at(0).second;
+  };
+  EXPECT_NEAR(value(ours, "pg_postmaster_start_time_seconds"), value(theirs, "pg_postmaster_start_time_seconds"), 1.0);
+  EXPECT_EQ(value(ours, "pg_stat_user_tables_n_live_tup"), 500);
+  EXPECT_EQ(value(theirs, "pg_stat_user_tables_n_live_tup"), 500);
+  EXPECT_TRUE(std::isnan(value(theirs, "pg_statio_user_tables_tidx_blks_hit")));
+  EXPECT_TRUE(std::isnan(value(ours, "pg_statio_user_tables_tidx_blks_hit")));
+  EXPECT_EQ(ours.at("pg_process_idle_seconds").type, "histogram");
+
+  // The example's pg_stat_statements query reads total_time, which PostgreSQL 13 renamed: it fails in
+  // both, and both say so in pg_exporter_last_scrape_error rather than serving nothing quietly.
+  EXPECT_FALSE(theirs.count("pg_stat_statements_calls"));
+  EXPECT_FALSE(ours.count("pg_stat_statements_calls"));
+  EXPECT_EQ(SampleValue(their_text, "pg_exporter_last_scrape_error"), 1.0);
+  EXPECT_EQ(SampleValue(our_text, "pg_exporter_last_scrape_error"), 1.0);
+
+  // Both load the same file: one load-error series, 0, with the same hash.
+  ASSERT_TRUE(ours.count("pg_exporter_user_queries_load_error"));
+  ASSERT_TRUE(theirs.count("pg_exporter_user_queries_load_error"));
+  EXPECT_EQ(LabelSets(ours.at("pg_exporter_user_queries_load_error")),
+            LabelSets(theirs.at("pg_exporter_user_queries_load_error")));
+  EXPECT_EQ(ours.at("pg_exporter_user_queries_load_error").samples.at(0).second, 0);
+}
+
+TEST(PostgresExporterQueries, AnUntranslatableFileStopsTheAgentWithItsPosition) {
+  const std::string file = WriteTempFile("queries.yaml",
+                                         "pg_x:\n  query: SELECT 1 AS d\n  metrics:\n"
+                                         "    - d: {usage: DURATION, description: x}\n");
+  CommandResult r = AgentProcess::Run({"check", "--metrics.profile=postgres_exporter", "--extend.query-path=" + file});
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.output.find(file + ":4:18: query 'pg_x' column 'd': usage DURATION"), std::string::npos) << r.output;
 }
 
 }  // namespace
