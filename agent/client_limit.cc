@@ -152,7 +152,8 @@ void ClientLimiter::Reap() {
   for (auto& [client, open] : by_client) {
     if (open.size() <= static_cast<size_t>(max_)) continue;
     // Keep the admitted ones, then the oldest; shut the rest down.
-    auto admitted = [&](const Open& o) { return admitted_.count({client, o.socket->port}) > 0; };
+    const std::string& address = client;  // (C++17 lambdas cannot capture a structured binding)
+    auto admitted = [&](const Open& o) { return admitted_.count({address, o.socket->port}) > 0; };
     std::sort(open.begin(), open.end(), [&](const Open& a, const Open& b) {
       bool aa = admitted(a), ba = admitted(b);
       return aa != ba ? aa : a.socket->seen < b.socket->seen;

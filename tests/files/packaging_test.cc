@@ -105,7 +105,9 @@ CheckResult CheckConfig(std::string config, const std::map<std::string, std::opt
   WriteFile(dir.path() / "pgpulse.yml", config);
   std::ostringstream out, err;
   CheckResult r;
-  r.status = agent::RunCheck({(dir.path() / "pgpulse.yml").string(), "", ""}, false, out, err);
+  agent::AgentOptions options;
+  options.config_file = (dir.path() / "pgpulse.yml").string();
+  r.status = agent::RunCheck(options, false, out, err);
   r.out = out.str();
   r.err = err.str();
   return r;
