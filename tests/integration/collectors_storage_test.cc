@@ -20,6 +20,7 @@
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/shared_server.h"
+#include "tests/harness/slow_vacuum.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -280,38 +281,13 @@ TEST_F(StorageCollectors, BuffercacheUsedPlusUnusedIsSharedBuffers) {
 }
 
 TEST_F(StorageCollectors, VacuumInProgressIsReportedWithItsPhase) {
-  pg_->Exec(
-      "CREATE TABLE slowvac WITH (autovacuum_enabled = off) AS "
-      "SELECT g, repeat('v', 100) AS payload FROM generate_series(1, 20000) g");
-  pg_->Exec("DELETE FROM slowvac WHERE g % 2 = 0");
-  // Cost-based delay at its slowest sleeps 100 ms per page, so the vacuum is still scanning when
-  // scraped; it is cancelled afterwards.
-  std::promise<int> pid_promise;
-  std::future<void> vacuum = std::async(std::launch::async, [&] {
-    pqxx::connection c(pg_->dsn());
-    pqxx::nontransaction tx(c);
-    pid_promise.set_value(tx.exec("SELECT pg_backend_pid()")[0][0].as<int>());
-    tx.exec("SET vacuum_cost_delay = 100");
-    tx.exec("SET vacuum_cost_limit = 1");
-    try {
-      tx.exec("VACUUM slowvac");
-    } catch (const pqxx::sql_error&) {
-      // Cancelled by the test.
-    }
-  });
-  int pid = pid_promise.get_future().get();
-  const std::string progress = "SELECT heap_blks_total FROM pg_stat_progress_vacuum WHERE pid = " +
-                               std::to_string(pid) + " AND phase = 'scanning heap'";
-  bool running = PollUntil([&] { return !pg_->Query(progress).empty(); });
-
   std::string body;
-  if (running) {
+  {
+    SlowVacuum vacuum(*pg_, "slowvac");
+    ASSERT_TRUE(vacuum.WaitScanning()) << "the vacuum never showed up in pg_stat_progress_vacuum";
     auto agent = StartAgent(*pg_);
     body = Scrape(*agent);
   }
-  pg_->Exec("SELECT pg_cancel_backend(" + std::to_string(pid) + ")");
-  vacuum.get();
-  ASSERT_TRUE(running) << "the vacuum never showed up in pg_stat_progress_vacuum";
 
   EXPECT_EQ(SampleValue(body, "pg_vacuum_running{datname=\"postgres\",kind=\"manual\",phase=\"scanning heap\"}"), 1.0)
       << body;
