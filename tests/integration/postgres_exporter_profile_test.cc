@@ -17,6 +17,7 @@
 #include "tests/harness/polling.h"
 #include "tests/harness/postgres_exporter_process.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/slow_vacuum.h"
 
 namespace pgpulse::testing {
 namespace {
@@ -203,6 +204,33 @@ TEST_F(PostgresExporterProfile, BothServesBothNameSetsOnce) {
   std::set<Labels> seen;
   for (const auto& [labels, value] : ours.at("pg_database_size_bytes").samples)
     EXPECT_TRUE(seen.insert(labels).second) << "duplicate pg_database_size_bytes for " << labels.at("datname");
+}
+
+// stat_progress_vacuum is on by default in 0.20 (0.11.1 has no such collector): checked against its definitions.
+TEST_F(PostgresExporterProfile, RunningVacuumShowsItsPhaseAndCounters) {
+  auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  EXPECT_EQ(CountSamples(Scrape(*agent), "pg_stat_progress_vacuum_phase"), 0) << "no vacuum, no rows";
+  std::string body;
+  std::string pages;
+  {
+    SlowVacuum vacuum(*pg_, "slowvac");
+    ASSERT_TRUE(vacuum.WaitScanning()) << "the vacuum never showed up in pg_stat_progress_vacuum";
+    body = Scrape(*agent);
+    pages = pg_->Query("SELECT pg_relation_size('slowvac') / current_setting('block_size')::int");
+  }
+  const auto families = ParseFamilies(body);
+  const std::string rel = "{datname=\"postgres\",relname=\"slowvac\"";
+  EXPECT_EQ(SampleValue(body, "pg_stat_progress_vacuum_phase" + rel + ",phase=\"scanning heap\"}"), 1.0) << body;
+  EXPECT_EQ(SampleValue(body, "pg_stat_progress_vacuum_phase" + rel + ",phase=\"vacuuming indexes\"}"), 0.0);
+  EXPECT_EQ(CountSamples(body, "pg_stat_progress_vacuum_phase"), 7) << "one sample per phase";
+  EXPECT_EQ(SampleValue(body, "pg_stat_progress_vacuum_heap_blks" + rel + "}"), std::stod(pages));
+  EXPECT_EQ(SampleValue(body, "pg_stat_progress_vacuum_index_vacuums" + rel + "}"), 0.0);
+  for (const char* name : {"pg_stat_progress_vacuum_heap_blks_scanned", "pg_stat_progress_vacuum_heap_blks_vacuumed",
+                           "pg_stat_progress_vacuum_max_dead_tuples", "pg_stat_progress_vacuum_num_dead_tuples"}) {
+    ASSERT_TRUE(families.count(name)) << name;
+    EXPECT_EQ(families.at(name).type, "gauge") << name;
+  }
+  EXPECT_EQ(SampleValue(body, "pg_scrape_collector_success{collector=\"stat_progress_vacuum\"}"), 1.0);
 }
 
 TEST_F(PostgresExporterProfile, PgpulseProfileServesNoPostgresExporterNames) {
