@@ -69,8 +69,11 @@ struct CheckRow {
 };
 
 // `pgpulse check --connect` against dsn: the table's rows.
-std::vector<CheckRow> CheckConnect(const std::string& config, const std::string& dsn, std::string* output) {
-  CommandResult r = AgentProcess::Run({"--config.file=" + config, "check", "--connect"}, {{"DATA_SOURCE_NAME", dsn}});
+std::vector<CheckRow> CheckConnect(const std::string& config, const std::string& dsn, std::string* output,
+                                   const std::vector<std::string>& flags = {}) {
+  std::vector<std::string> args{"--config.file=" + config, "check", "--connect"};
+  args.insert(args.end(), flags.begin(), flags.end());
+  CommandResult r = AgentProcess::Run(args, {{"DATA_SOURCE_NAME", dsn}});
   *output = r.output;
   std::vector<CheckRow> rows;
   std::istringstream in(r.output);
@@ -97,10 +100,12 @@ std::vector<CheckRow> CheckConnect(const std::string& config, const std::string&
 }
 
 std::vector<CheckRow> ExpectEveryCollectorOkOrSkipped(const std::string& server, const std::string& config,
-                                                      const std::string& dsn) {
+                                                      const std::string& dsn,
+                                                      const std::vector<std::string>& flags = {},
+                                                      size_t at_least = 40) {
   std::string output;
-  std::vector<CheckRow> rows = CheckConnect(config, dsn, &output);
-  EXPECT_GT(rows.size(), 40u) << server << ": no collector table in:\n" << output;
+  std::vector<CheckRow> rows = CheckConnect(config, dsn, &output, flags);
+  EXPECT_GT(rows.size(), at_least) << server << ": no collector table in:\n" << output;
   for (const CheckRow& row : rows) {
     const bool has_reason = row.detail.find_first_not_of(' ') != std::string::npos;
     EXPECT_TRUE(row.status == "ok" || (row.status == "skipped" && has_reason))
@@ -191,6 +196,18 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   const std::string config = WriteTempFile("matrix.yml", kConfig);
   ExpectEveryCollectorOkOrSkipped("primary", config, primary->dsn());
   ExpectEveryCollectorOkOrSkipped("standby", config, standby->dsn());
+  // The postgres_exporter profile's definitions, its opt-in postmaster collector too, on this major.
+  const std::string no_config = WriteTempFile("matrix-pe.yml", "");
+  const std::vector<std::string> profile{"--metrics.profile=postgres_exporter", "--collector.postmaster"};
+  for (const auto& [server, dsn] : {std::pair{"primary (postgres_exporter profile)", primary->dsn()},
+                                    std::pair{"standby (postgres_exporter profile)", standby->dsn()}}) {
+    std::vector<CheckRow> rows = ExpectEveryCollectorOkOrSkipped(server, no_config, dsn, profile, 15);
+    for (const char* name : {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum"}) {
+      const CheckRow* row = FindRow(rows, name);
+      ASSERT_NE(row, nullptr) << server << ": " << name;
+      EXPECT_EQ(row->status, "ok") << server << ": " << name << ":" << row->detail;
+    }
+  }
 
   // pg_stat_statements left at an older version than the server's (a major upgrade without ALTER EXTENSION
   // ... UPDATE): the statements collectors read the columns of the installed version, chosen by extversion.
