@@ -233,6 +233,45 @@ TEST_F(PostgresExporterProfile, RunningVacuumShowsItsPhaseAndCounters) {
   EXPECT_EQ(SampleValue(body, "pg_scrape_collector_success{collector=\"stat_progress_vacuum\"}"), 1.0);
 }
 
+// The opt-in collectors, turned on with their flags (0.11.1 has none of them: checked against 0.20's definitions).
+TEST_F(PostgresExporterProfile, OptInCollectorsServeTheirNamesWhenSwitchedOn) {
+  pg_->Exec("CREATE INDEX accounts_balance ON accounts (balance)");
+  pg_->Exec("SELECT count(*) FROM accounts WHERE balance = 1");
+  pqxx::connection held(pg_->dsn());
+  pqxx::work tx(held);
+  tx.exec("SELECT 1");  // a transaction left open: long_running_transactions counts it
+  auto off = AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  const std::string defaults = Scrape(*off);
+  EXPECT_EQ(defaults.find("pg_database_wraparound"), std::string::npos) << "off by default";
+  EXPECT_EQ(defaults.find("pg_long_running_transactions"), std::string::npos) << "off by default";
+
+  auto agent = AgentProcess::Start(
+      {"--metrics.profile=postgres_exporter", "--collector.database_wraparound",
+       "--collector.long_running_transactions", "--collector.statio_user_indexes",
+       "--collector.stat_activity_autovacuum", "--collector.xlog_location", "--collector.stat_checkpointer"},
+      {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  const std::string body = Scrape(*agent);
+  const auto families = ParseFamilies(body);
+  const double frozen = std::stod(pg_->Query("SELECT age(datfrozenxid) FROM pg_database WHERE datname = 'postgres'"));
+  auto wraparound = SampleValue(body, "pg_database_wraparound_age_datfrozenxid_seconds{datname=\"postgres\"}");
+  ASSERT_TRUE(wraparound.has_value()) << body.substr(0, 2000);
+  EXPECT_NEAR(*wraparound, frozen, 5);
+  EXPECT_TRUE(families.count("pg_database_wraparound_age_datminmxid_seconds"));
+  EXPECT_GE(SampleValue(body, "pg_long_running_transactions").value_or(0), 1.0);
+  EXPECT_GE(SampleValue(body, "pg_long_running_transactions_oldest_timestamp_seconds").value_or(-1), 0.0);
+  ASSERT_TRUE(families.count("pg_statio_user_indexes_idx_blks_hit_total"));
+  EXPECT_EQ(families.at("pg_statio_user_indexes_idx_blks_hit_total").type, "counter");
+  EXPECT_TRUE(SampleValue(body,
+                          "pg_statio_user_indexes_idx_blks_read_total{schemaname=\"public\",relname=\"accounts\","
+                          "indexrelname=\"accounts_balance\"}")
+                  .has_value())
+      << body.substr(0, 2000);
+  // Before 10 (xlog) and from 17 (pg_stat_checkpointer) only: on 15 they serve nothing, and do not fail.
+  EXPECT_FALSE(families.count("pg_xlog_location_bytes"));
+  EXPECT_FALSE(families.count("pg_stat_checkpointer_num_timed_total"));
+  EXPECT_EQ(SampleValue(body, "pg_exporter_last_scrape_error"), 0.0);
+}
+
 TEST_F(PostgresExporterProfile, PgpulseProfileServesNoPostgresExporterNames) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->dsn()}});
   const auto ours = ParseFamilies(ScrapeUntil(

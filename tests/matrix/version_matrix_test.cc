@@ -196,16 +196,33 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   const std::string config = WriteTempFile("matrix.yml", kConfig);
   ExpectEveryCollectorOkOrSkipped("primary", config, primary->dsn());
   ExpectEveryCollectorOkOrSkipped("standby", config, standby->dsn());
-  // The postgres_exporter profile's definitions, its opt-in postmaster collector too, on this major.
+  // The postgres_exporter profile's definitions, the opt-in ones pgpulse serves too, on this major.
   const std::string no_config = WriteTempFile("matrix-pe.yml", "");
-  const std::vector<std::string> profile{"--metrics.profile=postgres_exporter", "--collector.postmaster"};
+  const std::vector<std::string> profile{"--metrics.profile=postgres_exporter",
+                                         "--collector.postmaster",
+                                         "--collector.database_wraparound",
+                                         "--collector.long_running_transactions",
+                                         "--collector.stat_activity_autovacuum",
+                                         "--collector.statio_user_indexes",
+                                         "--collector.xlog_location",
+                                         "--collector.buffercache_summary",
+                                         "--collector.stat_checkpointer"};
   for (const auto& [server, dsn] : {std::pair{"primary (postgres_exporter profile)", primary->dsn()},
                                     std::pair{"standby (postgres_exporter profile)", standby->dsn()}}) {
     std::vector<CheckRow> rows = ExpectEveryCollectorOkOrSkipped(server, no_config, dsn, profile, 15);
-    for (const char* name : {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum"}) {
+    for (const char* name : {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum",
+                             "pe_database_wraparound", "pe_long_running_transactions", "pe_statio_user_indexes"}) {
       const CheckRow* row = FindRow(rows, name);
       ASSERT_NE(row, nullptr) << server << ": " << name;
       EXPECT_EQ(row->status, "ok") << server << ": " << name << ":" << row->detail;
+    }
+    // Only where their source exists.
+    const std::pair<const char*, bool> version_bound[] = {
+        {"pe_buffercache_summary", major >= 16}, {"pe_stat_checkpointer", major >= 17}, {"pe_xlog_location", false}};
+    for (const auto& [name, served] : version_bound) {
+      const CheckRow* row = FindRow(rows, name);
+      ASSERT_NE(row, nullptr) << server << ": " << name;
+      EXPECT_EQ(row->status, served ? "ok" : "skipped") << server << ": " << name << ":" << row->detail;
     }
   }
 
