@@ -245,11 +245,11 @@ TEST_F(PostgresExporterProfile, OptInCollectorsServeTheirNamesWhenSwitchedOn) {
   EXPECT_EQ(defaults.find("pg_database_wraparound"), std::string::npos) << "off by default";
   EXPECT_EQ(defaults.find("pg_long_running_transactions"), std::string::npos) << "off by default";
 
-  auto agent = AgentProcess::Start(
-      {"--metrics.profile=postgres_exporter", "--collector.database_wraparound",
-       "--collector.long_running_transactions", "--collector.statio_user_indexes",
-       "--collector.stat_activity_autovacuum", "--collector.xlog_location", "--collector.stat_checkpointer"},
-      {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter", "--collector.database_wraparound",
+                                    "--collector.long_running_transactions", "--collector.statio_user_indexes",
+                                    "--collector.stat_activity_autovacuum", "--collector.xlog_location",
+                                    "--collector.stat_checkpointer", "--collector.process_idle"},
+                                   {{"DATA_SOURCE_NAME", pg_->dsn()}});
   const std::string body = Scrape(*agent);
   const auto families = ParseFamilies(body);
   const double frozen = std::stod(pg_->Query("SELECT age(datfrozenxid) FROM pg_database WHERE datname = 'postgres'"));
@@ -266,6 +266,14 @@ TEST_F(PostgresExporterProfile, OptInCollectorsServeTheirNamesWhenSwitchedOn) {
                           "indexrelname=\"accounts_balance\"}")
                   .has_value())
       << body.substr(0, 2000);
+  // process_idle: a histogram per (state, application_name) of the idle sessions.
+  ASSERT_TRUE(families.count("pg_process_idle_seconds")) << body.substr(0, 3000);
+  EXPECT_EQ(families.at("pg_process_idle_seconds").type, "histogram");
+  EXPECT_TRUE(SampleValue(body,
+                          "pg_process_idle_seconds_bucket{state=\"idle in transaction\",application_name=\"\","
+                          "le=\"+Inf\"}")
+                  .has_value())
+      << body.substr(0, 3000);
   // Before 10 (xlog) and from 17 (pg_stat_checkpointer) only: on 15 they serve nothing, and do not fail.
   EXPECT_FALSE(families.count("pg_xlog_location_bytes"));
   EXPECT_FALSE(families.count("pg_stat_checkpointer_num_timed_total"));
@@ -326,6 +334,29 @@ TEST(PostgresExporterProfileReplication, StandbyAndSlotsUnderTheirNames) {
   // The flush LSN is only for an active slot, as postgres_exporter serves it.
   auto flush = p.find("pg_replication_slots_slot_confirmed_flush_lsn");
   EXPECT_TRUE(flush == p.end() || flush->second.samples.empty());
+}
+
+// The opt-in stat_wal_receiver collector on a standby that streams through a slot (postgres_exporter
+// leaves out a receiver without one).
+TEST(PostgresExporterProfileReplication, WalReceiverOfAStandbyWithASlot) {
+  auto primary = PostgresServer::Start();
+  primary->Exec("SELECT pg_create_physical_replication_slot('standby_slot')");
+  auto standby = PostgresServer::StartStandbyOf(*primary, {"primary_slot_name = 'standby_slot'"});
+  auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter", "--collector.stat_wal_receiver"},
+                                   {{"DATA_SOURCE_NAME", standby->dsn()}});
+  const std::string body = ScrapeUntil(
+      *agent, [](const std::string& b) { return b.find("pg_stat_wal_receiver_received_tli{") != std::string::npos; },
+      30);
+  const auto families = ParseFamilies(body);
+  ASSERT_TRUE(families.count("pg_stat_wal_receiver_received_tli")) << body.substr(0, 2000);
+  const Labels want{{"upstream_host", "127.0.0.1"}, {"slot_name", "standby_slot"}, {"status", "streaming"}};
+  EXPECT_EQ(families.at("pg_stat_wal_receiver_received_tli").samples.at(0).first, want);
+  EXPECT_EQ(families.at("pg_stat_wal_receiver_received_tli").samples.at(0).second, 1);
+  EXPECT_EQ(families.at("pg_stat_wal_receiver_latest_end_lsn").type, "counter");
+  EXPECT_GT(families.at("pg_stat_wal_receiver_flushed_lsn").samples.at(0).second, 0);
+  EXPECT_GT(families.at("pg_stat_wal_receiver_last_msg_receipt_time").samples.at(0).second, 1.6e9);
+  auto node = families.find("pg_stat_wal_receiver_upstream_node");
+  EXPECT_TRUE(node == families.end() || node->second.samples.empty()) << "from a repmgr slot name only";
 }
 
 TEST(PostgresExporterProfileFlag, UnknownProfileIsAClearError) {

@@ -206,12 +206,15 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
                                          "--collector.statio_user_indexes",
                                          "--collector.xlog_location",
                                          "--collector.buffercache_summary",
-                                         "--collector.stat_checkpointer"};
+                                         "--collector.stat_checkpointer",
+                                         "--collector.stat_wal_receiver",
+                                         "--collector.process_idle"};
   for (const auto& [server, dsn] : {std::pair{"primary (postgres_exporter profile)", primary->dsn()},
                                     std::pair{"standby (postgres_exporter profile)", standby->dsn()}}) {
     std::vector<CheckRow> rows = ExpectEveryCollectorOkOrSkipped(server, no_config, dsn, profile, 15);
-    for (const char* name : {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum",
-                             "pe_database_wraparound", "pe_long_running_transactions", "pe_statio_user_indexes"}) {
+    for (const char* name :
+         {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum", "pe_database_wraparound",
+          "pe_long_running_transactions", "pe_statio_user_indexes", "pe_stat_wal_receiver", "pe_process_idle"}) {
       const CheckRow* row = FindRow(rows, name);
       ASSERT_NE(row, nullptr) << server << ": " << name;
       EXPECT_EQ(row->status, "ok") << server << ": " << name << ":" << row->detail;
