@@ -6,7 +6,7 @@
 #include <zlib.h>
 
 #include "agent/config.h"
-#include "tests/unit/joined.h"
+#include "tests/unit/helpers.h"
 #include "agent/dsn.h"
 #include "agent/gzip.h"
 #include "agent/http_server.h"
@@ -15,14 +15,7 @@
 namespace pgpulse::agent {
 namespace {
 
-std::string Write(const std::string& text) {
-  char path[] = "/tmp/pgpulse-config-XXXXXX";
-  int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  ::close(fd);
-  std::ofstream(path) << text;
-  return path;
-}
+std::string Write(const std::string& text) { return pgpulse::testing::WriteTempFile(text); }
 
 using pgpulse::testing::Joined;
 

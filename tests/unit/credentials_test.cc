@@ -2,6 +2,7 @@
 // connection, from a file or a command, and what the config says when it is set up wrong.
 
 #include "agent/credentials.h"
+#include "tests/unit/helpers.h"
 
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
@@ -18,15 +19,7 @@
 namespace pgpulse::agent {
 namespace {
 
-std::string Write(const std::string& text, mode_t mode = 0600) {
-  char path[] = "/tmp/pgpulse-credentials-XXXXXX";
-  int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  ::close(fd);
-  std::ofstream(path) << text;
-  chmod(path, mode);
-  return path;
-}
+std::string Write(const std::string& text, mode_t mode = 0600) { return pgpulse::testing::WriteTempFile(text, mode); }
 
 // What libpq makes of a conninfo string: keyword -> value.
 std::map<std::string, std::string> Parsed(const std::string& conninfo) {

@@ -15,7 +15,7 @@
 #include <string>
 
 #include "agent/config.h"
-#include "tests/unit/joined.h"
+#include "tests/unit/helpers.h"
 
 namespace pgpulse::agent {
 namespace {

@@ -10,21 +10,14 @@
 #include <set>
 
 #include "agent/runtime.h"
-#include "tests/unit/joined.h"
+#include "tests/unit/helpers.h"
 
 namespace pgpulse::agent {
 namespace {
 
 using pgpulse::testing::Joined;
 
-std::string TempFile(const std::string& content) {
-  char path[] = "/tmp/pgpulse-compat-XXXXXX";
-  int fd = mkstemp(path);
-  EXPECT_GE(fd, 0);
-  ::close(fd);
-  std::ofstream(path) << content;
-  return path;
-}
+using pgpulse::testing::WriteTempFile;
 
 TEST(DataSources, NameWinsAndIsSplitAtCommas) {
   std::vector<std::string> errors;
@@ -75,7 +68,7 @@ TEST(DataSources, UriWithUserAndPasswordIsEscaped) {
 
 TEST(DataSources, FilesWinOverValuesAndThePasswordFileIsKeptAsAFile) {
   std::vector<std::string> errors;
-  const std::string user = TempFile("monitor\n"), uri = TempFile("  127.0.0.1:5432/postgres \n");
+  const std::string user = WriteTempFile("monitor\n"), uri = WriteTempFile("  127.0.0.1:5432/postgres \n");
   DataSources s = ReadDataSources({{"DATA_SOURCE_URI_FILE", uri},
                                    {"DATA_SOURCE_URI", "other:1/x"},
                                    {"DATA_SOURCE_USER_FILE", user},

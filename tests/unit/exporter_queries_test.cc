@@ -9,7 +9,7 @@
 
 #include "agent/metrics_profile.h"
 #include "collectors/definition.h"
-#include "tests/unit/joined.h"
+#include "tests/unit/helpers.h"
 
 namespace pgpulse::agent {
 namespace {

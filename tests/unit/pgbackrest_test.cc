@@ -12,7 +12,7 @@
 
 #include "agent/sources/command.h"
 #include "agent/config.h"
-#include "tests/unit/joined.h"
+#include "tests/unit/helpers.h"
 #include "agent/sources/pgbackrest.h"
 #include "collectors/exposition.h"
 
