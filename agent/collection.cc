@@ -8,6 +8,7 @@ const char* StatusName(CollectorStatus s) {
     case CollectorStatus::Cached: return "cached";
     case CollectorStatus::Failed: return "failed";
     case CollectorStatus::Skipped: return "skipped";
+    case CollectorStatus::Pending: return "pending";
   }
   return "?";
 }

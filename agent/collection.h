@@ -15,7 +15,9 @@ namespace pgpulse::agent {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
-enum class CollectorStatus { Ok, Cached, Failed, Skipped };
+// Pending: a collector with a ttl whose first run had not finished when the scrape had to
+// answer; it goes on in the background and is served from the next scrape on. Never a failure.
+enum class CollectorStatus { Ok, Cached, Failed, Skipped, Pending };
 const char* StatusName(CollectorStatus s);
 
 struct CollectorOutcome {
@@ -26,12 +28,18 @@ struct CollectorOutcome {
   double duration_seconds = 0;
   size_t series = 0;
   std::shared_ptr<const std::vector<collectors::Family>> families;
+  // When the query that produced `families` finished (a cached result keeps its own time);
+  // the epoch when it did not run.
+  std::chrono::system_clock::time_point collected_at{};
 };
 
 struct Collection {
   bool up = false;
   std::string error;  // why the server is counted down
   bool deadline_exceeded = false;
+  // The scrape's deadline came before the collection finished: what was done by then, the rest
+  // from the collection before (with its age) or pending.
+  bool partial = false;
   collectors::ServerFacts facts;
   std::vector<CollectorOutcome> collectors;
   double duration_seconds = 0;

@@ -51,7 +51,9 @@ std::vector<collectors::Family> PostgresExporterHealth(const std::vector<std::sh
     bool error = !results[i]->up;
     std::map<std::string, std::pair<bool, double>> by_collector;  // name -> (all succeeded, seconds)
     for (const CollectorOutcome& o : results[i]->collectors) {
-      if (o.name.rfind(kProfilePrefix, 0) != 0 || o.status == CollectorStatus::Skipped) continue;
+      if (o.name.rfind(kProfilePrefix, 0) != 0 || o.status == CollectorStatus::Skipped ||
+          o.status == CollectorStatus::Pending)
+        continue;
       error = error || o.status == CollectorStatus::Failed;
       // pe_<collector>[__<part>]; pe_exporter__<map> is one of its built-in maps, no collector there.
       std::string collector = o.name.substr(sizeof kProfilePrefix - 1);

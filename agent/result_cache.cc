@@ -4,10 +4,10 @@
 
 namespace pgpulse::agent {
 
-const CollectorOutcome* ResultCache::Find(const collectors::Definition& def, const std::string& database) const {
+ResultCache::Hit ResultCache::Find(const collectors::Definition& def, const std::string& database) const {
   auto it = entries_.find(CacheKey{def.name, database});
-  if (it == entries_.end() || it->second.definition != &def || Clock::now() - it->second.at >= def.ttl) return nullptr;
-  return &it->second.outcome;
+  if (it == entries_.end() || it->second.definition != &def) return {};
+  return {&it->second.outcome, Clock::now() - it->second.at < def.ttl};
 }
 
 void ResultCache::Store(const std::shared_ptr<const Definitions>& defs, const collectors::Definition& def,

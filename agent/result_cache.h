@@ -1,6 +1,7 @@
 #pragma once
 // The results of collectors with a ttl, per collector and database, served
-// again while the ttl holds.
+// again while the ttl holds, and after it (stale) while the target refreshes
+// them in the background.
 //
 // Not thread-safe: the target's worker thread owns it.
 
@@ -26,9 +27,13 @@ struct CacheKey {
 
 class ResultCache {
  public:
-  // The outcome `def` had in `database`, while its ttl holds and `def` is the same
-  // definition (a reload makes new ones); nullptr otherwise.
-  const CollectorOutcome* Find(const collectors::Definition& def, const std::string& database) const;
+  struct Hit {
+    const CollectorOutcome* outcome = nullptr;  // nullptr: never ran (or failed since, or was reloaded)
+    bool fresh = false;                         // within its ttl
+  };
+  // The last outcome `def` had in `database` while `def` is the same definition (a reload
+  // makes new ones), and whether its ttl still holds.
+  Hit Find(const collectors::Definition& def, const std::string& database) const;
   // Keeps `outcome` for `def`'s ttl (none: nothing kept); `defs` keeps `def` alive.
   void Store(const std::shared_ptr<const Definitions>& defs, const collectors::Definition& def,
              const CollectorOutcome& outcome);

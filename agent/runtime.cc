@@ -567,6 +567,25 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
     self = PostgresExporterHealth(targets, results, seconds, ++scrapes_, queries ? &*queries : nullptr);
   }
   if (include_self) {
+    // The age of what is served: a result from the cache, or refreshed in the background, is
+    // older than the scrape.
+    collectors::Family age;
+    age.name = "pgpulse_collector_last_success_timestamp_seconds";
+    age.help =
+        "When the collector's served result was collected, as seconds since the Unix epoch (per database for "
+        "database-scoped collectors); older than the scrape when served from its ttl cache.";
+    for (size_t i = 0; i < targets.size(); ++i) {
+      for (const CollectorOutcome& o : results[i]->collectors) {
+        if ((o.status != CollectorStatus::Ok && o.status != CollectorStatus::Cached) ||
+            o.collected_at == std::chrono::system_clock::time_point{})
+          continue;
+        Labels l{{"collector", o.name}};
+        if (!o.database.empty()) l.emplace_back("datname", o.database);
+        l.emplace_back("target", targets[i]->config().name);
+        age.Add(RenderSuffix(l), std::chrono::duration<double>(o.collected_at.time_since_epoch()).count());
+      }
+    }
+    if (!age.values.empty()) self.push_back(std::move(age));
     auto own = metrics_.Collect();
     self.insert(self.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
   }
@@ -600,7 +619,8 @@ std::string Agent::RenderLanding(const std::string& telemetry_path) const {
   std::string h =
       "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>pgpulse</title>"
       "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-      "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}.failed{color:#b00}.skipped{color:#777}</style>"
+      "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+      ".failed{color:#b00}.skipped,.pending{color:#777}</style>"
       "</head><body>\n<h1>pgpulse</h1>\n<p>PostgreSQL metrics for Prometheus. Metrics: <a href=\"" +
       HtmlEscape(telemetry_path) + "\">" + HtmlEscape(telemetry_path) +
       "</a> &middot; <a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></p>\n";
@@ -608,28 +628,33 @@ std::string Agent::RenderLanding(const std::string& telemetry_path) const {
        " collectors.</p>\n";
   h += RenderLastReload(LastReload());
   for (const auto& t : rt->targets) {
-    auto last = t->Last();
+    auto last = t->Snapshot();
     h += "<h2>Target " + HtmlEscape(t->config().name) + "</h2>\n<p>" + HtmlEscape(t->spec().display) + "<br>";
     if (!last) {
       h += "Not scraped yet.</p>\n";
       continue;
     }
-    h += std::string("Last collection: ") + FormatTime(last->finished) + ", " +
-         (last->up ? "server up" : "<span class=\"failed\">server down: " + HtmlEscape(last->error) + "</span>");
+    h += std::string(last->partial ? "Collection in progress at " : "Last collection: ") + FormatTime(last->finished) +
+         ", " + (last->up ? "server up" : "<span class=\"failed\">server down: " + HtmlEscape(last->error) + "</span>");
     if (last->up && t->kind() == collectors::TargetKind::PgBouncer)
       h += ", PgBouncer " + HtmlEscape(last->facts.version) + " (admin console)";
     else if (last->up)
       h += ", PostgreSQL " + HtmlEscape(last->facts.version) + (last->facts.in_recovery ? " (replica)" : " (primary)");
     h += "</p>\n";
     if (last->collectors.empty()) continue;
-    h += "<table><tr><th>collector</th><th>status</th><th>duration</th><th>series</th><th>detail</th></tr>\n";
+    h += "<table><tr><th>collector</th><th>status</th><th>duration</th><th>age</th><th>series</th><th>detail</th>"
+         "</tr>\n";
+    const auto now = std::chrono::system_clock::now();
     for (const CollectorOutcome& o : last->collectors) {
-      char dur[32];
+      char dur[32], age[32] = "";
       std::snprintf(dur, sizeof dur, "%.1f ms", o.duration_seconds * 1000);
+      // How old the served result is: from the ttl cache, or refreshed in the background.
+      if (o.collected_at != std::chrono::system_clock::time_point{})
+        std::snprintf(age, sizeof age, "%.0f s", std::chrono::duration<double>(now - o.collected_at).count());
       std::string where = o.database.empty() ? "" : " <small>(" + HtmlEscape(o.database) + ")</small>";
       h += std::string("<tr class=\"") + StatusName(o.status) + "\"><td>" + HtmlEscape(o.name) + where + "</td><td>" +
-           StatusName(o.status) + "</td><td>" + dur + "</td><td>" + std::to_string(o.series) + "</td><td>" +
-           HtmlEscape(o.detail) + "</td></tr>\n";
+           StatusName(o.status) + "</td><td>" + dur + "</td><td>" + age + "</td><td>" + std::to_string(o.series) +
+           "</td><td>" + HtmlEscape(o.detail) + "</td></tr>\n";
     }
     h += "</table>\n";
   }

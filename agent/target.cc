@@ -1,6 +1,7 @@
 #include "agent/target.h"
 
 #include <algorithm>
+#include <set>
 #include <system_error>
 
 #include "agent/log.h"
@@ -58,6 +59,12 @@ std::shared_ptr<const Collection> Target::Last() const {
   return last_;
 }
 
+std::shared_ptr<const Collection> Target::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (auto partial = PartialLocked()) return partial;
+  return last_;
+}
+
 std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitions> defs, Clock::time_point deadline) {
   auto started = Clock::now();
   std::shared_future<std::shared_ptr<const Collection>> fut;
@@ -74,6 +81,7 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
         return c;
       }
     }
+    const bool refreshing = refreshing_ && last_;
     if (inflight_active_) {
       // Joining a collection in flight: it runs until the latest deadline of those waiting.
       inflight_deadline_ = std::max(inflight_deadline_, deadline);
@@ -82,16 +90,31 @@ std::shared_ptr<const Collection> Target::Scrape(std::shared_ptr<const Definitio
       auto req = std::make_unique<Request>();
       req->defs = std::move(defs);
       req->deadline = deadline;
+      req->budget = deadline - started;
       inflight_ = req->promise.get_future().share();
       inflight_active_ = true;
       pending_ = std::move(req);
       cv_.notify_all();
     }
     fut = inflight_;
+    if (refreshing) {
+      // The worker is refreshing a stale result: this scrape is answered now from the last
+      // results, each with its age; its collection runs when that refresh ends, for the next.
+      std::shared_ptr<const Collection> result = last_;
+      metrics_.ScrapeDone(config_.name, std::chrono::duration<double>(Clock::now() - started).count(),
+                          std::chrono::duration<double>(deadline - started).count(), false);
+      return result;
+    }
   }
   std::shared_ptr<const Collection> result;
   if (fut.wait_until(deadline) == std::future_status::ready) {
     result = fut.get();
+  } else if (auto partial = [&] {
+               std::lock_guard<std::mutex> lock(mu_);
+               return PartialLocked();
+             }()) {
+    // The server answered; what the deadline cut off goes on in the background.
+    result = partial;
   } else {
     auto c = std::make_shared<Collection>();
     c->up = false;
@@ -115,6 +138,12 @@ void Target::WorkerLoop() {
       if (stopping_ && !pending_) return;
       req = std::move(pending_);
     }
+    // A request that waited for a refresh gets its whole time budget from now.
+    req->deadline = std::max(req->deadline, Clock::now() + req->budget);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      inflight_deadline_ = std::max(inflight_deadline_, req->deadline);
+    }
     std::shared_ptr<const Collection> result;
     try {
       result = Collect(req->defs, req->deadline);
@@ -130,8 +159,11 @@ void Target::WorkerLoop() {
       std::lock_guard<std::mutex> lock(mu_);
       last_ = result;
       inflight_active_ = false;
+      progress_.reset();
+      progress_planned_.clear();
     }
     req->promise.set_value(result);
+    RunRefreshes();
   }
 }
 
@@ -155,16 +187,39 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     LogDebug("server down", {{"target", config_.name}, {"error", error}});
   } else {
     walk.plan = collectors::MakePlan(*defs, c->facts);
-    RunServerScoped(walk);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      progress_ = c;
+      for (const collectors::PlannedCollector& p : walk.plan.run) progress_planned_.push_back(p.definition->name);
+    }
+    // Refreshes queued for definitions a reload has replaced are of no use.
+    refreshes_.erase(std::remove_if(refreshes_.begin(), refreshes_.end(),
+                                    [&](const Refresh& r) {
+                                      if (r.defs == defs) return false;
+                                      queued_.erase(CacheKey{r.planned.definition->name, r.database});
+                                      return true;
+                                    }),
+                     refreshes_.end());
+    // Collectors without a ttl first: they are what a scrape waits for. Then those with one,
+    // mostly served from the cache; one that never ran may outlast the scrape (pending).
+    RunServerScoped(walk, false);
     if (pool_.Discover(LatestDeadline(walk.deadline))) cache_.KeepDatabases(pool_.Databases());
-    for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db);
+    for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, false);
+    RunServerScoped(walk, true);
+    for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, true);
     for (const auto& [name, t] : walk.tallies)
       metrics_.CollectorDone(config_.name, name, t.runs, t.failures, t.cache_hits, t.seconds, t.series,
                              t.dropped_duplicates, t.dropped_limit);
     for (const collectors::SkippedCollector& s : walk.plan.skipped)
-      c->collectors.push_back(Outcome(s.definition->name, "", CollectorStatus::Skipped, s.reason));
+      Add(walk, Outcome(s.definition->name, "", CollectorStatus::Skipped, s.reason));
   }
   RunSources(walk);
+  {
+    // Done: scrapes now wait for the result instead of reading it in progress.
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_.reset();
+    progress_planned_.clear();
+  }
   c->duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   c->finished = std::chrono::system_clock::now();
   LogDebug("collected",
@@ -172,32 +227,121 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
   return c;
 }
 
-void Target::RunServerScoped(Walk& walk) {
+void Target::RunServerScoped(Walk& walk, bool with_ttl) {
   for (const collectors::PlannedCollector& p : walk.plan.run) {
-    if (p.definition->scope == collectors::Scope::Server)
-      walk.collection.collectors.push_back(RunWithRetry(walk, p, "", pool_.own()));
+    if (p.definition->scope == collectors::Scope::Server && (p.definition->ttl.count() > 0) == with_ttl)
+      Add(walk, RunWithRetry(walk, p, "", pool_.own()));
   }
 }
 
-void Target::RunDatabaseScoped(Walk& walk, const std::string& database) {
+void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl) {
   std::string error;
-  DatabasePool::Slot* slot = pool_.Open(database, LatestDeadline(walk.deadline), error);
-  const bool own = database == pool_.own_database();
-  const std::set<std::string>& extensions = own || !slot ? walk.collection.facts.extensions : slot->extensions;
+  DatabasePool::Slot* slot = nullptr;
+  bool opened = false;
   for (const collectors::PlannedCollector& p : walk.plan.run) {
     const collectors::Definition& def = *p.definition;
-    if (def.scope != collectors::Scope::Database) continue;
+    if (def.scope != collectors::Scope::Database || (def.ttl.count() > 0) != with_ttl) continue;
+    // A result cached for this database needs no session (the extension check was made when it ran).
+    if (with_ttl && cache_.Find(def, database).outcome) {
+      Add(walk, RunWithRetry(walk, p, database, nullptr));
+      continue;
+    }
+    if (!opened) {
+      slot = pool_.Open(database, LatestDeadline(walk.deadline), error);
+      opened = true;
+    }
+    const bool own = database == pool_.own_database();
+    const std::set<std::string>& extensions = own || !slot ? walk.collection.facts.extensions : slot->extensions;
     if (def.required_extension && slot && !extensions.count(*def.required_extension)) {
-      walk.collection.collectors.push_back(
-          Outcome(def.name, database, CollectorStatus::Skipped,
-                  "extension " + *def.required_extension + " is not installed in this database"));
+      Add(walk, Outcome(def.name, database, CollectorStatus::Skipped,
+                        "extension " + *def.required_extension + " is not installed in this database"));
     } else if (!slot) {
       walk.tallies[def.name].failures++;
-      walk.collection.collectors.push_back(Outcome(def.name, database, CollectorStatus::Failed, error));
+      Add(walk, Outcome(def.name, database, CollectorStatus::Failed, error));
     } else {
-      walk.collection.collectors.push_back(RunWithRetry(walk, p, database, slot->session.get()));
+      Add(walk, RunWithRetry(walk, p, database, slot->session.get()));
     }
   }
+}
+
+void Target::Add(Walk& walk, CollectorOutcome outcome) {
+  std::lock_guard<std::mutex> lock(mu_);
+  walk.collection.collectors.push_back(std::move(outcome));
+}
+
+std::shared_ptr<const Collection> Target::PartialLocked() const {
+  if (!progress_) return nullptr;
+  auto c = std::make_shared<Collection>(*progress_);
+  c->partial = true;
+  c->finished = std::chrono::system_clock::now();
+  std::set<CacheKey> have;
+  std::set<std::string> names;
+  for (const CollectorOutcome& o : c->collectors) {
+    have.insert(CacheKey{o.name, o.database});
+    names.insert(o.name);
+  }
+  if (last_) {
+    for (const CollectorOutcome& o : last_->collectors) {
+      if (!have.insert(CacheKey{o.name, o.database}).second) continue;
+      c->collectors.push_back(o);
+      names.insert(o.name);
+    }
+  }
+  for (const std::string& name : progress_planned_) {
+    if (names.insert(name).second)
+      c->collectors.push_back(Outcome(name, "", CollectorStatus::Pending,
+                                      "not collected yet: its first run goes on after this scrape's deadline"));
+  }
+  return c;
+}
+
+void Target::QueueRefresh(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
+                          const std::string& database) {
+  if (queued_.insert(CacheKey{p.definition->name, database}).second) refreshes_.push_back(Refresh{defs, p, database});
+}
+
+void Target::RunRefreshes() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      refreshing_ = !stopping_ && !pending_ && !refreshes_.empty() && last_ && last_->up;
+      if (!refreshing_) return;
+    }
+    Refresh r = std::move(refreshes_.front());
+    refreshes_.pop_front();
+    queued_.erase(CacheKey{r.planned.definition->name, r.database});
+    RunRefresh(r);
+  }
+}
+
+void Target::RunRefresh(const Refresh& r) {
+  const collectors::Definition& def = *r.planned.definition;
+  const Clock::time_point deadline = Clock::now() + def.timeout;
+  Collection scratch;
+  Walk walk{r.defs, deadline, scratch, {}, {}, {}, {}};
+  CollectorOutcome out;
+  std::string error;
+  if (r.database.empty()) {
+    out = RunOne(walk, r.planned, "", pool_.own(), deadline, true);
+  } else if (DatabasePool::Slot* slot = pool_.Open(r.database, deadline, error)) {
+    out = RunOne(walk, r.planned, r.database, slot->session.get(), deadline, true);
+  } else {
+    walk.tallies[def.name].failures++;
+    out = Outcome(def.name, r.database, CollectorStatus::Failed, error);
+    cache_.Forget(def.name, r.database);
+  }
+  for (const auto& [name, t] : walk.tallies)
+    metrics_.CollectorDone(config_.name, name, t.runs, t.failures, t.cache_hits, t.seconds, t.series,
+                           t.dropped_duplicates, t.dropped_limit);
+  // The next scrapes serve the refreshed result from the cache; those answered from the last
+  // results in the meantime see it there.
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!last_) return;
+  auto next = std::make_shared<Collection>(*last_);
+  for (CollectorOutcome& o : next->collectors) {
+    if (o.name == out.name && o.database == out.database) o = out;
+  }
+  last_ = std::move(next);
 }
 
 void Target::RunSources(Walk& walk) {
@@ -214,12 +358,15 @@ void Target::RunSources(Walk& walk) {
       metrics_.CollectorDone(config_.name, s.outcome.name, s.ran ? 1 : 0, failed ? 1 : 0, s.ran || failed ? 0 : 1,
                              s.outcome.duration_seconds, s.outcome.series, 0, 0);
     }
-    walk.collection.collectors.push_back(std::move(s.outcome));
+    Add(walk, std::move(s.outcome));
   }
 }
 
 CollectorOutcome Target::RunWithRetry(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
                                       collectors::Session* session) {
+  // A collector with a ttl is not held to the scrape's deadline: when it has to run (it never
+  // did), a scrape that cannot wait serves it as pending while it goes on.
+  if (p.definition->ttl.count() > 0) return RunOne(walk, p, database, session, Clock::now() + p.definition->timeout);
   // A collector cut off by the deadline it started with runs again if a later waiter moved
   // the deadline out since (its statement timeout was fixed when it started).
   const Clock::time_point used = LatestDeadline(walk.deadline);
@@ -230,11 +377,14 @@ CollectorOutcome Target::RunWithRetry(Walk& walk, const collectors::PlannedColle
 }
 
 CollectorOutcome Target::RunOne(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
-                                collectors::Session* session, Clock::time_point deadline) {
+                                collectors::Session* session, Clock::time_point deadline, bool refresh) {
   const collectors::Definition& def = *p.definition;
   Tally& tally = walk.tallies[def.name];
-  if (const CollectorOutcome* cached = cache_.Find(def, database)) {
-    CollectorOutcome out = *cached;
+  const ResultCache::Hit hit = cache_.Find(def, database);
+  if (hit.outcome && (hit.fresh || !refresh)) {
+    // Within its ttl, or stale: served now, refreshed after this collection has answered.
+    if (!hit.fresh) QueueRefresh(walk.defs, p, database);
+    CollectorOutcome out = *hit.outcome;
     out.status = CollectorStatus::Cached;
     tally.cache_hits++;
     tally.series += out.series;
@@ -251,6 +401,7 @@ CollectorOutcome Target::RunOne(Walk& walk, const collectors::PlannedCollector& 
     if (def.scope == collectors::Scope::Database) extra.emplace_back("datname", database);
     collectors::CollectorRun run = RunOnSession(walk, p, *session, std::min(def.timeout, left), extra);
     out.duration_seconds = run.duration_seconds;
+    out.collected_at = std::chrono::system_clock::now();
     if (run.success) {
       out.status = CollectorStatus::Ok;
       out.series = run.mapped.series;

@@ -7,15 +7,29 @@
 //
 // Threads: HTTP threads call Scrape/Last; one worker thread per target owns
 // the pool, the cache and the sources and runs collections. `mu_` guards the
-// request hand-off and the last result only; it is never held while waiting
-// on the database. Concurrent scrapes share one collection (singleflight).
+// request hand-off, the collection in progress and the last result; it is
+// never held while waiting on the database. Concurrent scrapes share one
+// collection (singleflight).
+//
+// Stale-while-revalidate: a collection runs the collectors without a ttl and
+// serves the others from the cache. One whose ttl expired is served stale and
+// queued; after the collection has answered its scrapes, the worker refreshes
+// the queue one collector at a time, and a scrape that arrives meanwhile is
+// answered at once from the last results (with their age) while its own
+// collection waits for the refresh in progress. A collector with a ttl that
+// never ran runs after those without one and is not held to the scrape's
+// deadline: a scrape that cannot wait for it serves it as pending. So the
+// database still sees one collector query at a time per target, and no scrape
+// waits for a refresh. Nothing runs unless a scrape asks.
 
 #include <condition_variable>
+#include <deque>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -53,12 +67,22 @@ class Target {
 
   // The last finished collection (nullptr before the first).
   std::shared_ptr<const Collection> Last() const;
+  // The collection in progress as far as it got (the rest from the last one, or pending), else
+  // the last finished one: what the landing page shows.
+  std::shared_ptr<const Collection> Snapshot() const;
 
  private:
   struct Request {
     std::shared_ptr<const Definitions> defs;
     Clock::time_point deadline;
+    Clock::duration budget{};  // deadline minus the time of the request: given again if it starts late
     std::promise<std::shared_ptr<const Collection>> promise;
+  };
+  // A collector (in a database) whose cached result expired; the definitions keep it alive.
+  struct Refresh {
+    std::shared_ptr<const Definitions> defs;
+    collectors::PlannedCollector planned;
+    std::string database;
   };
   // Per collector, summed over the databases it ran in this collection.
   struct Tally {
@@ -72,15 +96,28 @@ class Target {
   std::shared_ptr<const Collection> Collect(const std::shared_ptr<const Definitions>& defs, Clock::time_point deadline);
   // The deadline of the collection in flight: a request that joins later may move it out.
   Clock::time_point LatestDeadline(Clock::time_point& deadline);
-  void RunServerScoped(Walk& walk);
-  void RunDatabaseScoped(Walk& walk, const std::string& database);
+  // Runs the server-scoped (or one database's) collectors without a ttl, or with one.
+  void RunServerScoped(Walk& walk, bool with_ttl);
+  void RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl);
+  // Adds an outcome to the collection in progress (scrapes past their deadline read it).
+  void Add(Walk& walk, CollectorOutcome outcome);
+  // What a scrape past its deadline serves: the collection in progress, the rest from the last
+  // one or pending. nullptr before the server answered. Call with mu_ held.
+  std::shared_ptr<const Collection> PartialLocked() const;
+  // Queues a refresh of `p` in `database` unless one is queued.
+  void QueueRefresh(const std::shared_ptr<const Definitions>& defs, const collectors::PlannedCollector& p,
+                    const std::string& database);
+  // Refreshes the queue, one collector at a time, until it is empty or a scrape is waiting.
+  void RunRefreshes();
+  void RunRefresh(const Refresh& r);
   void RunSources(Walk& walk);
   // Runs (or serves from the cache) one collector in one database on `session`; once more
   // if a later waiter moved the deadline out after it was cut off.
   CollectorOutcome RunWithRetry(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
                                 collectors::Session* session);
+  // `refresh`: run even when a stale result is cached (a queued refresh does).
   CollectorOutcome RunOne(Walk& walk, const collectors::PlannedCollector& p, const std::string& database,
-                          collectors::Session* session, Clock::time_point deadline);
+                          collectors::Session* session, Clock::time_point deadline, bool refresh = false);
   // Runs `p` on `session` with `timeout`; decides filesystem access first when `p` needs it.
   collectors::CollectorRun RunOnSession(Walk& walk, const collectors::PlannedCollector& p, collectors::Session& session,
                                         collectors::Millis timeout, const Labels& extra);
@@ -102,6 +139,8 @@ class Target {
   // Worker thread only.
   DatabasePool pool_;
   ResultCache cache_;
+  std::deque<Refresh> refreshes_;
+  std::set<CacheKey> queued_;  // the keys in refreshes_
   // Sources that are not SQL; they may run threads of their own, so they outlive the worker.
   std::vector<std::unique_ptr<sources::Source>> sources_;
 
@@ -112,8 +151,12 @@ class Target {
   bool inflight_active_ = false;                                    // guarded by mu_
   Clock::time_point inflight_deadline_{};   // latest deadline of the in-flight collection's waiters; guarded by mu_
   bool stopping_ = false;                   // guarded by mu_
-  std::shared_ptr<const Collection> last_;  // guarded by mu_
-  std::thread worker_;                      // started by the first Scrape, under mu_
+  std::shared_ptr<const Collection> last_;  // guarded by mu_; refreshes replace their collector's outcome
+  bool refreshing_ = false;                 // the worker runs a refresh; guarded by mu_
+  // The collection in progress once the server answered, and the collectors it plans; guarded by mu_.
+  std::shared_ptr<Collection> progress_;
+  std::vector<std::string> progress_planned_;
+  std::thread worker_;  // started by the first Scrape, under mu_
 };
 
 }  // namespace pgpulse::agent

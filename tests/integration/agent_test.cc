@@ -783,15 +783,21 @@ TEST_F(AgentTest, AShortScrapeDoesNotCutShortTheCollectionAnotherScrapeJoins) {
   auto agent = AgentProcess::Start({"--config.file=" + cfg});
   ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0);  // connected, facts cached
   auto hurried = std::async(std::launch::async, [&] {
-    return HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 0.001"}).body;
+    auto start = Clock::now();
+    std::string body = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 0.001"}).body;
+    return std::make_pair(body, SecondsSince(start));
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::string normal = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 10"}).body;
-  std::string short_one = hurried.get();
+  auto [short_one, short_seconds] = hurried.get();
   EXPECT_EQ(SampleValue(normal, "pg_up"), 1.0);
   EXPECT_EQ(SampleValue(normal, "pg_test_slow_one"), 1.0) << "the normal scrape was cut short";
   EXPECT_EQ(SampleValue(normal, "pg_test_after_slow"), 1.0);
-  EXPECT_EQ(SampleValue(short_one, "pg_up"), 0.0) << "the hurried scrape still ends at its own deadline";
+  // The hurried scrape still ends at its own deadline, before the 400 ms collector could: with
+  // what this collection had done by then and the rest from the one before (or pg_up 0 when the
+  // server had not answered yet).
+  EXPECT_LT(short_seconds, 0.35) << short_one.substr(0, 300);
+  EXPECT_TRUE(SampleValue(short_one, "pg_up").has_value());
 }
 
 // Issue #18 item 9: a collector's SET ROLE stayed on the connection for every later collector.
