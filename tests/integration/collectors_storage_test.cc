@@ -29,6 +29,8 @@ namespace {
 const char* const kCollectorsConfig = R"(collectors:
   enable: [table_bloat_pgstattuple]
   overrides:
+    table_stats: {ttl: 0s}
+    index_stats: {ttl: 0s}
     table_size: {ttl: 0s}
     index_size: {ttl: 0s}
     table_bloat: {ttl: 0s}
