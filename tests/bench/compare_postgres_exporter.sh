@@ -18,6 +18,10 @@
 #   --discover              pgpulse databases.discover and postgres_exporter --auto-discover-databases
 #                           (default: both point at the big database only)
 #   --max-connections N     pgpulse databases.max_connections with --discover (default: pgpulse's, 4)
+#   --equal-work            the same rows from both: --discover, and pgpulse's top-N collectors (tables,
+#                           indexes, statements, autovacuum thresholds) raised to every row (max_rows 100000)
+#   --interval SECONDS      start a round (one scrape of each) every SECONDS, as Prometheus would
+#                           (default 0: back to back); the PostgreSQL CPU per minute needs it
 #   --pgpulse-queries DIR   extra pgpulse definitions (collectors.directories; same name overrides a
 #                           built-in one), to measure a changed query without rebuilding
 #   --no-gzip               do not send Accept-Encoding: gzip (Prometheus sends it)
@@ -48,6 +52,8 @@ OVERHEAD_SCRAPES=11
 SOAK=0
 DISCOVER=0
 MAX_CONNECTIONS=""
+EQUAL_WORK=0
+INTERVAL=0
 PGPULSE_QUERIES=""
 GZIP=1
 WAIT_QUIET=0
@@ -55,7 +61,7 @@ PERF=0
 KEEP=""
 
 usage() {
-  sed -n '2,28p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,32p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -86,6 +92,8 @@ while [[ $# -gt 0 ]]; do
     --soak) SOAK=$(number "$1" "${2:-}"); shift 2 ;;
     --discover) DISCOVER=1; shift ;;
     --max-connections) MAX_CONNECTIONS=$(number "$1" "${2:-}"); shift 2 ;;
+    --equal-work) EQUAL_WORK=1; DISCOVER=1; shift ;;
+    --interval) INTERVAL=$(number "$1" "${2:-}"); shift 2 ;;
     --pgpulse-queries) PGPULSE_QUERIES=$(realpath -- "${2:?}"); shift 2 ;;
     --no-gzip) GZIP=0; shift ;;
     --wait-quiet) WAIT_QUIET=$(number "$1" "${2:-}"); shift 2 ;;
@@ -203,6 +211,40 @@ psql_pg() {
 # utime+stime of one process, in ticks (fields 14 and 15 of /proc/PID/stat; comm may hold spaces).
 cpu_ticks() {
   sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# utime+stime of the backends serving one exporter (by application_name): "pid ticks" lines.
+backend_ticks() {
+  local pid
+  for pid in $(psql_pg -At -c "SELECT pid FROM pg_stat_activity WHERE application_name = '$1'"); do
+    [[ -r /proc/$pid/stat ]] && echo "$pid $(cpu_ticks "$pid" 2>/dev/null || echo 0)"
+  done
+  return 0
+}
+
+# Reads every exporter backend's ticks into BACKEND_LAST (the last reading per backend, kept after it
+# ends); with "baseline", also into BACKEND_FIRST. A backend first seen later counts from 0.
+declare -A BACKEND_FIRST=() BACKEND_LAST=()
+sample_backends() {
+  local name pid ticks
+  for name in pgpulse postgres_exporter; do
+    while read -r pid ticks; do
+      [[ -n "$pid" ]] || continue
+      if [[ "${1:-}" == baseline ]]; then BACKEND_FIRST[$name:$pid]=$ticks; fi
+      [[ -n "${BACKEND_FIRST[$name:$pid]:-}" ]] || BACKEND_FIRST[$name:$pid]=0
+      BACKEND_LAST[$name:$pid]=$ticks
+    done < <(backend_ticks "$name")
+  done
+}
+
+# Ticks the backends of exporter $1 used since the baseline.
+backend_total() {
+  local key sum=0
+  for key in "${!BACKEND_LAST[@]}"; do
+    [[ "$key" == "$1:"* ]] || continue
+    sum=$((sum + BACKEND_LAST[$key] - BACKEND_FIRST[$key]))
+  done
+  echo "$sum"
 }
 
 # Every PostgreSQL process: the postmaster with its reaped children (cutime, cstime) plus the live ones.
@@ -378,9 +420,17 @@ if [[ "$DISCOVER" -eq 1 ]]; then
     [[ -z "$MAX_CONNECTIONS" ]] || echo "      max_connections: $MAX_CONNECTIONS"
   } >>"$RES/pgpulse.yml"
 fi
+if [[ -n "$PGPULSE_QUERIES" || "$EQUAL_WORK" -eq 1 ]]; then echo "collectors:" >>"$RES/pgpulse.yml"; fi
 if [[ -n "$PGPULSE_QUERIES" ]]; then
-  printf 'collectors:\n  directories: [%s]\n' "$PGPULSE_QUERIES" >>"$RES/pgpulse.yml"
+  printf '  directories: [%s]\n' "$PGPULSE_QUERIES" >>"$RES/pgpulse.yml"
   cp -r "$PGPULSE_QUERIES" "$RES/pgpulse-queries"
+fi
+if [[ "$EQUAL_WORK" -eq 1 ]]; then
+  # postgres_exporter exports every table and index of every database: so does pgpulse here.
+  echo "  overrides:" >>"$RES/pgpulse.yml"
+  for c in table_stats table_size index_stats index_size statements statements_query autovacuum_thresholds; do
+    echo "    $c: {max_rows: 100000, max_series: 1000000}" >>"$RES/pgpulse.yml"
+  done
 fi
 
 EXPORTER_QUERIES_FILE="$RES/postgres_exporter-queries.yaml"
@@ -463,7 +513,11 @@ if [[ "$SCRAPES" -gt 0 ]]; then
   done
   for name in "${NAMES[@]}"; do LOG_FROM[$name]=$(wc -l <"$RES/$name.log"); done
   compare_start=$(date +%s.%N)
+  BACKEND_FIRST=()
+  BACKEND_LAST=()
+  sample_backends baseline
   for round in $(seq 1 "$SCRAPES"); do
+    round_start=$(date +%s.%N)
     for name in "${NAMES[@]}"; do
       db0=$(server_ticks)
       read -r seconds code < <(scrape "${URL[$name]}" "$RES/$name.body")
@@ -477,9 +531,21 @@ if [[ "$SCRAPES" -gt 0 ]]; then
       fi
       echo "$round,$name,$seconds,$code,$((db1 - db0))" >>"$RES/scrapes.csv"
     done
+    sample_backends
+    if [[ "$INTERVAL" -gt 0 && "$round" -lt "$SCRAPES" ]]; then
+      # pgpulse refreshes expired results in the background between scrapes: the next round
+      # starts INTERVAL after this one did.
+      left=$(calc "$INTERVAL - ($(date +%s.%N) - $round_start)")
+      if awk -v l="$left" 'BEGIN { exit !(l > 0) }'; then sleep "$left"; fi
+    fi
     if ((round % 10 == 0)); then log "round $round/$SCRAPES"; fi
   done
+  # A background refresh started by the last scrape is part of the work: wait for it.
+  wait_pgpulse_idle
+  sample_backends
   COMPARE_SECONDS=$(calc "$(date +%s.%N) - $compare_start")
+  declare -A BACKEND_TICKS=()
+  for name in "${NAMES[@]}"; do BACKEND_TICKS[$name]=$(backend_total "$name"); done
   for name in "${NAMES[@]}"; do LOG_TO[$name]=$(wc -l <"$RES/$name.log"); done
   for name in "${NAMES[@]}"; do
     CPU_TOTAL[$name]=$(($(cpu_ticks "${PID[$name]}") - cpu0[$name]))
@@ -654,7 +720,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     e_cpu=$(calc "${CPU_TOTAL[postgres_exporter]} / $TICKS / $SCRAPES")
     p_db=$(calc "${DB_TICKS[pgpulse]} / $TICKS / $SCRAPES")
     e_db=$(calc "${DB_TICKS[postgres_exporter]} / $TICKS / $SCRAPES")
-    echo "$SCRAPES scrapes of each, alternating, after 2 warm-up scrapes each (took ${COMPARE_SECONDS%.*} s; load average before $LOAD_BEFORE, after $LOAD_AFTER)."
+    echo "$SCRAPES scrapes of each, alternating$([[ $INTERVAL -gt 0 ]] && echo ", a round every $INTERVAL s"), after 2 warm-up scrapes each (took ${COMPARE_SECONDS%.*} s; load average before $LOAD_BEFORE, after $LOAD_AFTER)."
     echo
     echo "| per scrape | pgpulse | postgres_exporter | pgpulse / postgres_exporter | goal | |"
     echo "| --- | ---: | ---: | ---: | --- | --- |"
@@ -662,7 +728,10 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "| latency, p90 / max | $(ms "$pl_p90") / $(ms "$pl_max") | $(ms "$el_p90") / $(ms "$el_max") | $(ratio "$pl_p90" "$el_p90") | | |"
     echo "| latency, first scrape (cold) | $(ms "$PGPULSE_COLD") | $(ms "$EXPORTER_COLD") | $(ratio "$PGPULSE_COLD" "$EXPORTER_COLD") | | |"
     echo "| CPU of the exporter process (user+sys) | $(ms "$p_cpu") | $(ms "$e_cpu") | $(ratio "$p_cpu" "$e_cpu") | <= 0.33x | $(verdict "$p_cpu" "$e_cpu" 0.33) |"
-    echo "| CPU of PostgreSQL (all its processes) | $(ms "$p_db") | $(ms "$e_db") | $(ratio "$p_db" "$e_db") | | |"
+    echo "| CPU of PostgreSQL (all its processes, in the scrape's window) | $(ms "$p_db") | $(ms "$e_db") | $(ratio "$p_db" "$e_db") | | |"
+    p_bm=$(calc "${BACKEND_TICKS[pgpulse]} / $TICKS / ($COMPARE_SECONDS / 60)")
+    e_bm=$(calc "${BACKEND_TICKS[postgres_exporter]} / $TICKS / ($COMPARE_SECONDS / 60)")
+    echo "| CPU of the exporter's PostgreSQL backends, per minute of scraping | $(ms "$p_bm") | $(ms "$e_bm") | $(ratio "$p_bm" "$e_bm") | <= 0.5x | $(verdict "$p_bm" "$e_bm" 0.5) |"
     echo "| peak RSS (VmHWM) | $(mib "${HWM[pgpulse]}") | $(mib "${HWM[postgres_exporter]}") | $(ratio "${HWM[pgpulse]}" "${HWM[postgres_exporter]}") | <= 0.25x | $(verdict "${HWM[pgpulse]}" "${HWM[postgres_exporter]}" 0.25) |"
     echo "| samples served | ${SAMPLES[pgpulse]} | ${SAMPLES[postgres_exporter]} | $(ratio "${SAMPLES[pgpulse]}" "${SAMPLES[postgres_exporter]}") | | |"
     echo "| failed scrapes (HTTP != 200) | ${FAILED[pgpulse]} | ${FAILED[postgres_exporter]} | | | |"
