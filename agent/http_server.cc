@@ -21,6 +21,7 @@
 
 #include "agent/gzip.h"
 #include "agent/log.h"
+#include "agent/metrics_response.h"
 
 namespace pgpulse::agent {
 
@@ -450,7 +451,10 @@ int HttpServer::Dispatch(mg_connection* conn) {
     } done{scrapes_in_flight_};
     double timeout = 0;
     if (const char* h = mg_get_header(conn, "X-Prometheus-Scrape-Timeout-Seconds")) timeout = std::strtod(h, nullptr);
-    std::string body;
+    const char* ae = mg_get_header(conn, "Accept-Encoding");
+    const bool http11 = ri->http_version && std::strcmp(ri->http_version, "1.1") == 0;
+    MetricsResponse response(conn, ae && AcceptsGzip(ae), head, http11);
+    const collectors::ExpositionSink sink = [&response](std::string& text) { response.Write(text); };
     if (path == "/probe") {
       const char* qs = ri->query_string ? ri->query_string : "";
       std::string target, module, error;
@@ -462,24 +466,16 @@ int HttpServer::Dispatch(mg_connection* conn) {
         Send(conn, 400, "Bad Request", text, "400 /probe needs ?target=NAME (a target from the config)\n", "", head);
         return 400;
       }
-      Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout);
+      Agent::ProbeResult probe = agent_.RenderProbe(target, module, timeout, sink);
       if (probe.status != 200) {
         const char* reason = probe.status == 404 ? "Not Found" : probe.status == 403 ? "Forbidden" : "Bad Request";
         Send(conn, probe.status, reason, text, std::to_string(probe.status) + " " + probe.body, "", head);
         return probe.status;
       }
-      body = std::move(probe.body);
     } else {
-      body = agent_.RenderMetrics(timeout);
+      agent_.RenderMetrics(timeout, sink);
     }
-    std::string headers;
-    const char* ae = mg_get_header(conn, "Accept-Encoding");
-    if (ae && AcceptsGzip(ae)) {
-      body = Gzip(body);
-      headers = "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n";
-    }
-    Send(conn, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, headers, head);
-    std::string().swap(body);
+    response.Finish();
     TrimAfterScrape();
     return 200;
   }

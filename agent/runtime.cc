@@ -390,11 +390,11 @@ Clock::time_point Agent::Deadline(const Runtime& rt, double prometheus_timeout_s
   return Clock::now() + budget;
 }
 
-std::string Agent::RenderMetrics(double prometheus_timeout_seconds) {
+void Agent::RenderMetrics(double prometheus_timeout_seconds, const collectors::ExpositionSink& sink) {
   auto rt = runtime();
   std::vector<std::shared_ptr<Target>> targets;
   if (rt->config.collect_on_metrics_path) targets = rt->targets;
-  return Render(*rt, targets, Deadline(*rt, prometheus_timeout_seconds), true);
+  Render(*rt, targets, Deadline(*rt, prometheus_timeout_seconds), true, sink);
 }
 
 namespace {
@@ -492,11 +492,13 @@ std::shared_ptr<Target> Agent::AdhocTarget(const Runtime& rt, const std::string&
 }
 
 Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::string& auth_module,
-                                      double prometheus_timeout_seconds) {
+                                      double prometheus_timeout_seconds, const collectors::ExpositionSink& sink) {
   auto rt = runtime();
   if (auth_module.empty()) {
     for (const auto& t : rt->targets) {
-      if (t->config().name == target) return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
+      if (t->config().name != target) continue;
+      Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false, sink);
+      return {200, ""};
     }
     return {404, "no target named '" + target + "' in the config (a server address needs &auth_module=NAME)\n"};
   }
@@ -504,11 +506,12 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
   bool forbidden = false;
   auto t = AdhocTarget(*rt, target, auth_module, error, forbidden);
   if (!t) return {forbidden ? 403 : 400, error + "\n"};
-  return {200, Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false)};
+  Render(*rt, {t}, Deadline(*rt, prometheus_timeout_seconds), false, sink);
+  return {200, ""};
 }
 
-std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets,
-                          Clock::time_point deadline, bool include_self) {
+void Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets, Clock::time_point deadline,
+                   bool include_self, const collectors::ExpositionSink& sink) {
   const auto started = Clock::now();
   // Every target's collection runs on its own worker; waiting on them in turn
   // costs no more than the slowest.
@@ -590,9 +593,9 @@ std::string Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<T
     self.insert(self.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
   }
   for (const auto& f : self) order.push_back(&f);
-  std::string out;
-  collectors::WriteExposition(out, order);
-  return out;
+  // Family by family into the sink: the whole text is never in memory at once.
+  constexpr size_t kPieceBytes = 64 * 1024;
+  collectors::WriteExposition(order, kPieceBytes, sink);
 }
 
 bool Agent::Ready(std::string& detail) {

@@ -21,6 +21,7 @@
 #include "agent/exporter_compat.h"
 #include "agent/self_metrics.h"
 #include "agent/target.h"
+#include "collectors/exposition.h"
 
 namespace pgpulse::agent {
 
@@ -81,23 +82,25 @@ class Agent {
   ReloadRecord LastReload() const;
 
   // Collects every target within the deadline derived from Prometheus's
-  // scrape timeout (<= 0 when the header was absent) and renders the text.
-  std::string RenderMetrics(double prometheus_timeout_seconds);
+  // scrape timeout (<= 0 when the header was absent) and writes the text into
+  // `sink` as it is rendered (pieces of about 64 KiB).
+  void RenderMetrics(double prometheus_timeout_seconds, const collectors::ExpositionSink& sink);
   // /probe: a configured target by name, or, with an auth module, a server
   // address "host[:port][/dbname]" whose credentials come from the module.
   struct ProbeResult {
-    int status;  // 200, or 400/403/404 with `body` saying why
-    std::string body;
+    int status;        // 200 (the text went to the sink), or 400/403/404 with `body` saying why
+    std::string body;  // empty with 200
   };
-  ProbeResult RenderProbe(const std::string& target, const std::string& auth_module, double prometheus_timeout_seconds);
+  ProbeResult RenderProbe(const std::string& target, const std::string& auth_module, double prometheus_timeout_seconds,
+                          const collectors::ExpositionSink& sink);
   std::string RenderLanding(const std::string& telemetry_path) const;
   // True when every target answers within a short deadline.
   bool Ready(std::string& detail);
 
  private:
   Clock::time_point Deadline(const Runtime& rt, double prometheus_timeout_seconds) const;
-  std::string Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets, Clock::time_point deadline,
-                     bool include_self);
+  void Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets, Clock::time_point deadline,
+              bool include_self, const collectors::ExpositionSink& sink);
 
   // nullptr with `error` when the module or address is bad, and `forbidden` when the
   // address is outside the module's allowed_targets.

@@ -226,7 +226,12 @@ void AppendValue(std::string& out, double value) {
   out.append(buffer, WriteValue(buffer, value));
 }
 
-void WriteExposition(std::string& out, const std::vector<const Family*>& families) {
+namespace {
+
+// Writes `families` (same-named ones as one family) into `out`, one family at a time; with a
+// sink, hands `out` over whenever it holds `flush_bytes` or more, and at the end.
+void WriteFamilies(std::string& out, const std::vector<const Family*>& families, size_t flush_bytes,
+                   const ExpositionSink* sink) {
   // Chains same-named families: next[i] is the next family after i with
   // i's name, so each name is written once, at its first appearance.
   constexpr size_t kEnd = std::numeric_limits<size_t>::max();
@@ -234,33 +239,63 @@ void WriteExposition(std::string& out, const std::vector<const Family*>& familie
   std::vector<bool> continuation(families.size(), false);
   std::unordered_map<std::string_view, size_t> last_with_name;
   last_with_name.reserve(families.size());
-  size_t bound = 0;
   for (size_t i = 0; i < families.size(); ++i) {
-    const Family& family = *families[i];
-    auto [it, inserted] = last_with_name.try_emplace(family.name, i);
-    if (inserted) {
-      bound += HeaderBound(family);
-    } else {
+    auto [it, inserted] = last_with_name.try_emplace(families[i]->name, i);
+    if (!inserted) {
       next[it->second] = i;
       continuation[i] = true;
       it->second = i;
     }
-    bound += family.suffixes.size() + family.size() * (family.name.size() + 2 + kMaxValueChars);
   }
 
-  size_t start = out.size();
-  out.resize(start + bound);
-  char* p = out.data() + start;
+  auto bound_of = [&](size_t i) {
+    const Family& first = *families[i];
+    size_t bound = HeaderBound(first);
+    for (size_t j = i; j != kEnd; j = next[j])
+      bound += families[j]->suffixes.size() + families[j]->size() * (first.name.size() + 2 + kMaxValueChars);
+    return bound;
+  };
+  if (!sink) {
+    // All of it in `out`: one allocation.
+    size_t total = out.size();
+    for (size_t i = 0; i < families.size(); ++i)
+      if (!continuation[i]) total += bound_of(i);
+    out.reserve(total);
+  }
   std::string header;
   for (size_t i = 0; i < families.size(); ++i) {
     if (continuation[i]) continue;
     const Family& first = *families[i];
+    // Room for the whole family, then cut back to what was written (the writer never checks).
+    const size_t start = out.size();
+    out.resize(start + bound_of(i));
+    char* p = out.data() + start;
     header.clear();
     AppendHeader(header, first);
     p = Copy(p, header);
     for (size_t j = i; j != kEnd; j = next[j]) p = WriteSamples(p, first.name, *families[j]);
+    out.resize(static_cast<size_t>(p - out.data()));
+    if (sink && out.size() >= flush_bytes) {
+      (*sink)(out);
+      out.clear();
+    }
   }
-  out.resize(static_cast<size_t>(p - out.data()));
+  if (sink && !out.empty()) {
+    (*sink)(out);
+    out.clear();
+  }
+}
+
+}  // namespace
+
+void WriteExposition(std::string& out, const std::vector<const Family*>& families) {
+  WriteFamilies(out, families, 0, nullptr);
+}
+
+void WriteExposition(const std::vector<const Family*>& families, size_t flush_bytes, const ExpositionSink& sink) {
+  std::string buffer;
+  buffer.reserve(flush_bytes);
+  WriteFamilies(buffer, families, flush_bytes, &sink);
 }
 
 std::vector<Family> FromPrometheus(const std::vector<prometheus::MetricFamily>& families) {

@@ -3,6 +3,7 @@
 
 #include <prometheus/metric_family.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,12 @@ void AppendValue(std::string& out, double value);
 // the text format forbids a family appearing twice; the same collector run
 // in several databases produces exactly that.
 void WriteExposition(std::string& out, const std::vector<const Family*>& families);
+
+// Receives the text as it is written; may take it (it is cleared afterwards).
+using ExpositionSink = std::function<void(std::string& text)>;
+// The same, streamed: `sink` gets the text in pieces of about `flush_bytes` (whole families;
+// one family larger than that is one piece), so the whole text is never in memory at once.
+void WriteExposition(const std::vector<const Family*>& families, size_t flush_bytes, const ExpositionSink& sink);
 
 // Converts prometheus-cpp families (the agent's own Registry) to ours, so
 // that one writer serves both. Counter, gauge, untyped and histogram are

@@ -132,7 +132,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [[ $(field Version) == "$version-1" ]] || fail "Version: $(field Version), expected $version-1"
 [[ $(field Architecture) == "$(dpkg --print-architecture)" ]] || fail "Architecture: $(field Architecture)"
 depends=$(field Depends)
-for dep in adduser libc6 libstdc++6 libpq5 libpqxx- libyaml-cpp libcivetweb libssl3 libdeflate0; do
+for dep in adduser libc6 libstdc++6 libpq5 libpqxx- libyaml-cpp libcivetweb libssl3 libdeflate0 zlib1g; do
   [[ $depends == *"$dep"* ]] || fail "Depends lacks $dep (dpkg-shlibdeps): $depends"
 done
 ok "control: pgpulse $version-1 $(field Architecture); Depends from dpkg-shlibdeps: $depends"

@@ -288,6 +288,35 @@ TEST(WriteExposition, AppendsToWhatIsAlreadyInTheOutput) {
   EXPECT_EQ(out, "# previous\n# TYPE up gauge\nup 1\n");
 }
 
+TEST(WriteExposition, StreamedInWholeFamiliesItIsTheSameText) {
+  std::vector<Family> families;
+  for (int f = 0; f < 50; ++f) {
+    Family& family = families.emplace_back();
+    family.name = "pg_family_" + std::to_string(f % 20);  // names repeat: written as one family
+    family.help = "Family " + std::to_string(f % 20) + ".";
+    family.kind = MetricKind::Gauge;
+    for (int i = 0; i < 100; ++i)
+      family.Add(RenderLabels({{"f", std::to_string(f)}, {"i", std::to_string(i)}}), f * 1000 + i + 0.25);
+  }
+  std::vector<const Family*> order;
+  for (const Family& f : families) order.push_back(&f);
+  std::string whole;
+  WriteExposition(whole, order);
+  for (size_t flush : {size_t{0}, size_t{1}, size_t{4096}, size_t{1} << 30}) {
+    std::string streamed;
+    std::vector<size_t> pieces;
+    WriteExposition(order, flush, [&](std::string& text) {
+      pieces.push_back(text.size());
+      streamed += text;
+    });
+    EXPECT_EQ(streamed, whole) << "flush at " << flush;
+    // Pieces end at a family's end: no piece but the last is smaller than the flush size,
+    // and each one starts with a family's header.
+    for (size_t i = 0; i + 1 < pieces.size(); ++i) EXPECT_GE(pieces[i], flush);
+    EXPECT_EQ(pieces.size(), flush <= 1 ? 20u : flush == 4096 ? 20u : 1u) << "flush at " << flush;
+  }
+}
+
 TEST(WriteExposition, EmptyFamilyWritesHeaderLikeTextSerializer) {
   MetricFamily no_help{"a_total", "", MetricType::Counter, {}};
   MetricFamily with_help{"b", "B help.", MetricType::Gauge, {}};

@@ -1,0 +1,96 @@
+#include "agent/metrics_response.h"
+
+#include <civetweb.h>
+
+#include <stdexcept>
+
+#include "agent/gzip.h"
+
+namespace pgpulse::agent {
+
+namespace {
+
+constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
+constexpr size_t kChunkBytes = 64 * 1024;  // compressed bytes per chunk on the wire
+
+}  // namespace
+
+MetricsResponse::MetricsResponse(mg_connection* conn, bool gzip, bool head, bool may_chunk)
+    : conn_(conn), gzip_(gzip), head_(head), may_chunk_(may_chunk && !head) {}
+
+MetricsResponse::~MetricsResponse() {
+  if (zs_open_) deflateEnd(&zs_);
+}
+
+void MetricsResponse::Write(std::string& text) {
+  if (streaming_) {
+    Emit(text.data(), text.size(), false);
+    return;
+  }
+  whole_ += text;
+  if (may_chunk_ && whole_.size() > kWholeBytes) StartStreaming();
+}
+
+void MetricsResponse::Finish() {
+  if (streaming_) {
+    Emit(nullptr, 0, true);
+    return;
+  }
+  std::string body = gzip_ ? Gzip(whole_) : std::move(whole_);
+  std::string().swap(whole_);
+  mg_printf(conn_, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n",
+            kContentType, body.size(), gzip_ ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "");
+  if (!head_ && !body.empty()) mg_write(conn_, body.data(), body.size());
+}
+
+void MetricsResponse::StartStreaming() {
+  if (gzip_) {
+    // 15 + 16: a gzip wrapper; level 1 as for whole bodies (scrapes favour CPU over bytes).
+    if (deflateInit2(&zs_, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+      throw std::runtime_error("cannot start a gzip stream");
+    zs_open_ = true;
+  }
+  streaming_ = true;
+  mg_printf(conn_,
+            "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\n%s\r\n",
+            kContentType, gzip_ ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "");
+  Emit(whole_.data(), whole_.size(), false);
+  std::string().swap(whole_);
+}
+
+void MetricsResponse::Emit(const char* data, size_t size, bool last) {
+  if (!gzip_) {
+    if (size > 0) SendChunk(data, size);
+  } else {
+    zs_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data));
+    zs_.avail_in = static_cast<uInt>(size);
+    const int flush = last ? Z_FINISH : Z_NO_FLUSH;
+    int rc = Z_OK;
+    do {
+      const size_t used = out_.size();
+      out_.resize(used + kChunkBytes);
+      zs_.next_out = reinterpret_cast<Bytef*>(out_.data() + used);
+      zs_.avail_out = static_cast<uInt>(kChunkBytes);
+      rc = deflate(&zs_, flush);
+      if (rc == Z_STREAM_ERROR) throw std::runtime_error("gzip stream failed");
+      out_.resize(used + kChunkBytes - zs_.avail_out);
+      if (out_.size() >= kChunkBytes) {
+        SendChunk(out_.data(), out_.size());
+        out_.clear();
+      }
+    } while (zs_.avail_out == 0 || (last && rc != Z_STREAM_END));
+    if (last && !out_.empty()) {
+      SendChunk(out_.data(), out_.size());
+      out_.clear();
+    }
+  }
+  // A chunk of length 0 ends the body.
+  if (last && !broken_) mg_send_chunk(conn_, "", 0);
+}
+
+void MetricsResponse::SendChunk(const char* data, size_t size) {
+  if (broken_ || size == 0) return;  // an empty chunk would end the body early
+  if (mg_send_chunk(conn_, data, static_cast<unsigned int>(size)) <= 0) broken_ = true;
+}
+
+}  // namespace pgpulse::agent

@@ -1,0 +1,51 @@
+#pragma once
+// The 200 answer to a scrape (/metrics, /probe), written as the exposition is
+// rendered. A body up to kWholeBytes is kept and sent whole, with
+// Content-Length (gzip in one libdeflate call, the cheapest); past that it is
+// sent as it comes, with chunked transfer encoding and gzip through zlib's
+// stream, so the agent's memory does not grow with the size of the scrape.
+// HEAD and HTTP/1.0 requests (no chunked encoding) always get the whole body.
+
+#include <zlib.h>
+
+#include <cstddef>
+#include <string>
+
+struct mg_connection;
+
+namespace pgpulse::agent {
+
+class MetricsResponse {
+ public:
+  // Text kept before switching to streaming: today's default scrape (about 1.2 MB) stays whole.
+  static constexpr size_t kWholeBytes = 4 * 1024 * 1024;
+
+  MetricsResponse(mg_connection* conn, bool gzip, bool head, bool may_chunk);
+  ~MetricsResponse();
+  MetricsResponse(const MetricsResponse&) = delete;
+  MetricsResponse& operator=(const MetricsResponse&) = delete;
+
+  // Takes `text` (the next piece of the exposition; cleared by the caller afterwards).
+  void Write(std::string& text);
+  // Sends what is left; the response is complete after it.
+  void Finish();
+  // Whether the body went out chunked (for tests and the log).
+  bool streamed() const { return streaming_; }
+
+ private:
+  void StartStreaming();
+  // Compresses (or not) and sends `size` bytes; with `last`, ends the gzip stream and the body.
+  void Emit(const char* data, size_t size, bool last);
+  void SendChunk(const char* data, size_t size);
+
+  mg_connection* conn_;
+  const bool gzip_, head_, may_chunk_;
+  bool streaming_ = false;
+  bool broken_ = false;  // the client went away: the rest is dropped
+  std::string whole_;    // the body while it is below kWholeBytes
+  z_stream zs_{};
+  bool zs_open_ = false;
+  std::string out_;  // compressed bytes on their way to the socket
+};
+
+}  // namespace pgpulse::agent
