@@ -794,7 +794,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
        on { for (i = 2; i <= NF; i++) if ($i ~ /^[0-9.]+(us|ms|s)$/) {
               v = $i + 0; if ($i ~ /ms$/) v /= 1e3; else if ($i ~ /us$/) v /= 1e6
               print v "\t" $0; break } }' "$RES/pgpulse-check.txt" |
-    sort -gr | head -n 10 | cut -f2-
+    sort -gr | awk 'NR <= 10' | cut -f2-
   echo '```'
   echo
   echo "Command: \`$COMMAND_LINE\` (setup ${SETUP_SECONDS}s)."

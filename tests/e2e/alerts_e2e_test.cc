@@ -258,7 +258,7 @@ TEST(AlertsE2eTest, ShippedRulesStaySilentWhenHealthyAndFireThroughAlertmanagerW
       30))
       << "the standby does not stream";
 
-  // autovacuum_thresholds every scrape (its ttl is 30 s) so that the alert follows within the test's time.
+  // autovacuum_thresholds every scrape (its ttl is 1 min) so that the alert follows within the test's time.
   const Scraped on_primary = StartAgent(
       *primary, "pgpulse-primary",
       {"--config.file=" +

@@ -18,10 +18,6 @@
 namespace pgpulse::testing {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
 std::string Config(const PostgresServer& pg, const std::string& definitions) {
   std::string file = WriteTempFile("swr-defs/extra.yaml", definitions);
   return WriteTempFile("swr.yml", "targets:\n  - name: main\n    dsn: \"" + pg.uri() +
