@@ -438,15 +438,20 @@ TEST(DashboardsE2eTest, EveryPanelQueryOfEveryDashboardReturnsSeries) {
 
   // The Queries dashboard's statement text needs statements_query, which is off by default; the primary's agent also
   // reports the stanza (ttl 0s: every scrape runs pgbackrest info, as a short ttl would in production) and looks in
-  // every database, the subscriber's included (subscription_tables is database-scoped).
-  const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", "collectors:\n  enable: [statements_query]\n");
-  const std::string primary_config =
-      WriteTempFile("dashboards_e2e_primary.yml",
-                    "collectors:\n  enable: [statements_query]\ntargets:\n  - name: primary\n"
-                    "    dsn: \"" +
-                        primary->uri() + "\"\n" + "    databases: {discover: true}\n    pgbackrest:\n" +
-                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n" +
-                        "    backup_files: [{name: nightly, path: " + dumps.path() + ", pattern: '*.dump'}]\n");
+  // every database, the subscriber's included (subscription_tables is database-scoped). The panels' rates span
+  // 10 s here (minutes in production), so the counters they read are collected every scrape (ttl 0s).
+  const std::string collectors =
+      "collectors:\n  enable: [statements_query]\n  overrides:\n"
+      "    statements: {ttl: 0s}\n    table_stats: {ttl: 0s}\n    index_stats: {ttl: 0s}\n";
+  const std::string config = WriteTempFile("dashboards_e2e_pgpulse.yml", collectors);
+  const std::string primary_config = WriteTempFile(
+      "dashboards_e2e_primary.yml", collectors +
+                                        "targets:\n  - name: primary\n"
+                                        "    dsn: \"" +
+                                        primary->uri() + "\"\n" + "    databases: {discover: true}\n    pgbackrest:\n" +
+                                        repo->PgpulseConfig("      ") + "      ttl: 0s\n      timeout: 10s\n" +
+                                        "    backup_files: [{name: nightly, path: " + dumps.path() +
+                                        ", pattern: '*.dump'}]\n");
   auto primary_agent = AgentProcess::Start({"--config.file=" + primary_config});
   auto standby_agent = AgentProcess::Start({"--config.file=" + config}, {{"DATA_SOURCE_NAME", standby->uri()}});
   // The PgBouncer dashboard's target: a PgBouncer in front of the primary, its console scraped by an agent of its own.

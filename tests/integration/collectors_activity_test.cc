@@ -150,7 +150,7 @@ class ActivityCollectorsTest : public SharedAgentTest {
                       "    settings: {ttl: 0s}\n"
                       "    sequences: {ttl: 0s}\n"
                       "    statements_query: {ttl: 0s, max_rows: 5000}\n"
-                      "    statements: {max_rows: 5000}\n";
+                      "    statements: {ttl: 0s, max_rows: 5000}\n";
     agent_ = AgentProcess::Start({"--config.file=" + WriteTempFile("activity.yml", cfg)}).release();
   }
 
