@@ -510,6 +510,33 @@ Agent::ProbeResult Agent::RenderProbe(const std::string& target, const std::stri
   return {200, ""};
 }
 
+namespace {
+
+// pgpulse_collector_last_success_timestamp_seconds: the age of what is served, since a result
+// from the ttl cache, or refreshed in the background, is older than the scrape.
+collectors::Family ResultAge(const std::vector<std::shared_ptr<Target>>& targets,
+                             const std::vector<std::shared_ptr<const Collection>>& results) {
+  collectors::Family age;
+  age.name = "pgpulse_collector_last_success_timestamp_seconds";
+  age.help =
+      "When the collector's served result was collected, as seconds since the Unix epoch (per database for "
+      "database-scoped collectors); older than the scrape when served from its ttl cache.";
+  for (size_t i = 0; i < targets.size(); ++i) {
+    for (const CollectorOutcome& o : results[i]->collectors) {
+      if ((o.status != CollectorStatus::Ok && o.status != CollectorStatus::Cached) ||
+          o.collected_at == std::chrono::system_clock::time_point{})
+        continue;
+      Labels l{{"collector", o.name}};
+      if (!o.database.empty()) l.emplace_back("datname", o.database);
+      l.emplace_back("target", targets[i]->config().name);
+      age.Add(RenderSuffix(l), std::chrono::duration<double>(o.collected_at.time_since_epoch()).count());
+    }
+  }
+  return age;
+}
+
+}  // namespace
+
 void Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>& targets, Clock::time_point deadline,
                    bool include_self, const collectors::ExpositionSink& sink) {
   const auto started = Clock::now();
@@ -570,24 +597,7 @@ void Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>
     self = PostgresExporterHealth(targets, results, seconds, ++scrapes_, queries ? &*queries : nullptr);
   }
   if (include_self) {
-    // The age of what is served: a result from the cache, or refreshed in the background, is
-    // older than the scrape.
-    collectors::Family age;
-    age.name = "pgpulse_collector_last_success_timestamp_seconds";
-    age.help =
-        "When the collector's served result was collected, as seconds since the Unix epoch (per database for "
-        "database-scoped collectors); older than the scrape when served from its ttl cache.";
-    for (size_t i = 0; i < targets.size(); ++i) {
-      for (const CollectorOutcome& o : results[i]->collectors) {
-        if ((o.status != CollectorStatus::Ok && o.status != CollectorStatus::Cached) ||
-            o.collected_at == std::chrono::system_clock::time_point{})
-          continue;
-        Labels l{{"collector", o.name}};
-        if (!o.database.empty()) l.emplace_back("datname", o.database);
-        l.emplace_back("target", targets[i]->config().name);
-        age.Add(RenderSuffix(l), std::chrono::duration<double>(o.collected_at.time_since_epoch()).count());
-      }
-    }
+    collectors::Family age = ResultAge(targets, results);
     if (!age.values.empty()) self.push_back(std::move(age));
     auto own = metrics_.Collect();
     self.insert(self.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
