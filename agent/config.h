@@ -126,12 +126,28 @@ struct AuthModule {
 // postgres_exporter's collector switches, from its flags (agent/exporter_compat.h). They turn the
 // postgres_exporter profile's definitions on and off: pe_<collector> and pe_<collector>__<part>
 // belong to its collector <collector>, pe_exporter__<part> to its built-in metrics.
+// --collector.stat_statements.*: what postgres_exporter's stat_statements collector reads
+// (pe_stat_statements and pe_stat_statements__query fill them into their SQL).
+struct StatStatementsOptions {
+  bool given = false;          // any of the flags was given
+  bool include_query = false;  // serve pg_stat_statements_query_id{queryid, query}
+  size_t query_length = 120;   // characters of query text
+  size_t limit = 100;          // statements kept
+  std::vector<std::string> exclude_databases;
+  std::vector<std::string> exclude_users;
+  bool operator==(const StatStatementsOptions& o) const {
+    return given == o.given && include_query == o.include_query && query_length == o.query_length && limit == o.limit &&
+           exclude_databases == o.exclude_databases && exclude_users == o.exclude_users;
+  }
+};
+
 struct ExporterSwitches {
   bool default_metrics = true;               // false: --disable-default-metrics
   bool settings_metrics = true;              // false: --disable-settings-metrics
   std::map<std::string, bool> collectors;    // --collector.NAME / --no-collector.NAME
   std::optional<TranslatedQueries> queries;  // --extend.query-path, translated (pe_queries__<namespace>)
-  bool any() const { return !default_metrics || !settings_metrics || !collectors.empty(); }
+  StatStatementsOptions stat_statements;
+  bool any() const { return !default_metrics || !settings_metrics || !collectors.empty() || stat_statements.given; }
 };
 
 struct Config {

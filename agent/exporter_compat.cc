@@ -5,6 +5,7 @@
 #include <cctype>
 #include <fstream>
 #include <iomanip>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -282,11 +283,116 @@ void DefineExporterFlags(CLI::App& app, ExporterFlags& f) {
            "--no-collector." + n, [set] { set(false); }, "")
         ->group(group);
   }
-  for (const char* option : {"include_query", "query_length", "limit", "exclude_databases", "exclude_users"}) {
-    const std::string flag = std::string("--collector.stat_statements.") + option;
-    app.add_option_function<std::string>(
-           flag, [&f, flag](const std::string&) { f.statements_options.push_back(flag); }, "")
-        ->group(group);
+  const std::string statements = "--collector.stat_statements.";
+  app.add_flag_callback(
+         statements + "include_query", [&f] { f.statements_include_query = "true"; },
+         "stat_statements: serve pg_stat_statements_query_id{queryid, query}")
+      ->group(group);
+  app.add_flag_callback(
+         "--no-collector.stat_statements.include_query", [&f] { f.statements_include_query = "false"; }, "")
+      ->group(group);
+  app.add_option(statements + "query_length", f.statements_query_length,
+                 "stat_statements: characters of query text (default 120)")
+      ->group(group);
+  app.add_option(statements + "limit", f.statements_limit, "stat_statements: statements kept (default 100)")
+      ->group(group);
+  app.add_option(statements + "exclude_databases", f.statements_exclude_databases,
+                 "stat_statements: databases left out, comma-separated")
+      ->group(group);
+  app.add_option(statements + "exclude_users", f.statements_exclude_users,
+                 "stat_statements: users left out, comma-separated")
+      ->group(group);
+}
+
+namespace {
+
+// A whole number from 1 to `max` given to `flag`, or an error naming it.
+std::optional<size_t> PositiveFlag(const std::string& flag, const std::string& text, size_t max,
+                                   std::vector<std::string>& errors) {
+  size_t value = 0;
+  bool ok = !text.empty() && text.size() <= 9;
+  for (char c : text) ok = ok && std::isdigit(static_cast<unsigned char>(c));
+  if (ok) value = std::stoul(text);
+  if (!ok || value < 1 || value > max) {
+    errors.push_back(flag + ": must be a whole number from 1 to " + std::to_string(max) + ", got '" + text + "'");
+    return std::nullopt;
+  }
+  return value;
+}
+
+// Names that go into SQL as string literals; a backslash would mean something else where
+// standard_conforming_strings is off, so it is refused rather than guessed at.
+std::vector<std::string> SqlNames(const std::string& flag, const std::string& text, std::vector<std::string>& errors) {
+  std::vector<std::string> names = SplitList(text);
+  for (const std::string& n : names) {
+    if (n.find('\\') != std::string::npos || n.find('\0') != std::string::npos)
+      errors.push_back(flag + ": '" + n + "' holds a backslash or NUL, which is not served");
+  }
+  return names;
+}
+
+StatStatementsOptions StatStatementsFrom(const ExporterFlags& f, std::vector<std::string>& errors) {
+  StatStatementsOptions o;
+  const std::string flag = "--collector.stat_statements.";
+  o.given = !f.statements_include_query.empty() || !f.statements_query_length.empty() || !f.statements_limit.empty() ||
+            !f.statements_exclude_databases.empty() || !f.statements_exclude_users.empty();
+  o.include_query = f.statements_include_query == "true";
+  if (!f.statements_query_length.empty()) {
+    if (auto v = PositiveFlag(flag + "query_length", f.statements_query_length, 100000, errors)) o.query_length = *v;
+  }
+  if (!f.statements_limit.empty()) {
+    if (auto v = PositiveFlag(flag + "limit", f.statements_limit, 1000000, errors)) o.limit = *v;
+  }
+  o.exclude_databases = SqlNames(flag + "exclude_databases", f.statements_exclude_databases, errors);
+  o.exclude_users = SqlNames(flag + "exclude_users", f.statements_exclude_users, errors);
+  return o;
+}
+
+}  // namespace
+
+namespace {
+
+// An array literal of `names` for SQL, quotes doubled.
+std::string SqlTextArray(const std::vector<std::string>& names) {
+  if (names.empty()) return "'{}'::text[]";
+  std::string out = "ARRAY[";
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) out += ", ";
+    out += "'";
+    for (char c : names[i]) out += c == '\'' ? std::string("''") : std::string(1, c);
+    out += "'";
+  }
+  return out + "]::text[]";
+}
+
+// Replaces every `marker` in `sql` by `value`; false when there is none.
+bool ReplaceMarker(std::string& sql, const std::string& marker, const std::string& value) {
+  bool found = false;
+  for (size_t at = sql.find(marker); at != std::string::npos; at = sql.find(marker, at + value.size())) {
+    sql.replace(at, marker.size(), value);
+    found = true;
+  }
+  return found;
+}
+
+}  // namespace
+
+void ApplyStatStatementsOptions(const StatStatementsOptions& options, collectors::Definition& def,
+                                std::vector<std::string>& errors) {
+  if (def.name != "pe_stat_statements" && def.name != "pe_stat_statements__query") return;
+  def.max_rows = options.limit;
+  const std::vector<std::pair<std::string, std::string>> fills{
+      {"'{}'::text[] /* exclude_databases */", SqlTextArray(options.exclude_databases)},
+      {"'{}'::text[] /* exclude_users */", SqlTextArray(options.exclude_users)},
+      {"120 /* query_length */", std::to_string(options.query_length)},
+  };
+  for (auto& variant : def.variants) {
+    for (const auto& [marker, value] : fills) {
+      const bool wanted = marker.find("query_length") == std::string::npos || def.name == "pe_stat_statements__query";
+      if (!ReplaceMarker(variant.sql, marker, value) && wanted)
+        errors.push_back(def.origin + ": " + def.name + ": its SQL lacks `" + marker +
+                         "`, where --collector.stat_statements.* is filled in");
+    }
   }
 }
 
@@ -300,10 +406,7 @@ void ApplyExporterFlags(const ExporterFlags& f, Config& cfg, std::vector<std::st
   if (f.systemd_socket)
     errors.push_back("--web.systemd-socket: systemd socket activation is not supported; give --web.listen-address");
   if (!f.extend_query_path.empty()) cfg.exporter.queries = TranslateQueriesFile(f.extend_query_path, errors);
-  for (const std::string& flag : f.statements_options)
-    errors.push_back(flag +
-                     ": postgres_exporter's stat_statements collector is not served (pgpulse's statements "
-                     "collector serves pg_stat_statements under pgpulse_statement_* names)");
+  cfg.exporter.stat_statements = StatStatementsFrom(f, errors);
   if (!f.collection_timeout.empty()) {
     auto d = collectors::ParseDuration(f.collection_timeout);
     if (!d || d->count() <= 0)

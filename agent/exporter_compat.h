@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "collectors/definition.h"
 
 namespace pgpulse::agent {
 
@@ -56,8 +57,10 @@ struct ExporterFlags {
   std::string collection_timeout;  // "" = pgpulse's scrape timeout
   bool systemd_socket = false;
   bool dump_maps = false;
-  std::map<std::string, bool> collectors;       // --collector.NAME (true) / --no-collector.NAME (false), as given
-  std::vector<std::string> statements_options;  // --collector.stat_statements.* given
+  std::map<std::string, bool> collectors;  // --collector.NAME (true) / --no-collector.NAME (false), as given
+  // --collector.stat_statements.*, as given (empty: not given)
+  std::string statements_include_query, statements_query_length, statements_limit;
+  std::string statements_exclude_databases, statements_exclude_users;
 };
 
 // postgres_exporter's collectors (as of 0.20) and whether each is on by default there.
@@ -74,6 +77,13 @@ void CollectExporterFlags(const CLI::App& app, ExporterFlags& flags, std::vector
 // giving both is an error). Collector switches are checked against the profile's definitions in
 // ResolveDefinitions (config.h's ExporterSwitches).
 void ApplyExporterFlags(const ExporterFlags& flags, Config& cfg, std::vector<std::string>& errors);
+
+// Fills --collector.stat_statements.* into the definitions of postgres_exporter's stat_statements
+// collector (pe_stat_statements and pe_stat_statements__query; others are left alone): the limit
+// as max_rows, the excluded names and the query length where their SQL marks them. A marker the
+// SQL lacks is an error naming the definition.
+void ApplyStatStatementsOptions(const StatStatementsOptions& options, collectors::Definition& def,
+                                std::vector<std::string>& errors);
 
 // --dumpmaps: the postgres_exporter profile's definitions, each with every column's usage and
 // metric, as postgres_exporter prints its metric maps. Returns the exit status.

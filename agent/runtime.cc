@@ -9,6 +9,7 @@
 #include <ctime>
 #include <set>
 
+#include "agent/exporter_compat.h"
 #include "agent/log.h"
 #include "agent/profile_health.h"
 #include "collectors/embedded.h"
@@ -87,7 +88,11 @@ std::optional<bool> ExporterSwitchFor(const ExporterSwitches& sw, const std::str
   if (collector.empty()) return std::nullopt;
   if (collector == "exporter" && !sw.default_metrics) return false;
   if (collector == "settings" && !sw.settings_metrics) return false;
-  if (auto it = sw.collectors.find(collector); it != sw.collectors.end()) return it->second;
+  auto it = sw.collectors.find(collector);
+  // The query texts come with the collector only when --collector.stat_statements.include_query says so.
+  if (definition == "pe_stat_statements__query")
+    return it != sw.collectors.end() && it->second && sw.stat_statements.include_query;
+  if (it != sw.collectors.end()) return it->second;
   return std::nullopt;
 }
 
@@ -153,6 +158,7 @@ std::shared_ptr<Definitions> ResolveDefinitions(const Config& cfg, std::vector<s
     bool wanted = d.enabled ? !cfg.disabled_collectors.count(d.name) : cfg.enabled_collectors.count(d.name) > 0;
     if (auto flagged = ExporterSwitchFor(cfg.exporter, d.name)) wanted = *flagged;
     if (!wanted) continue;
+    ApplyStatStatementsOptions(cfg.exporter.stat_statements, d, errors);
     if (auto it = cfg.overrides.find(d.name); it != cfg.overrides.end()) {
       if (it->second.ttl) d.ttl = *it->second.ttl;
       if (it->second.timeout) d.timeout = *it->second.timeout;

@@ -174,7 +174,7 @@ TEST(PostgresExporterFlags, WhatPgpulseCannotHonourStopsItWithTheName) {
       {{}, {{"PG_EXPORTER_CONSTANT_LABEL", "a=b"}}, "environment variable PG_EXPORTER_CONSTANT_LABEL: not one"},
       {{"--extend.query-path=/etc/queries.yaml"}, {}, "/etc/queries.yaml: cannot read postgres_exporter queries file"},
       {{}, {{"PG_EXPORTER_METRIC_PREFIX", "postgres"}}, "--metric-prefix (PG_EXPORTER_METRIC_PREFIX): only 'pg'"},
-      {{"--collector.stat_statements"}, {}, "--collector.stat_statements: postgres_exporter's stat_statements"},
+      {{"--collector.stat_statements.limit=many"}, {}, "--collector.stat_statements.limit: must be a whole number"},
       {{"--web.systemd-socket"}, {}, "--web.systemd-socket"},
       {{"--collector.locks", "--no-collector.locks"}, {}, "--no-collector.locks"},
       {{"--collector.no_such_thing"}, {}, "--collector.no_such_thing"},

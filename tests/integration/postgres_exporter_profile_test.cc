@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include <pqxx/pqxx>
 
@@ -37,6 +41,8 @@ const std::map<std::string, std::string> kNotServed = {
     {"pg_stat_database_sessions_abandoned", "not in 0.20's stat_database collector"},
     {"pg_stat_database_sessions_fatal", "not in 0.20's stat_database collector"},
     {"pg_stat_database_sessions_killed", "not in 0.20's stat_database collector"},
+    // 0.11.1 maps every column of pg_stat_replication; 0.20's stat_replication collector serves two.
+    {"pg_stat_replication_reply_time", "not in 0.20's stat_replication collector"},
     // The exporter's own build info and Go/HTTP runtime: no PostgreSQL metric.
     {"postgres_exporter_build_info", "the exporter's own build"},
 };
@@ -57,6 +63,21 @@ const std::map<std::string, std::set<std::string>> kAddedLabels = {
     {"pg_stat_activity_count", {"usename", "application_name", "backend_type", "wait_event_type", "wait_event"}},
     {"pg_stat_activity_max_tx_duration",
      {"usename", "application_name", "backend_type", "wait_event_type", "wait_event"}},
+    {"pg_stat_replication_pg_current_wal_lsn_bytes", {"pid"}},
+    {"pg_stat_replication_pg_wal_lsn_diff", {"pid"}},
+};
+
+// Labels whose values 0.20 writes otherwise: client_addr as the inet's text (127.0.0.1/32, where 0.11.1 wrote
+// the host), slot_name the standby's slot from pg_replication_slots (0.11.1: the WAL sender's pid).
+const std::map<std::string, std::set<std::string>> kValuesDiffer = {
+    {"pg_stat_replication_pg_current_wal_lsn_bytes", {"client_addr", "slot_name"}},
+    {"pg_stat_replication_pg_wal_lsn_diff", {"client_addr", "slot_name"}},
+};
+
+// Values 0.20 reports otherwise than 0.11.1, on purpose.
+const std::map<std::string, std::string> kValueDiffers = {
+    {"pg_settings_extra_float_digits", "lib/pq sets 2 in postgres_exporter's own session; pgpulse serves the server's"},
+    {"pg_stat_database_stats_reset", "never reset: 0.11.1 serves NaN, 0.20 serves 0"},
 };
 
 bool Ignored(const std::string& name) {
@@ -93,6 +114,54 @@ void MakeActivity(const PostgresServer& pg) {
   pg.Exec("CREATE DATABASE app");
 }
 
+// Every family `theirs` (0.11.1) serves by default must be in `ours` with the same name, type, label names
+// (0.20's, per the tables above) and label sets. Returns how many families were compared.
+int CompareFamilies(const std::map<std::string, ParsedFamily>& theirs,
+                    const std::map<std::string, ParsedFamily>& ours) {
+  int compared = 0;
+  for (const auto& [name, family] : theirs) {
+    if (Ignored(name) || kNotServed.count(name)) continue;
+    // 0.11.1 reports NaN while nothing was ever archived; 0.20 leaves the sample out then.
+    if (name == "pg_stat_archiver_last_archive_age" && std::isnan(family.samples.at(0).second)) continue;
+    SCOPED_TRACE(name);
+    auto found = ours.find(name);
+    if (found == ours.end()) {
+      ADD_FAILURE() << "pgpulse does not serve " << name;
+      continue;
+    }
+    const ParsedFamily& mine = found->second;
+    EXPECT_EQ(mine.type, family.type);
+    std::set<std::string> want = LabelNames(family);
+    if (!kKeepsServerLabel.count(name)) want.erase("server");
+    if (auto added = kAddedLabels.find(name); added != kAddedLabels.end())
+      want.insert(added->second.begin(), added->second.end());
+    EXPECT_EQ(LabelNames(mine), want);
+    std::set<std::string> compare = LabelNames(family);
+    compare.erase("server");
+    if (auto differ = kValuesDiffer.find(name); differ != kValuesDiffer.end())
+      for (const std::string& label : differ->second) compare.erase(label);
+    ParsedFamily theirs_kept = family;
+    // 0.11.1 has a row for shared objects (datid 0, datname ""), which 0.20 skips.
+    theirs_kept.samples.erase(std::remove_if(theirs_kept.samples.begin(), theirs_kept.samples.end(),
+                                             [](const auto& s) {
+                                               auto d = s.first.find("datid");
+                                               return d != s.first.end() && d->second == "0";
+                                             }),
+                              theirs_kept.samples.end());
+    // Collector names differ by design: 0.11.1 had two (bgwriter, database), 0.20 one per collector.
+    if (name.rfind("pg_scrape_collector_", 0) == 0) {
+      EXPECT_EQ(LabelSets(mine, {"collector"}).count(Labels{{"collector", "stat_database"}}), 1u);
+    } else {
+      EXPECT_EQ(LabelSets(mine, compare), LabelSets(theirs_kept, compare));
+    }
+    if (kKeepsServerLabel.count(name)) {
+      EXPECT_EQ(LabelSets(mine, {"server"}), LabelSets(family, {"server"}));
+    }
+    ++compared;
+  }
+  return compared;
+}
+
 class PostgresExporterProfile : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,43 +189,7 @@ TEST_F(PostgresExporterProfile, ServesEveryFamilyPostgresExporterServesByDefault
   const auto ours = ParseFamilies(our_text);
   ASSERT_GT(theirs.size(), 200u) << pe_text.substr(0, 2000);
 
-  int compared = 0;
-  for (const auto& [name, family] : theirs) {
-    if (Ignored(name) || kNotServed.count(name)) continue;
-    // 0.11.1 reports NaN while nothing was ever archived; 0.20 leaves the sample out then.
-    if (name == "pg_stat_archiver_last_archive_age" && std::isnan(family.samples.at(0).second)) continue;
-    SCOPED_TRACE(name);
-    auto found = ours.find(name);
-    ASSERT_NE(found, ours.end()) << "pgpulse does not serve " << name;
-    const ParsedFamily& mine = found->second;
-    EXPECT_EQ(mine.type, family.type);
-    std::set<std::string> want = LabelNames(family);
-    if (!kKeepsServerLabel.count(name)) want.erase("server");
-    if (auto added = kAddedLabels.find(name); added != kAddedLabels.end())
-      want.insert(added->second.begin(), added->second.end());
-    EXPECT_EQ(LabelNames(mine), want);
-    std::set<std::string> compare = LabelNames(family);
-    compare.erase("server");
-    ParsedFamily theirs_kept = family;
-    // 0.11.1 has a row for shared objects (datid 0, datname ""), which 0.20 skips.
-    theirs_kept.samples.erase(std::remove_if(theirs_kept.samples.begin(), theirs_kept.samples.end(),
-                                             [](const auto& s) {
-                                               auto d = s.first.find("datid");
-                                               return d != s.first.end() && d->second == "0";
-                                             }),
-                              theirs_kept.samples.end());
-    // Collector names differ by design: 0.11.1 had two (bgwriter, database), 0.20 one per collector.
-    if (name.rfind("pg_scrape_collector_", 0) == 0) {
-      EXPECT_EQ(LabelSets(mine, {"collector"}).count(Labels{{"collector", "stat_database"}}), 1u);
-    } else {
-      EXPECT_EQ(LabelSets(mine, compare), LabelSets(theirs_kept, compare));
-    }
-    if (kKeepsServerLabel.count(name)) {
-      EXPECT_EQ(LabelSets(mine, {"server"}), LabelSets(family, {"server"}));
-    }
-    ++compared;
-  }
-  EXPECT_GT(compared, 250);
+  EXPECT_GT(CompareFamilies(theirs, ours), 250);
 
   // Values that must agree: every setting exactly, database sizes within 5%, the version strings.
   for (const auto& [name, family] : theirs) {
@@ -280,6 +313,189 @@ TEST_F(PostgresExporterProfile, OptInCollectorsServeTheirNamesWhenSwitchedOn) {
   EXPECT_EQ(SampleValue(body, "pg_exporter_last_scrape_error"), 0.0);
 }
 
+// Families whose values depend on who looks (each exporter's own session and locks) or on the exporter itself.
+bool ObserverDependent(const std::string& name) {
+  return name.rfind("pg_stat_activity_", 0) == 0 || name == "pg_locks_count" || name == "pg_up" ||
+         name.rfind("pg_exporter_", 0) == 0 || name.rfind("pg_scrape_collector_", 0) == 0;
+}
+
+// 0.11.1's values, scraped between two pgpulse scrapes (`before`, `after`), must lie between pgpulse's: a counter
+// only grows; a gauge may move either way, so the distance pgpulse's two values moved is its slack. Returns how
+// many samples were compared.
+int CompareValuesBetween(const std::map<std::string, ParsedFamily>& theirs,
+                         const std::map<std::string, ParsedFamily>& before,
+                         const std::map<std::string, ParsedFamily>& after) {
+  auto by_labels = [](const std::map<std::string, ParsedFamily>& families, const std::string& name) {
+    std::map<Labels, double> values;
+    if (auto f = families.find(name); f != families.end())
+      for (const auto& [labels, value] : f->second.samples) values[labels] = value;
+    return values;
+  };
+  int compared = 0;
+  for (const auto& [name, family] : theirs) {
+    if (Ignored(name) || kNotServed.count(name) || ObserverDependent(name) || kValueDiffers.count(name)) continue;
+    if (family.type != "counter" && family.type != "gauge") continue;
+    const auto b = by_labels(before, name), a = by_labels(after, name);
+    for (auto [labels, value] : family.samples) {
+      if (labels.count("datid") && labels.at("datid") == "0") continue;  // 0.20 has no shared-objects row
+      if (!kKeepsServerLabel.count(name)) labels.erase("server");
+      if (kValuesDiffer.count(name)) continue;  // no label set to match the sample by
+      auto bi = b.find(labels), ai = a.find(labels);
+      if (bi == b.end() || ai == a.end()) continue;  // label sets are CompareFamilies' business
+      SCOPED_TRACE(name);
+      if (std::isnan(value)) {
+        EXPECT_TRUE(std::isnan(bi->second) && std::isnan(ai->second));
+        continue;
+      }
+      const double lo = std::min(bi->second, ai->second), hi = std::max(bi->second, ai->second);
+      const double slack = (family.type == "gauge" ? hi - lo : 0) + 1e-9 * std::max(1.0, std::fabs(hi));
+      EXPECT_GE(value, lo - slack) << "pgpulse " << bi->second << " then " << ai->second;
+      EXPECT_LE(value, hi + slack) << "pgpulse " << bi->second << " then " << ai->second;
+      ++compared;
+    }
+  }
+  return compared;
+}
+
+// Small transactions on the primary and reads on the standby, until destroyed.
+class Load {
+ public:
+  Load(const std::string& primary_dsn, const std::string& standby_dsn) {
+    thread_ = std::thread([this, primary_dsn, standby_dsn] {
+      pqxx::connection primary(primary_dsn), standby(standby_dsn);
+      for (int i = 0; !stop_; ++i) {
+        pqxx::nontransaction(primary).exec("UPDATE accounts SET balance = balance + 1 WHERE id = " +
+                                           std::to_string(i % 2000 + 1));
+        pqxx::nontransaction(primary).exec("INSERT INTO events (payload) VALUES ('load')");
+        pqxx::nontransaction(standby).exec("SELECT count(*) FROM accounts WHERE balance > 0");
+        ++rounds_;
+      }
+    });
+  }
+  ~Load() {
+    stop_ = true;
+    thread_.join();
+  }
+  int rounds() const { return rounds_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> rounds_{0};
+  std::thread thread_;
+};
+
+// The differential test again, on a primary and its streaming standby while both are under load: the same families
+// with the same labels on each, and every counter and gauge 0.11.1 reports lies between two pgpulse scrapes around it.
+TEST(PostgresExporterDifferential, PrimaryAndStandbyUnderLoad) {
+  if (!PostgresExporterProcess::Installed())
+    GTEST_SKIP() << PostgresExporterProcess::kBinary
+                 << " is not installed (Debian package prometheus-postgres-exporter)";
+  auto primary = PostgresServer::Start();
+  MakeActivity(*primary);
+  auto standby = PostgresServer::StartStandbyOf(*primary);
+  Load load(primary->dsn(), standby->dsn());
+  // Until the load's own statistics are visible (backends report them about once a second).
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return std::stoi(primary->Query("SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'events'")) > 250;
+      },
+      20));
+  for (const PostgresServer* server : {primary.get(), standby.get()}) {
+    const bool is_standby = server == standby.get();
+    SCOPED_TRACE(is_standby ? "standby" : "primary");
+    auto pe = PostgresExporterProcess::Start(server->uri() + "?sslmode=disable");
+    auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", server->dsn()}});
+    ScrapeUntil(*agent,
+                [](const std::string& b) { return b.find("pg_stat_user_tables_n_live_tup") != std::string::npos; });
+    const int rounds_before = load.rounds();
+    const auto before = ParseFamilies(Scrape(*agent));
+    const std::string their_text = HttpGet(pe->url("/metrics")).body;
+    const auto after = ParseFamilies(Scrape(*agent));
+    const auto theirs = ParseFamilies(their_text);
+    EXPECT_GT(load.rounds(), rounds_before) << "the load ran while the three scrapes were made";
+    EXPECT_GT(CompareFamilies(theirs, after), 200) << their_text.substr(0, 2000);
+    EXPECT_GT(CompareValuesBetween(theirs, before, after), 300);
+    EXPECT_EQ(SampleValue(their_text, "pg_up"), 1.0);
+    EXPECT_EQ(after.at("pg_exporter_last_scrape_error").samples.at(0).second, 0);
+    // The load's writes show on both sides (the standby replays them).
+    const auto& live = after.at("pg_stat_user_tables_n_tup_ins");
+    double inserted = 0;
+    for (const auto& [labels, value] : live.samples)
+      if (labels.at("relname") == "events") inserted = value;
+    if (!is_standby) {
+      EXPECT_GT(inserted, 250);
+    }
+  }
+}
+
+// The opt-in stat_statements collector as 0.20 serves it (0.11.1 has none): the top statements by
+// execution time with its names, labels and seconds, its flags honoured, checked against the view itself.
+TEST_F(PostgresExporterProfile, StatStatementsServesTheTopStatementsWithItsFlags) {
+  pg_->Exec("SELECT pg_stat_statements_reset()");
+  for (int i = 0; i < 3; ++i) pg_->Exec("SELECT pg_sleep(0.1)");
+  for (int i = 0; i < 20; ++i) pg_->Exec("SELECT count(*) FROM accounts WHERE balance > " + std::to_string(i));
+  // The slowest statement of all, in a database the flags leave out.
+  const std::string app_dsn = pg_->dsn() + " dbname=app";
+  {
+    pqxx::connection app(app_dsn);
+    pqxx::nontransaction(app).exec("SELECT pg_sleep(0.5)");
+  }
+  const std::string sleep_id = pg_->Query(
+      "SELECT queryid FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+      "WHERE query LIKE 'SELECT pg_sleep%' AND d.datname = 'postgres'");
+  const double sleep_ms =
+      std::stod(pg_->Query("SELECT total_exec_time FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                           "WHERE queryid = " +
+                           sleep_id + " AND d.datname = 'postgres'"));
+  auto agent = AgentProcess::Start(
+      {"--metrics.profile=postgres_exporter", "--collector.stat_statements",
+       "--collector.stat_statements.include_query", "--collector.stat_statements.query_length=12",
+       "--collector.stat_statements.limit=2", "--collector.stat_statements.exclude_databases=app,template1"},
+      {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  const std::string body = ScrapeUntil(
+      *agent, [](const std::string& b) { return b.find("pg_stat_statements_seconds_total") != std::string::npos; });
+  const auto families = ParseFamilies(body);
+  for (const char* name :
+       {"pg_stat_statements_calls_total", "pg_stat_statements_seconds_total", "pg_stat_statements_rows_total",
+        "pg_stat_statements_block_read_seconds_total", "pg_stat_statements_block_write_seconds_total"}) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(families.count(name)) << body.substr(0, 3000);
+    const ParsedFamily& f = families.at(name);
+    EXPECT_EQ(f.type, "counter");
+    EXPECT_EQ(LabelNames(f), (std::set<std::string>{"user", "datname", "queryid"}));
+    EXPECT_EQ(f.samples.size(), 2u) << "--collector.stat_statements.limit=2";
+    for (const auto& [labels, value] : f.samples) {
+      EXPECT_EQ(labels.at("datname"), "postgres") << "app is excluded";
+      EXPECT_EQ(labels.at("user"), "postgres");
+    }
+  }
+  const std::string key = "{user=\"postgres\",datname=\"postgres\",queryid=\"" + sleep_id + "\"}";
+  EXPECT_EQ(SampleValue(body, "pg_stat_statements_calls_total" + key), 3.0) << body.substr(0, 3000);
+  EXPECT_NEAR(SampleValue(body, "pg_stat_statements_seconds_total" + key).value_or(-1), sleep_ms / 1000, 0.001);
+  EXPECT_EQ(SampleValue(body, "pg_stat_statements_rows_total" + key), 3.0);
+  ASSERT_TRUE(families.count("pg_stat_statements_query_id"));
+  EXPECT_EQ(families.at("pg_stat_statements_query_id").type, "counter");
+  EXPECT_EQ(SampleValue(body, "pg_stat_statements_query_id{queryid=\"" + sleep_id + "\",query=\"SELECT pg_sl\"}"), 1.0)
+      << "the text cut to --collector.stat_statements.query_length";
+  EXPECT_EQ(SampleValue(body, "pg_scrape_collector_success{collector=\"stat_statements\"}"), 1.0);
+
+  // Without include_query no text is served.
+  auto plain = AgentProcess::Start({"--metrics.profile=postgres_exporter", "--collector.stat_statements"},
+                                   {{"DATA_SOURCE_NAME", pg_->dsn()}});
+  const std::string plain_body = ScrapeUntil(
+      *plain, [](const std::string& b) { return b.find("pg_stat_statements_seconds_total") != std::string::npos; });
+  EXPECT_EQ(plain_body.find("pg_stat_statements_query_id"), std::string::npos);
+  EXPECT_TRUE(SampleValue(plain_body,
+                          "pg_stat_statements_calls_total{user=\"postgres\",datname=\"app\","
+                          "queryid=\"" +
+                              pg_->Query("SELECT queryid FROM pg_stat_statements s JOIN "
+                                         "pg_database d ON d.oid = s.dbid WHERE d.datname = 'app' AND query LIKE "
+                                         "'SELECT pg_sleep%'") +
+                              "\"}")
+                  .has_value())
+      << "app is served without the exclusion";
+}
+
 TEST_F(PostgresExporterProfile, PgpulseProfileServesNoPostgresExporterNames) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->dsn()}});
   const auto ours = ParseFamilies(ScrapeUntil(
@@ -359,11 +575,74 @@ TEST(PostgresExporterProfileReplication, WalReceiverOfAStandbyWithASlot) {
   EXPECT_TRUE(node == families.end() || node->second.samples.empty()) << "from a repmgr slot name only";
 }
 
+// Every metric postgres_exporter 0.20 serves by default (queries/postgres_exporter/default_metrics.tsv), each with
+// exactly its labels, on a server where each has something to show: a standby streaming through a slot, a
+// VACUUM in progress, a WAL file archived, a custom queries file loaded.
+TEST(PostgresExporterProfileReference, EveryDefaultNameIsServed) {
+  auto primary = PostgresServer::Start(
+      {"archive_mode = on", "archive_command = 'true'", "max_slot_wal_keep_size = '1GB'", "max_wal_senders = 10"});
+  MakeActivity(*primary);
+  primary->Exec("SELECT pg_create_physical_replication_slot('standby_slot')");
+  auto standby = PostgresServer::StartStandbyOf(*primary, {"primary_slot_name = 'standby_slot'"});
+  primary->Exec("SELECT pg_switch_wal()");
+  ASSERT_TRUE(PollUntil([&] { return primary->Query("SELECT archived_count FROM pg_stat_archiver") != "0"; }, 20));
+  SlowVacuum vacuum(*primary, "slow");
+  ASSERT_TRUE(vacuum.WaitScanning());
+  const std::string queries =
+      WriteTempFile("queries.yaml",
+                    "pg_custom:\n  query: SELECT 1 AS one\n  metrics:\n    - one: {usage: GAUGE, description: one}\n");
+  auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter", "--extend.query-path=" + queries},
+                                   {{"DATA_SOURCE_NAME", primary->dsn()}});
+  const auto ours = ParseFamilies(ScrapeUntil(*agent, [](const std::string& b) {
+    return b.find("pg_stat_progress_vacuum_phase{") != std::string::npos &&
+           b.find("pg_stat_replication_pg_wal_lsn_diff{") != std::string::npos;
+  }));
+
+  std::ifstream in(std::string(PGPULSE_SOURCE_DIR) + "/queries/postgres_exporter/default_metrics.tsv");
+  ASSERT_TRUE(in) << "queries/postgres_exporter/default_metrics.tsv";
+  int rows = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string name, labels, only;
+    std::getline(fields, name, '\t');
+    std::getline(fields, labels, '\t');
+    std::getline(fields, only, '\t');
+    SCOPED_TRACE(name);
+    ++rows;
+    auto found = ours.find(name);
+    if (only == "before10") {
+      EXPECT_EQ(found, ours.end()) << "served before PostgreSQL 10 only";
+      continue;
+    }
+    if (found == ours.end()) {
+      ADD_FAILURE() << "not served";
+      continue;
+    }
+    std::set<std::string> want;
+    std::istringstream split(labels == "-" ? "" : labels);
+    for (std::string label; std::getline(split, label, ',');) want.insert(label);
+    EXPECT_EQ(LabelNames(found->second), want);
+    EXPECT_FALSE(found->second.samples.empty());
+  }
+  EXPECT_EQ(rows, 103);
+}
+
 TEST(PostgresExporterProfileFlag, UnknownProfileIsAClearError) {
   CommandResult r = AgentProcess::Run({"--metrics.profile=postgres-exporter"});
   EXPECT_NE(r.exit_status, 0);
   EXPECT_NE(r.output.find("--metrics.profile"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("postgres-exporter"), std::string::npos) << r.output;
+}
+
+TEST(PostgresExporterProfileFlag, ABadStatStatementsLimitIsAClearError) {
+  CommandResult r = AgentProcess::Run({"check", "--metrics.profile=postgres_exporter", "--collector.stat_statements",
+                                       "--collector.stat_statements.limit=-5"},
+                                      {{"DATA_SOURCE_NAME", "host=127.0.0.1 port=1"}});
+  EXPECT_NE(r.exit_status, 0);
+  EXPECT_NE(r.output.find("--collector.stat_statements.limit: must be a whole number from 1 to 1000000, got '-5'"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -208,13 +208,16 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
                                          "--collector.buffercache_summary",
                                          "--collector.stat_checkpointer",
                                          "--collector.stat_wal_receiver",
-                                         "--collector.process_idle"};
+                                         "--collector.process_idle",
+                                         "--collector.stat_statements",
+                                         "--collector.stat_statements.include_query"};
   for (const auto& [server, dsn] : {std::pair{"primary (postgres_exporter profile)", primary->dsn()},
                                     std::pair{"standby (postgres_exporter profile)", standby->dsn()}}) {
     std::vector<CheckRow> rows = ExpectEveryCollectorOkOrSkipped(server, no_config, dsn, profile, 15);
     for (const char* name :
          {"pe_stat_database", "pe_stat_bgwriter", "pe_settings", "pe_stat_progress_vacuum", "pe_database_wraparound",
-          "pe_long_running_transactions", "pe_statio_user_indexes", "pe_stat_wal_receiver", "pe_process_idle"}) {
+          "pe_long_running_transactions", "pe_statio_user_indexes", "pe_stat_wal_receiver", "pe_process_idle",
+          "pe_stat_statements", "pe_stat_statements__query"}) {
       const CheckRow* row = FindRow(rows, name);
       ASSERT_NE(row, nullptr) << server << ": " << name;
       EXPECT_EQ(row->status, "ok") << server << ": " << name << ":" << row->detail;

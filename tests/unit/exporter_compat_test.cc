@@ -182,15 +182,19 @@ TEST(ExporterFlags, WhatHasNoEquivalentIsAnErrorNamingTheFlag) {
   f.extend_query_path = "/etc/queries.yaml";
   f.constant_labels = "ok=1,broken,target=x";
   f.collection_timeout = "soon";
-  f.statements_options = {"--collector.stat_statements.limit"};
+  f.statements_limit = "0";
+  f.statements_query_length = "12x";
+  f.statements_exclude_users = "ok,back\\slash";
   std::vector<std::string> errors;
   ApplyExporterFlags(f, cfg, errors);
   const std::string all = Joined(errors);
   for (const char* want :
-       {"--metric-prefix (PG_EXPORTER_METRIC_PREFIX): only 'pg'",
-        "--web.systemd-socket:", "/etc/queries.yaml: cannot read postgres_exporter queries file",
-        "'broken' is not name=value", "label 'target' is set by the agent",
-        "--collection-timeout (PG_EXPORTER_COLLECTION_TIMEOUT)", "--collector.stat_statements.limit:"})
+       {"--metric-prefix (PG_EXPORTER_METRIC_PREFIX): only 'pg'", "--web.systemd-socket:",
+        "/etc/queries.yaml: cannot read postgres_exporter queries file", "'broken' is not name=value",
+        "label 'target' is set by the agent", "--collection-timeout (PG_EXPORTER_COLLECTION_TIMEOUT)",
+        "--collector.stat_statements.limit: must be a whole number from 1 to 1000000, got '0'",
+        "--collector.stat_statements.query_length: must be a whole number from 1 to 100000, got '12x'",
+        "--collector.stat_statements.exclude_users: 'back\\slash' holds a backslash"})
     EXPECT_NE(all.find(want), std::string::npos) << want << "\n" << all;
 }
 
@@ -248,15 +252,52 @@ TEST(ExporterFlags, CollectorSwitchesTurnTheProfilesDefinitionsOnAndOff) {
   EXPECT_TRUE(switched.count("pe_stat_database")) << "untouched collectors stay";
 
   options.exporter.collectors = {{"stat_statements", true}};
-  Definitions(options, errors);
-  EXPECT_NE(errors.find("--collector.stat_statements: postgres_exporter's stat_statements collector is not served"),
-            std::string::npos)
-      << errors;
+  std::set<std::string> statements = Definitions(options, errors);
+  ASSERT_EQ(errors, "");
+  EXPECT_TRUE(statements.count("pe_stat_statements"));
+  EXPECT_FALSE(statements.count("pe_stat_statements__query")) << "query texts only with include_query";
+  options.exporter.statements_include_query = "true";
+  EXPECT_TRUE(Definitions(options, errors).count("pe_stat_statements__query")) << errors;
+  options.exporter.collectors = {};
+  EXPECT_FALSE(Definitions(options, errors).count("pe_stat_statements__query")) << "include_query alone runs nothing";
+  options.exporter.statements_include_query = "";
 
   options.metrics_profile = MetricsProfile::Pgpulse;
   options.exporter.collectors = {{"locks", false}};
   Definitions(options, errors);
   EXPECT_NE(errors.find("served with --metrics.profile=postgres_exporter or both"), std::string::npos) << errors;
+}
+
+// --collector.stat_statements.* land in the SQL of both stat_statements definitions, quotes doubled.
+TEST(ExporterFlags, StatStatementsOptionsAreFilledIntoItsSql) {
+  AgentOptions options;
+  options.data_sources.dsns = {"host=127.0.0.1 port=1"};
+  options.metrics_profile = MetricsProfile::PostgresExporter;
+  options.exporter.collectors = {{"stat_statements", true}};
+  options.exporter.statements_include_query = "true";
+  options.exporter.statements_limit = "7";
+  options.exporter.statements_query_length = "33";
+  options.exporter.statements_exclude_databases = "template1, o'brien";
+  options.exporter.statements_exclude_users = "monitor";
+  SelfMetrics metrics("test", "test");
+  std::vector<std::string> errors;
+  auto rt = BuildRuntime(LoadAgentConfig(options), nullptr, metrics, errors);
+  ASSERT_TRUE(rt) << Joined(errors);
+  int seen = 0;
+  for (const auto& d : *rt->definitions) {
+    if (d.name.rfind("pe_stat_statements", 0) != 0) continue;
+    ++seen;
+    EXPECT_EQ(d.max_rows, 7u) << d.name;
+    for (const auto& v : d.variants) {
+      EXPECT_NE(v.sql.find("<> ALL (ARRAY['template1', 'o''brien']::text[])"), std::string::npos) << v.sql;
+      EXPECT_NE(v.sql.find("<> ALL (ARRAY['monitor']::text[])"), std::string::npos) << v.sql;
+      EXPECT_EQ(v.sql.find("/* exclude_"), std::string::npos) << v.sql;
+      if (d.name == "pe_stat_statements__query") {
+        EXPECT_NE(v.sql.find("left(s.query, 33)"), std::string::npos) << v.sql;
+      }
+    }
+  }
+  EXPECT_EQ(seen, 2);
 }
 
 }  // namespace
