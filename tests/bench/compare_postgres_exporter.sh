@@ -21,7 +21,8 @@
 #   --equal-work            the same rows from both: --discover, and pgpulse's top-N collectors (tables,
 #                           indexes, statements, autovacuum thresholds) raised to every row (max_rows 100000)
 #   --pgpulse-profile P     pgpulse's metrics_profile: pgpulse (default), postgres_exporter (the same
-#                           names as postgres_exporter's default collectors: the drop-in's cost) or both
+#                           names as postgres_exporter's default collectors, and its queries file through
+#                           --extend.query-path: the drop-in's cost at equal work) or both
 #   --interval SECONDS      start a round (one scrape of each) every SECONDS, as Prometheus would
 #                           (default 0: back to back); the PostgreSQL CPU per minute needs it
 #   --pgpulse-queries DIR   extra pgpulse definitions (collectors.directories; same name overrides a
@@ -110,6 +111,8 @@ done
 [[ "$TABLES" -ge 1 ]] || die "--tables must be at least 1"
 case "$PGPULSE_PROFILE" in pgpulse | postgres_exporter | both) ;; *) die "--pgpulse-profile is pgpulse, postgres_exporter or both, not '$PGPULSE_PROFILE'" ;; esac
 [[ -z "$MAX_CONNECTIONS" || "$DISCOVER" -eq 1 ]] || die "--max-connections only applies with --discover"
+[[ "$EQUAL_WORK" -eq 0 || "$PGPULSE_PROFILE" == pgpulse ]] ||
+  die "--equal-work raises pgpulse's own top-N collectors; the $PGPULSE_PROFILE profile exports every table already: use --discover"
 
 if [[ -z "$PGPULSE_BIN" ]]; then
   PGPULSE_BIN="$REPO/build/pgpulse"
@@ -469,9 +472,12 @@ fi
 PGPULSE_URL="http://127.0.0.1:$PGPULSE_PORT/metrics"
 EXPORTER_URL="http://127.0.0.1:$EXPORTER_PORT/metrics"
 
+# With postgres_exporter's names pgpulse loads the same custom queries file, so both do the same work.
+PGPULSE_EXTRA=()
+[[ "$PGPULSE_PROFILE" == pgpulse ]] || PGPULSE_EXTRA+=(--extend.query-path="$EXPORTER_QUERIES_FILE")
 log "starting pgpulse ($PGPULSE_BIN) on 127.0.0.1:$PGPULSE_PORT"
 "$PGPULSE_BIN" --config.file="$RES/pgpulse.yml" --web.listen-address="127.0.0.1:$PGPULSE_PORT" --log.level=info \
-  </dev/null >"$RES/pgpulse.log" 2>&1 &
+  "${PGPULSE_EXTRA[@]}" </dev/null >"$RES/pgpulse.log" 2>&1 &
 PGPULSE_PID=$!
 PIDS+=("$PGPULSE_PID")
 

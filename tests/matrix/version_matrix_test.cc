@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -17,9 +18,11 @@
 #include <pqxx/pqxx>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/exporter_differential.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/polling.h"
+#include "tests/harness/postgres_exporter_process.h"
 #include "tests/harness/postgres_server.h"
 
 namespace pgpulse::testing {
@@ -129,6 +132,28 @@ void ExpectPromtoolClean(const std::string& name, const std::string& body) {
   EXPECT_EQ(lint.output, "") << name;
 }
 
+// The differential test against Debian's postgres_exporter 0.11.1 (tests/harness/exporter_differential.h) on this
+// major: the same families with the same labels, and 0.11.1's values between two pgpulse scrapes around it.
+void ExpectTheSameAsPostgresExporter(const std::string& server, const PostgresServer& pg) {
+  SCOPED_TRACE(server + " against postgres_exporter 0.11.1");
+  if (!PostgresExporterProcess::Installed()) {
+    std::cout << "skipped: " << PostgresExporterProcess::kBinary
+              << " is not installed (Debian package prometheus-postgres-exporter)\n";
+    return;
+  }
+  auto pe = PostgresExporterProcess::Start(pg.uri() + "?sslmode=disable");
+  auto agent = AgentProcess::Start({"--metrics.profile=postgres_exporter"}, {{"DATA_SOURCE_NAME", pg.dsn()}});
+  ScrapeUntil(*agent,
+              [](const std::string& b) { return b.find("pg_stat_user_tables_n_live_tup") != std::string::npos; });
+  const Families before = ParseFamilies(Scrape(*agent));
+  const std::string their_text = HttpGet(pe->url("/metrics")).body;
+  const Families after = ParseFamilies(Scrape(*agent));
+  const Families theirs = ParseFamilies(their_text);
+  EXPECT_EQ(SampleValue(their_text, "pg_up"), 1.0) << their_text.substr(0, 2000);
+  EXPECT_GT(CompareFamilies(theirs, after), 150);
+  EXPECT_GT(CompareValuesBetween(theirs, before, after), 200);
+}
+
 TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
   const int major = Major();
   ASSERT_GE(major, 12) << "set PGPULSE_PG_MAJOR to a major from 12 to 18";
@@ -231,6 +256,9 @@ TEST(VersionMatrix, EveryCollectorRunsAndVersionShapedValuesAreRight) {
       EXPECT_EQ(row->status, served ? "ok" : "skipped") << server << ": " << name << ":" << row->detail;
     }
   }
+
+  ExpectTheSameAsPostgresExporter("primary", *primary);
+  ExpectTheSameAsPostgresExporter("standby", *standby);
 
   // pg_stat_statements left at an older version than the server's (a major upgrade without ALTER EXTENSION
   // ... UPDATE): the statements collectors read the columns of the installed version, chosen by extversion.
