@@ -34,6 +34,9 @@ struct Flags {
   bool connect = false;
   CLI::App* check = nullptr;
   CLI::App* reference = nullptr;
+  CLI::App* sql = nullptr;
+  std::string sql_collector;
+  int sql_server_version = 150000;
   ExporterFlags exporter;
 };
 
@@ -69,6 +72,33 @@ void DefineFlags(CLI::App& app, Flags& f) {
   f.check = app.add_subcommand("check", "Validate configuration and definitions, then exit");
   f.check->add_flag("--connect", f.connect, "Also run every collector once against each target and print a table");
   f.reference = app.add_subcommand("reference", "Print the metric reference (Markdown) of the built-in definitions");
+  f.sql = app.add_subcommand("sql", "Print the SQL a built-in collector runs (to read, EXPLAIN or time it)");
+  f.sql->add_option("collector", f.sql_collector, "Collector name, e.g. table_stats or pe_stat_user_tables")
+      ->required();
+  f.sql->add_option("--server-version", f.sql_server_version, "server_version_num whose variant to print")
+      ->capture_default_str()
+      ->check(CLI::Range(90000, 1000000));
+}
+
+// `pgpulse sql NAME`: the SQL of the built-in definition NAME (either profile's) for a server of `version`.
+int PrintSql(const std::string& name, int version) {
+  for (const auto& set :
+       {pgpulse::collectors::EmbeddedDefinitions(), pgpulse::collectors::EmbeddedPostgresExporterDefinitions()}) {
+    auto defs = pgpulse::collectors::LoadDefinitions(set);
+    for (const auto& d : defs.definitions) {
+      if (d.name != name) continue;
+      for (const auto& v : d.variants) {
+        if (v.min_version <= version && version < v.max_version) {
+          std::cout << v.sql;
+          return 0;
+        }
+      }
+      std::cerr << name << ": no SQL for server_version_num " << version << " (the collector is skipped there)\n";
+      return 1;
+    }
+  }
+  std::cerr << "no built-in collector named '" << name << "'\n";
+  return 1;
 }
 
 int PrintReference() {
@@ -158,6 +188,7 @@ int main(int argc, char** argv) {
   DefineFlags(app, f);
   CLI11_PARSE(app, argc, argv);
   if (*f.reference) return PrintReference();
+  if (*f.sql) return PrintSql(f.sql_collector, f.sql_server_version);
   if (f.exporter.dump_maps) return PrintExporterMaps(std::cout, std::cerr);
   if (f.listen.empty()) f.listen = DefaultListenAddress(f);
 

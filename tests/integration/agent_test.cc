@@ -76,6 +76,27 @@ TEST_F(AgentTest, ServesServerMetricsAndInfo) {
   EXPECT_NEAR(SampleValue(timed, "pgpulse_scrape_deadline_seconds{target=\"default\"}").value_or(0), 4.5, 0.05);
 }
 
+// `pgpulse sql NAME` prints the SQL the agent runs for this server's version: it runs, and returns the rows
+// the collector serves.
+TEST_F(AgentTest, SqlPrintsWhatACollectorRunsOnThisServer) {
+  pg_->Exec("CREATE TABLE IF NOT EXISTS sql_cmd (id int PRIMARY KEY)");
+  const std::string version = pg_->Query("SHOW server_version_num");
+  CommandResult r = AgentProcess::Run({"sql", "index_stats", "--server-version", version});
+  ASSERT_EQ(r.exit_status, 0) << r.output;
+  std::string sql = r.output;
+  ASSERT_NE(sql.find("LIMIT $1"), std::string::npos) << sql;
+  sql.replace(sql.find("$1"), 2, "1000");
+  const std::string rows = pg_->Query("SELECT count(*) FROM (" + sql + ") q WHERE indexrelname = 'sql_cmd_pkey'");
+  EXPECT_EQ(rows, "1");
+
+  CommandResult unknown = AgentProcess::Run({"sql", "no_such_collector"});
+  EXPECT_EQ(unknown.exit_status, 1);
+  EXPECT_NE(unknown.output.find("no built-in collector named 'no_such_collector'"), std::string::npos);
+  CommandResult skipped = AgentProcess::Run({"sql", "pe_stat_checkpointer", "--server-version", "150000"});
+  EXPECT_EQ(skipped.exit_status, 1);
+  EXPECT_NE(skipped.output.find("no SQL for server_version_num 150000"), std::string::npos) << skipped.output;
+}
+
 TEST_F(AgentTest, OneConnectionIsReusedAcrossScrapes) {
   auto agent = AgentProcess::Start({}, {{"DATA_SOURCE_NAME", pg_->uri()}});
   for (int i = 0; i < 5; ++i) Scrape(*agent);
