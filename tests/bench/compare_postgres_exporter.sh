@@ -15,6 +15,8 @@
 #   --scrapes N             scrapes of each exporter, alternating (default 50; 0 skips the comparison)
 #   --overhead-scrapes N    pgpulse scrapes replayed through psql for the overhead (default 11; 0 skips)
 #   --soak N                then N scrapes of pgpulse alone, RSS every 100 (default 0: no soak)
+#   --sql-floor N           before the exporters start, time each per-table collector's SQL (every row)
+#                           against the cheapest query that returns the same rows, N runs each (0: skip)
 #   --discover              pgpulse databases.discover and postgres_exporter --auto-discover-databases
 #                           (default: both point at the big database only)
 #   --max-connections N     pgpulse databases.max_connections with --discover (default: pgpulse's, 4)
@@ -53,6 +55,7 @@ DATABASES=20
 SCRAPES=50
 OVERHEAD_SCRAPES=11
 SOAK=0
+SQL_FLOOR=0
 DISCOVER=0
 MAX_CONNECTIONS=""
 EQUAL_WORK=0
@@ -94,6 +97,7 @@ while [[ $# -gt 0 ]]; do
     --scrapes) SCRAPES=$(number "$1" "${2:-}"); shift 2 ;;
     --overhead-scrapes) OVERHEAD_SCRAPES=$(number "$1" "${2:-}"); shift 2 ;;
     --soak) SOAK=$(number "$1" "${2:-}"); shift 2 ;;
+    --sql-floor) SQL_FLOOR=$(number "$1" "${2:-}"); shift 2 ;;
     --discover) DISCOVER=1; shift ;;
     --max-connections) MAX_CONNECTIONS=$(number "$1" "${2:-}"); shift 2 ;;
     --equal-work) EQUAL_WORK=1; DISCOVER=1; shift ;;
@@ -413,6 +417,63 @@ INDEXES_SEEN=$(psql_pg -d bench -At -c 'SELECT count(*) FROM pg_stat_user_indexe
 DATABASES_SEEN=$(psql_pg -At -c 'SELECT count(*) FROM pg_database WHERE datallowconn AND NOT datistemplate')
 SETUP_SECONDS=$(($(date +%s) - setup_start))
 log "data ready in ${SETUP_SECONDS}s: $TABLES_SEEN tables, $INDEXES_SEEN indexes, $STATEMENT_ENTRIES statement entries, $DATABASES_SEEN databases"
+
+# ---------------------------------------------------------------- raw-SQL floor
+# Each per-table collector's SQL as pgpulse runs it (pgpulse sql NAME, $1 = 100000: every row) against
+# the cheapest query that returns the same rows from the same views, both timed in one psql session
+# (\timing, output discarded), median of --sql-floor runs after one warm-up run. What each floor leaves
+# out is what the collector's extra time buys.
+floor_sql() {
+  case "$1" in
+    table_stats) echo "SELECT * FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)" ;;
+    index_stats) echo "SELECT * FROM pg_stat_user_indexes s JOIN pg_statio_user_indexes io USING (indexrelid)" ;;
+    table_size) echo "SELECT relid, pg_table_size(relid), pg_total_relation_size(nullif(c.reltoastrelid, 0)), pg_indexes_size(relid) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid" ;;
+    index_size) echo "SELECT indexrelid, pg_relation_size(indexrelid) FROM pg_stat_user_indexes" ;;
+    table_bloat) echo "SELECT c.oid, c.relpages, c.reltuples, s.attname, s.avg_width, s.null_frac FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')" ;;
+    autovacuum_thresholds) echo "SELECT s.relid, s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze, s.last_autovacuum, c.reltuples, c.reloptions FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid" ;;
+    statements) echo "SELECT * FROM pg_stat_statements(false)" ;;
+    pe_stat_user_tables) echo "SELECT * FROM pg_stat_user_tables" ;;
+  esac
+}
+floor_note() {
+  case "$1" in
+    table_stats) echo "pgpulse: the top-N ordering from pg_class and a LATERAL scan per table" ;;
+    index_stats) echo "pgpulse: the top-N ordering and a LATERAL scan per index" ;;
+    table_size) echo "pgpulse: the lock check that skips tables under ACCESS EXCLUSIVE" ;;
+    index_size) echo "pgpulse: the lock check and the ordering" ;;
+    table_bloat) echo "pgpulse: the estimate itself (widths, headers, alignment per table)" ;;
+    autovacuum_thresholds) echo "pgpulse: parsing reloptions and the server's settings into thresholds" ;;
+    statements) echo "pgpulse: the database and role names, the ordering" ;;
+    pe_stat_user_tables) echo "postgres_exporter 0.20's query (the profile's): pg_table_size and pg_indexes_size of every table" ;;
+  esac
+}
+# Median "Time: X ms" of running $2 (SQL) $SQL_FLOOR times in database $1, after one warm-up run.
+time_sql() {
+  {
+    echo '\o /dev/null'
+    printf '%s;\n' "$2"
+    echo '\timing on'
+    for _ in $(seq 1 "$SQL_FLOOR"); do printf '%s;\n' "$2"; done
+  } | psql_pg -d "$1" 2>&1 | awk '/^Time: / { print $2 }' | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else printf "%.1f", v[int((NR + 1) / 2)] }'
+}
+FLOOR_ROWS=()
+if [[ "$SQL_FLOOR" -gt 0 ]]; then
+  log "raw-SQL floor: $SQL_FLOOR runs of each per-table collector's SQL and its floor"
+  server_version_num=$(psql_pg -At -c 'SHOW server_version_num')
+  for c in table_stats index_stats table_size index_size table_bloat autovacuum_thresholds statements pe_stat_user_tables; do
+    ours=$("$PGPULSE_BIN" sql "$c" --server-version "$server_version_num") || die "pgpulse sql $c failed"
+    ours=${ours//\$1/100000}
+    ours=$(printf '%s' "$ours" | sed -e 's/;[[:space:]]*$//')
+    floor=$(floor_sql "$c")
+    rows=$(printf 'SELECT count(*) FROM (%s) q' "$ours" | psql_pg -d bench -At)
+    floor_rows=$(printf 'SELECT count(*) FROM (%s) q' "$floor" | psql_pg -d bench -At)
+    t_ours=$(time_sql bench "$ours")
+    t_floor=$(time_sql bench "$floor")
+    FLOOR_ROWS+=("| \`$c\` | $rows | $floor_rows | $t_ours ms | $t_floor ms | $(awk -v a="$t_ours" -v b="$t_floor" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }') | $(floor_note "$c") |")
+    log "floor: $c $t_ours ms against $t_floor ms"
+  done
+fi
 
 # ---------------------------------------------------------------- the two exporters
 
@@ -810,6 +871,15 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     sort -gr | awk 'NR <= 10' | cut -f2-
   echo '```'
   echo
+  if [[ ${#FLOOR_ROWS[@]} -gt 0 ]]; then
+    echo "Raw-SQL floor: each per-table collector's SQL with every row (\$1 = 100000) against the cheapest query"
+    echo "returning the same rows from the same views, median of $SQL_FLOOR runs in one psql session (database bench):"
+    echo
+    echo "| collector | rows | floor rows | pgpulse's SQL | floor | ratio | what the difference buys |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    printf '%s\n' "${FLOOR_ROWS[@]}"
+    echo
+  fi
   echo "Command: \`$COMMAND_LINE\` (setup ${SETUP_SECONDS}s)."
 } | tee "$RES/report.md"
 if [[ "$NOT_QUIET" -eq 1 ]]; then
