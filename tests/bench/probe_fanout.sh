@@ -102,7 +102,7 @@ CONFIG="$WORK/pgpulse.yml"
   echo "targets:"
   for i in $(seq 1 "$TARGETS"); do
     echo "  - name: fan_$i"
-    echo "    dsn: host=127.0.0.1 port=$PG_PORT user=postgres dbname=fan_$i application_name=pgpulse_fanout"
+    echo "    dsn: host=127.0.0.1 port=$PG_PORT user=postgres dbname=fan_$i"
   done
 } >"$CONFIG"
 
@@ -118,17 +118,25 @@ for _ in $(seq 1 100); do
 done
 
 status_kib() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$AGENT_PID/status"; }
-backends() { psql_pg -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgpulse_fanout'"; }
+# The agent's sessions, by the databases only targets use (it names its sessions itself).
+backends() { psql_pg -At -c "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'fan\\_%'"; }
 RSS_IDLE=$(status_kib VmRSS)
 log "idle: RSS $((RSS_IDLE / 1024)) MiB, $(backends) connections"
 
 CSV="$WORK/probes.csv"
 echo "round,target,http_code,seconds" >"$CSV"
+# One curl process makes all of a round's probes at once (--parallel): one process per probe would
+# spend the round starting processes, not waiting for the agent.
 probe_round() {
-  local round=$1
-  seq 1 "$TARGETS" | xargs -P "$TARGETS" -I{} sh -c \
-    "curl -s -o /dev/null -H 'Accept-Encoding: gzip' -H 'X-Prometheus-Scrape-Timeout-Seconds: 10' --max-time 30 \
-       -w '$round,fan_{},%{http_code},%{time_total}\n' 'http://127.0.0.1:$AGENT_PORT/probe?target=fan_{}'" >>"$CSV"
+  local round=$1 urls="$WORK/urls.txt"
+  : >"$urls"
+  for i in $(seq 1 "$TARGETS"); do
+    printf 'url = "http://127.0.0.1:%s/probe?target=fan_%s"\noutput = "/dev/null"\n' "$AGENT_PORT" "$i" >>"$urls"
+  done
+  curl -s --no-progress-meter --parallel --parallel-immediate --parallel-max "$TARGETS" --max-time 30 \
+    -H 'Accept-Encoding: gzip' -H 'X-Prometheus-Scrape-Timeout-Seconds: 10' \
+    -w "$round,%{url_effective},%{http_code},%{time_total}\n" -K "$urls" |
+    sed -E 's/,[^,]*target=([^,]*),/,\1,/' >>"$CSV" || true
 }
 
 echo "round,wall_seconds,rss_mib,hwm_mib,connections" >"$WORK/rounds.csv"
@@ -148,14 +156,14 @@ HWM=$(status_kib VmHWM)
 CONNECTIONS=$(backends)
 stats() { # median p90 max of the seconds column for rounds matching $1 (awk regex)
   awk -F, -v r="$1" 'NR > 1 && $1 ~ r { print $4 }' "$CSV" | sort -g |
-    awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit } m = v[int((NR + 1) / 2)]; p = v[int(NR * 0.9 + 0.999)]; printf "%.3f %.3f %.3f", m, p, v[NR] }'
+    awk '{ v[NR] = $1 } END { if (NR == 0) { print "- - -"; exit } m = v[int((NR + 1) / 2)]; p = v[int(NR * 0.9 + 0.999)]; printf "%.3f %.3f %.3f\n", m, p, v[NR] }'
 }
 read -r first_med first_p90 first_max < <(stats '^1$')
 read -r later_med later_p90 later_max < <(stats '^([2-9]|[1-9][0-9]+)$')
 FAILED=$(awk -F, 'NR > 1 && $3 != 200' "$CSV" | wc -l)
 # One more probe of each target, reading its body: is the server up as the agent sees it?
 UP=$(seq 1 "$TARGETS" | xargs -P 50 -I{} sh -c \
-  "curl -s --max-time 30 'http://127.0.0.1:$AGENT_PORT/probe?target=fan_{}' | grep -c '^pg_up 1' || true" |
+  "curl -s --max-time 30 'http://127.0.0.1:$AGENT_PORT/probe?target=fan_{}' | grep -cE '^pg_up(\\{[^}]*\\})? 1\$' || true" |
   awk '{ s += $1 } END { print s + 0 }')
 echo
 echo "## $TARGETS targets behind /probe, $ROUNDS rounds of $TARGETS concurrent probes every ${INTERVAL}s"
