@@ -135,10 +135,6 @@ struct StatStatementsOptions {
   size_t limit = 100;          // statements kept
   std::vector<std::string> exclude_databases;
   std::vector<std::string> exclude_users;
-  bool operator==(const StatStatementsOptions& o) const {
-    return given == o.given && include_query == o.include_query && query_length == o.query_length && limit == o.limit &&
-           exclude_databases == o.exclude_databases && exclude_users == o.exclude_users;
-  }
 };
 
 struct ExporterSwitches {

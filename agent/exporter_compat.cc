@@ -348,10 +348,6 @@ StatStatementsOptions StatStatementsFrom(const ExporterFlags& f, std::vector<std
   return o;
 }
 
-}  // namespace
-
-namespace {
-
 // An array literal of `names` for SQL, quotes doubled.
 std::string SqlTextArray(const std::vector<std::string>& names) {
   if (names.empty()) return "'{}'::text[]";
@@ -381,15 +377,19 @@ void ApplyStatStatementsOptions(const StatStatementsOptions& options, collectors
                                 std::vector<std::string>& errors) {
   if (def.name != "pe_stat_statements" && def.name != "pe_stat_statements__query") return;
   def.max_rows = options.limit;
-  const std::vector<std::pair<std::string, std::string>> fills{
-      {"'{}'::text[] /* exclude_databases */", SqlTextArray(options.exclude_databases)},
-      {"'{}'::text[] /* exclude_users */", SqlTextArray(options.exclude_users)},
-      {"120 /* query_length */", std::to_string(options.query_length)},
+  const bool texts = def.name == "pe_stat_statements__query";
+  struct Fill {
+    std::string marker, value;
+    bool required;  // every variant must have the marker
+  };
+  const std::vector<Fill> fills{
+      {"'{}'::text[] /* exclude_databases */", SqlTextArray(options.exclude_databases), true},
+      {"'{}'::text[] /* exclude_users */", SqlTextArray(options.exclude_users), true},
+      {"120 /* query_length */", std::to_string(options.query_length), texts},
   };
   for (auto& variant : def.variants) {
-    for (const auto& [marker, value] : fills) {
-      const bool wanted = marker.find("query_length") == std::string::npos || def.name == "pe_stat_statements__query";
-      if (!ReplaceMarker(variant.sql, marker, value) && wanted)
+    for (const auto& [marker, value, required] : fills) {
+      if (!ReplaceMarker(variant.sql, marker, value) && required)
         errors.push_back(def.origin + ": " + def.name + ": its SQL lacks `" + marker +
                          "`, where --collector.stat_statements.* is filled in");
     }
