@@ -13,6 +13,7 @@
 #include <pqxx/pqxx>
 
 #include "tests/harness/agent_process.h"
+#include "tests/harness/exporter_differential.h"
 #include "tests/harness/http_client.h"
 #include "tests/harness/metrics_text.h"
 #include "tests/harness/polling.h"
@@ -219,18 +220,8 @@ bool FromExample(const std::string& family) {
   return false;
 }
 
-std::set<std::string> LabelNames(const ParsedFamily& f) {
-  std::set<std::string> names;
-  for (const auto& [labels, value] : f.samples)
-    for (const auto& [k, v] : labels) names.insert(k);
-  return names;
-}
-
-std::set<std::map<std::string, std::string>> LabelSets(const ParsedFamily& f) {
-  std::set<std::map<std::string, std::string>> sets;
-  for (const auto& [labels, value] : f.samples) sets.insert(labels);
-  return sets;
-}
+// Every sample's whole label set.
+std::set<Labels> AllLabelSets(const ParsedFamily& f) { return LabelSets(f, LabelNames(f)); }
 
 TEST(PostgresExporterQueries, DebiansExampleFileServesWhatPostgresExporterServes) {
   if (!PostgresExporterProcess::Installed() || !std::ifstream(kExampleQueries))
@@ -264,7 +255,7 @@ TEST(PostgresExporterQueries, DebiansExampleFileServesWhatPostgresExporterServes
     EXPECT_EQ(got, want);
     // Tables are the same on both sides; sessions (pg_process_idle) change between the two scrapes.
     if (name.rfind("pg_stat_user_tables_", 0) == 0 || name.rfind("pg_statio_user_tables_", 0) == 0) {
-      EXPECT_EQ(LabelSets(found->second), LabelSets(family));
+      EXPECT_EQ(AllLabelSets(found->second), AllLabelSets(family));
     }
   }
   EXPECT_GE(compared, 30) << their_text.substr(0, 2000);
@@ -289,8 +280,8 @@ TEST(PostgresExporterQueries, DebiansExampleFileServesWhatPostgresExporterServes
   // Both load the same file: one load-error series, 0, with the same hash.
   ASSERT_TRUE(ours.count("pg_exporter_user_queries_load_error"));
   ASSERT_TRUE(theirs.count("pg_exporter_user_queries_load_error"));
-  EXPECT_EQ(LabelSets(ours.at("pg_exporter_user_queries_load_error")),
-            LabelSets(theirs.at("pg_exporter_user_queries_load_error")));
+  EXPECT_EQ(AllLabelSets(ours.at("pg_exporter_user_queries_load_error")),
+            AllLabelSets(theirs.at("pg_exporter_user_queries_load_error")));
   EXPECT_EQ(ours.at("pg_exporter_user_queries_load_error").samples.at(0).second, 0);
 }
 
