@@ -180,6 +180,16 @@ void AppendHeader(std::string& header, const Family& family) {
 }
 
 char* WriteSamples(char* p, std::string_view name, const Family& family) {
+  if (family.shared) {
+    for (size_t i = 0; i < family.values.size(); ++i) {
+      p = Copy(p, name);
+      p = Copy(p, family.shared->of(family.entry[i]));
+      *p++ = ' ';
+      p = WriteValue(p, family.values[i]);
+      *p++ = '\n';
+    }
+    return p;
+  }
   const char* suffixes = family.suffixes.data();
   uint32_t begin = 0;
   for (size_t i = 0; i < family.values.size(); ++i) {
@@ -252,7 +262,7 @@ void WriteFamilies(std::string& out, const std::vector<const Family*>& families,
     const Family& first = *families[i];
     size_t bound = HeaderBound(first);
     for (size_t j = i; j != kEnd; j = next[j])
-      bound += families[j]->suffixes.size() + families[j]->size() * (first.name.size() + 2 + kMaxValueChars);
+      bound += families[j]->suffix_bytes() + families[j]->size() * (first.name.size() + 2 + kMaxValueChars);
     return bound;
   };
   if (!sink) {

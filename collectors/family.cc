@@ -124,6 +124,22 @@ std::string ToValidUtf8(std::string_view value, size_t& replaced) {
 
 uint64_t InvalidUtf8Replacements() { return invalid_utf8_replacements.load(std::memory_order_relaxed); }
 
+void Family::Unshare() {
+  std::string own;
+  std::vector<uint32_t> own_end;
+  own.reserve(shared_bytes);
+  own_end.reserve(entry.size());
+  for (size_t i = 0; i < entry.size(); ++i) {
+    own.append(shared->of(entry[i]));
+    own_end.push_back(static_cast<uint32_t>(own.size()));
+  }
+  suffixes = std::move(own);
+  suffix_end = std::move(own_end);
+  shared.reset();
+  entry = {};
+  shared_bytes = 0;
+}
+
 std::string_view KindName(MetricKind kind) {
   switch (kind) {
     case MetricKind::Gauge: return "gauge";

@@ -390,7 +390,7 @@ bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3
 
 // Adds row `r`'s samples to the families; false (with out.error) on a value that is not a number.
 bool AddRow(const Definition& def, const TableView& table, const Layout& layout, size_t r, std::string_view suffix,
-            MappedResult& out) {
+            uint32_t entry, MappedResult& out) {
   auto value_of = [&](size_t c) -> std::optional<double> {
     const Cell& cell = table.at(r, c);
     auto v = ParseSampleValue(cell.view());
@@ -422,18 +422,29 @@ bool AddRow(const Definition& def, const TableView& table, const Layout& layout,
       v = more ? std::optional<double>(*v + *more) : std::nullopt;
     }
     if (!v) return false;
-    out.families[i].Add(suffix, *v);
+    out.families[i].AddShared(entry, *v);
   }
-  if (def.info) out.families.back().Add(suffix, 1);
+  if (def.info) out.families.back().AddShared(entry, 1);
   return true;
 }
 
 // Values, duplicates, limits: every row into the families. False on an unusable value.
 bool AddRows(const Definition& def, const TableView& table, const Layout& layout, const LabelSuffixes& suffixes,
              MappedResult& out) {
-  for (Family& f : out.families) {
-    f.suffixes.reserve(suffixes.size());
-    f.suffix_end.reserve(table.rows);
+  // Each kept row's labels once, for all of its families; histograms' samples have their own.
+  auto shared = std::make_shared<SharedSuffixes>();
+  shared->text.reserve(suffixes.size());
+  shared->end.reserve(table.rows);
+  for (size_t i = 0; i < out.families.size(); ++i) {
+    Family& f = out.families[i];
+    const bool histogram = i < layout.histogram_parts.size() && layout.histogram_parts[i];
+    if (histogram) {
+      f.suffixes.reserve(suffixes.size());
+      f.suffix_end.reserve(table.rows);
+    } else {
+      f.shared = shared;
+      f.entry.reserve(table.rows);
+    }
     f.values.reserve(table.rows);
   }
   FirstSeen first_time(suffixes, table.rows);
@@ -452,8 +463,15 @@ bool AddRows(const Definition& def, const TableView& table, const Layout& layout
       out.dropped_limit += present;
       continue;
     }
-    if (!AddRow(def, table, layout, r, suffixes.of(r), out)) return false;
+    if (!AddRow(def, table, layout, r, suffixes.of(r), shared->Add(suffixes.of(r)), out)) return false;
     out.series += present;
+  }
+  // Cached results live for minutes: give back what the reservations for every row did not use.
+  shared->text.shrink_to_fit();
+  shared->end.shrink_to_fit();
+  for (Family& f : out.families) {
+    f.entry.shrink_to_fit();
+    f.values.shrink_to_fit();
   }
   return true;
 }

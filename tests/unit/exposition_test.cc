@@ -28,6 +28,14 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+Family Named(std::string name, std::string help, MetricKind kind) {
+  Family f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.kind = kind;
+  return f;
+}
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 std::string Value(double value) {
@@ -262,14 +270,14 @@ TEST(WriteExposition, WritesFamilyBuiltWithRenderLabels) {
 }
 
 TEST(WriteExposition, GroupsFamiliesSharingANameInFirstSeenOrder) {
-  Family db1{"pg_size_bytes", "Database size.", MetricKind::Gauge, {}, {}, {}};
+  Family db1 = Named("pg_size_bytes", "Database size.", MetricKind::Gauge);
   db1.Add(R"({datname="one"})", 10);
-  Family other{"pg_up", "", MetricKind::Gauge, {}, {}, {}};
+  Family other = Named("pg_up", "", MetricKind::Gauge);
   other.Add("", 1);
-  Family db2{"pg_size_bytes", "Ignored: the first family's help wins.", MetricKind::Counter, {}, {}, {}};
+  Family db2 = Named("pg_size_bytes", "Ignored: the first family's help wins.", MetricKind::Counter);
   db2.Add(R"({datname="two"})", 20);
   db2.Add(R"({datname="three"})", 30);
-  Family empty_same_name{"pg_up", "ignored", MetricKind::Counter, {}, {}, {}};
+  Family empty_same_name = Named("pg_up", "ignored", MetricKind::Counter);
   EXPECT_EQ(Write({db1, other, db2, empty_same_name}),
             "# HELP pg_size_bytes Database size.\n"
             "# TYPE pg_size_bytes gauge\n"
@@ -281,7 +289,7 @@ TEST(WriteExposition, GroupsFamiliesSharingANameInFirstSeenOrder) {
 }
 
 TEST(WriteExposition, AppendsToWhatIsAlreadyInTheOutput) {
-  Family family{"up", "", MetricKind::Gauge, {}, {}, {}};
+  Family family = Named("up", "", MetricKind::Gauge);
   family.Add("", 1);
   std::string out = "# previous\n";
   WriteExposition(out, {&family});
@@ -325,7 +333,7 @@ TEST(WriteExposition, EmptyFamilyWritesHeaderLikeTextSerializer) {
 }
 
 TEST(WriteExposition, FitsHeaderWhoseHelpIsAllEscapes) {
-  Family family{"h", "\n\\\n\\", MetricKind::Histogram, {}, {}, {}};
+  Family family = Named("h", "\n\\\n\\", MetricKind::Histogram);
   EXPECT_EQ(Write({family}), "# HELP h \\n\\\\\\n\\\\\n# TYPE h histogram\n");
 }
 

@@ -98,8 +98,8 @@ TEST(FilesystemColumns, DeniedAccessLooksAtNothing) {
   ASSERT_EQ(m.error, "");
   EXPECT_TRUE(m.families[0].values.empty());
   EXPECT_EQ(m.families[1].values, (std::vector<double>{0}));
-  EXPECT_NE(std::string(m.families[1].suffixes).find("reason=\"disabled\""), std::string::npos)
-      << m.families[1].suffixes;
+  EXPECT_NE(std::string(m.families[1].suffix(0)).find("reason=\"disabled\""), std::string::npos)
+      << m.families[1].suffix(0);
   EXPECT_EQ(notes, (std::vector<std::string>{"told not to"}));
 }
 

@@ -48,6 +48,32 @@ TEST(Mapping, RowsBecomeOneFamilyPerMetricColumn) {
   EXPECT_EQ(m.series, 4u);
 }
 
+TEST(Mapping, ARowsLabelsAreStoredOnceForAllOfItsFamilies) {
+  // Kept for a ttl, a per-table result with many metric columns would otherwise hold each
+  // row's labels once per column; duplicate and limited rows are not kept at all.
+  Table t({"datname", "state", "n", "t", "note"},
+          {{"app", "idle", "3", "1500", "x"}, {"app", "idle", "9", "9", "x"}, {"db", "active", "1", std::nullopt, "x"}});
+  MappedResult m = MapRows(Def(), t.view, {{"target", "main"}});
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  ASSERT_EQ(m.families.size(), 2u);
+  ASSERT_TRUE(m.families[0].shared);
+  EXPECT_EQ(m.families[0].shared, m.families[1].shared);
+  EXPECT_EQ(m.families[0].shared->text,
+            "{target=\"main\",datname=\"app\",state=\"idle\"}{target=\"main\",datname=\"db\",state=\"active\"}");
+  EXPECT_EQ(m.families[0].suffix_bytes(), m.families[0].shared->text.size());
+  EXPECT_EQ(m.families[1].size(), 1u);  // the second row's t is NULL
+  EXPECT_EQ(m.families[1].suffix_bytes(), m.families[0].shared->of(0).size());
+
+  // Adding a sample of its own copies the shared labels first; the other family keeps them.
+  Family changed = m.families[1];
+  changed.Add("{x=\"1\"}", 7);
+  EXPECT_FALSE(changed.shared);
+  EXPECT_EQ(Samples(changed),
+            "pg_act_seconds_total{target=\"main\",datname=\"app\",state=\"idle\"} 1.5\n"
+            "pg_act_seconds_total{x=\"1\"} 7\n");
+  EXPECT_EQ(Samples(m.families[1]), "pg_act_seconds_total{target=\"main\",datname=\"app\",state=\"idle\"} 1.5\n");
+}
+
 TEST(Mapping, ExtraLabelsComeFirstAndValuesAreEscaped) {
   Table t({"datname", "state", "n", "t", "note"}, {{"we\"ird\\db\nx", std::nullopt, "1", "1", "x"}});
   MappedResult m = MapRows(Def(), t.view, {{"target", "main"}});
