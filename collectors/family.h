@@ -44,8 +44,8 @@ struct Family {
   std::string help;
   MetricKind kind = MetricKind::Gauge;
 
-  std::string suffixes;              // own: all samples' suffixes, back to back
-  std::vector<uint32_t> suffix_end;  // own: end offset in `suffixes` of sample i
+  std::string suffixes;                          // own: all samples' suffixes, back to back
+  std::vector<uint32_t> suffix_end;              // own: end offset in `suffixes` of sample i
   std::shared_ptr<const SharedSuffixes> shared;  // shared: sample i's suffix is shared->of(entry[i])
   std::vector<uint32_t> entry;
   size_t shared_bytes = 0;  // shared: the length of all samples' suffixes

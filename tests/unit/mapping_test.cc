@@ -51,8 +51,9 @@ TEST(Mapping, RowsBecomeOneFamilyPerMetricColumn) {
 TEST(Mapping, ARowsLabelsAreStoredOnceForAllOfItsFamilies) {
   // Kept for a ttl, a per-table result with many metric columns would otherwise hold each
   // row's labels once per column; duplicate and limited rows are not kept at all.
-  Table t({"datname", "state", "n", "t", "note"},
-          {{"app", "idle", "3", "1500", "x"}, {"app", "idle", "9", "9", "x"}, {"db", "active", "1", std::nullopt, "x"}});
+  Table t(
+      {"datname", "state", "n", "t", "note"},
+      {{"app", "idle", "3", "1500", "x"}, {"app", "idle", "9", "9", "x"}, {"db", "active", "1", std::nullopt, "x"}});
   MappedResult m = MapRows(Def(), t.view, {{"target", "main"}});
   ASSERT_TRUE(m.error.empty()) << m.error;
   ASSERT_EQ(m.families.size(), 2u);
