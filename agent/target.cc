@@ -35,6 +35,8 @@ struct Target::Walk {
   std::map<std::string, Tally> tallies;
   std::optional<collectors::FilesystemAccess> filesystem;  // decided once per collection
   std::optional<collectors::ServerLocation> location;      // asked once per collection
+  // Collector -> the databases its run_in query chose; a collector not here runs in every database.
+  std::map<std::string, std::set<std::string>> chosen;
 };
 
 Target::Target(TargetConfig config, ConnectionSpec spec, Labels labels, SelfMetrics& metrics)
@@ -177,7 +179,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
                                                   Clock::time_point deadline) {
   const auto start = Clock::now();
   auto c = std::make_shared<Collection>();
-  Walk walk{defs, deadline, *c, {}, {}, {}, {}};
+  Walk walk{defs, deadline, *c, {}, {}, {}, {}, {}};
   // Sources that are not SQL run beside the SQL collectors.
   for (auto& source : sources_) source->Start();
   std::string error;
@@ -204,6 +206,7 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     // mostly served from the cache; one that never ran may outlast the scrape (pending).
     RunServerScoped(walk, false);
     if (pool_.Discover(LatestDeadline(walk.deadline))) cache_.KeepDatabases(pool_.Databases());
+    ChooseDatabases(walk);
     for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, false);
     RunServerScoped(walk, true);
     for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, true);
@@ -241,6 +244,8 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool wit
   for (const collectors::PlannedCollector& p : walk.plan.run) {
     const collectors::Definition& def = *p.definition;
     if (def.scope != collectors::Scope::Database || (def.ttl.count() > 0) != with_ttl) continue;
+    if (auto chosen = walk.chosen.find(def.name); chosen != walk.chosen.end() && !chosen->second.count(database))
+      continue;
     // A result cached for this database needs no session (the extension check was made when it ran).
     if (with_ttl && cache_.Find(def, database).outcome) {
       Add(walk, RunWithRetry(walk, p, database, nullptr));
@@ -261,6 +266,40 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool wit
     } else {
       Add(walk, RunWithRetry(walk, p, database, slot->session.get()));
     }
+  }
+}
+
+void Target::ChooseDatabases(Walk& walk) {
+  collectors::Session* own = pool_.own();
+  const std::vector<std::string>& databases = pool_.Databases();
+  for (const collectors::PlannedCollector& p : walk.plan.run) {
+    const collectors::Definition& def = *p.definition;
+    if (def.scope != collectors::Scope::Database || def.run_in_sql.empty()) continue;
+    // Without an answer the collector runs everywhere, as if it had no run_in: nothing is lost.
+    if (!own || !own->usable()) continue;
+    std::set<std::string> chosen;
+    try {
+      for (std::string& name : own->ListNames(def.run_in_sql, CatalogTimeout(LatestDeadline(walk.deadline))))
+        chosen.insert(std::move(name));
+    } catch (const std::exception& e) {
+      const std::string error = Redact(collectors::OneLine(e.what()));
+      LogWarn("run_in query failed: the collector runs in every database",
+              {{"target", config_.name}, {"collector", def.name}, {"error", error}});
+      walk.tallies[def.name].failures++;
+      Add(walk, Outcome(def.name, "", CollectorStatus::Failed,
+                        "its run_in query failed, so it runs in every database: " + error));
+      continue;
+    }
+    size_t left_out = 0;
+    for (const std::string& db : databases) left_out += chosen.count(db) ? 0 : 1;
+    walk.chosen[def.name] = std::move(chosen);
+    if (left_out == 0) continue;
+    // Counted like a run, so that its success and series gauges stay current when it runs nowhere.
+    walk.tallies.try_emplace(def.name);
+    Add(walk, Outcome(def.name, "", CollectorStatus::Skipped,
+                      "runs only where its run_in query finds something to report: in " +
+                          std::to_string(databases.size() - left_out) + " of " + std::to_string(databases.size()) +
+                          " databases this time"));
   }
 }
 
@@ -318,7 +357,7 @@ void Target::RunRefresh(const Refresh& r) {
   const collectors::Definition& def = *r.planned.definition;
   const Clock::time_point deadline = Clock::now() + def.timeout;
   Collection scratch;
-  Walk walk{r.defs, deadline, scratch, {}, {}, {}, {}};
+  Walk walk{r.defs, deadline, scratch, {}, {}, {}, {}, {}};
   CollectorOutcome out;
   std::string error;
   if (r.database.empty()) {

@@ -99,6 +99,9 @@ class Target {
   // Runs the server-scoped (or one database's) collectors without a ttl, or with one.
   void RunServerScoped(Walk& walk, bool with_ttl);
   void RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl);
+  // Asks the run_in query of each planned collector that has one which databases it runs in, and
+  // reports one line for each collector it keeps out of some.
+  void ChooseDatabases(Walk& walk);
   // Adds an outcome to the collection in progress (scrapes past their deadline read it).
   void Add(Walk& walk, CollectorOutcome outcome);
   // What a scrape past its deadline serves: the collection in progress, the rest from the last

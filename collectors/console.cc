@@ -188,6 +188,10 @@ std::vector<std::string> ConsoleSession::ListDatabases(Millis) {
   throw std::runtime_error("a PgBouncer console has no databases to discover");
 }
 
+std::vector<std::string> ConsoleSession::ListNames(const std::string&, Millis) {
+  throw std::runtime_error("a PgBouncer console runs no queries of the agent's own");
+}
+
 std::set<std::string> ConsoleSession::ReadExtensions(Millis) { return {}; }
 
 ServerLocation ConsoleSession::ReadLocation(Millis) {

@@ -79,6 +79,7 @@ class ConsoleSession : public Session {
   ServerFacts ReadFacts(Millis timeout, std::string& database) override;
   bool has_databases() const override { return false; }
   std::vector<std::string> ListDatabases(Millis timeout) override;
+  std::vector<std::string> ListNames(const std::string& sql, Millis timeout) override;
   std::set<std::string> ReadExtensions(Millis timeout) override;
   ServerLocation ReadLocation(Millis timeout) override;
   CollectorRun Run(const PlannedCollector& planned, Millis timeout, const Labels& extra_labels,

@@ -455,7 +455,7 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node, boo
   r.CheckKeys(
       node, ctx,
       {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns", "max_series",
-       "max_rows", "enabled", "pivot", "info", "ignore_other_columns", "filesystem", "extension_versions"});
+       "max_rows", "enabled", "pivot", "info", "ignore_other_columns", "filesystem", "extension_versions", "run_in"});
   if (node["target"]) {
     if (auto s = r.String(node["target"], ctx + ".target")) {
       if (*s == "postgres") def.target = TargetKind::Postgres;
@@ -479,6 +479,17 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node, boo
   ParsePivotAndInfo(r, node, ctx, def);
   if (node["filesystem"]) {
     if (auto s = r.String(node["filesystem"], ctx + ".filesystem")) def.filesystem_column = *s;
+  }
+  if (node["run_in"]) {
+    if (auto s = r.String(node["run_in"], ctx + ".run_in")) {
+      def.run_in_sql = *s;
+      if (def.run_in_sql.find_first_not_of(" \t\r\n") == std::string::npos)
+        r.Error(node["run_in"], ctx + ".run_in: empty query (leave the key out to run in every database)");
+      else if (def.scope != Scope::Database || def.target != TargetKind::Postgres)
+        r.Error(node["run_in"], ctx +
+                                    ".run_in: only a PostgreSQL collector with scope: database runs in chosen "
+                                    "databases");
+    }
   }
   ParseRequires(r, node, ctx, def);
   ParseExtensionVersions(r, node, ctx, def);

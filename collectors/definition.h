@@ -100,6 +100,10 @@ struct Definition {
   // columns of collectors/filesystem.h (fs_size_bytes, ...) for the local
   // filesystem holding it, and `columns` maps those like any other.
   std::string filesystem_column;
+  // `run_in: SQL` (scope database): a query the agent runs once per collection on the target's own
+  // connection, whose first column names the databases this collector has anything to say in (e.g. those
+  // with a vacuum running); it runs only there. Empty: every database.
+  std::string run_in_sql;
   std::string origin;          // file:line of the definition, for messages
   bool foreign_names = false;  // from a Source with foreign_names
 

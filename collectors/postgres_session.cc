@@ -121,6 +121,16 @@ std::vector<std::string> PostgresSession::ListDatabases(Millis timeout) {
   return names;
 }
 
+std::vector<std::string> PostgresSession::ListNames(const std::string& sql, Millis timeout) {
+  pqxx::result r = Catalog(sql, timeout);
+  if (r.columns() < 1) throw std::runtime_error("the query returned no column");
+  std::vector<std::string> names;
+  for (const auto& row : r) {
+    if (!row[0].is_null()) names.emplace_back(row[0].c_str());
+  }
+  return names;
+}
+
 std::set<std::string> PostgresSession::ReadExtensions(Millis timeout) {
   std::set<std::string> names;
   for (const auto& row : Catalog("SELECT extname FROM pg_extension", timeout)) names.insert(row[0].c_str());

@@ -48,6 +48,8 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
       "Regenerate with `./build/pgpulse reference > queries/METRICS.md`.\n\n"
       "Every scrape also has `pg_up` and `pg_info` (made by the agent, not a definition). Collectors with\n"
       "scope `database` add a `datname` label; with several targets every sample also has `target`.\n"
+      "`database (run_in)`: only in the databases where there is something to report (a vacuum running, a\n"
+      "subscription), asked once per scrape.\n"
       "A PgBouncer target (scope `pgbouncer` below) has `pgbouncer_up` and `pgbouncer_info{version}` instead,\n"
       "and runs only the pgbouncer collectors; a PostgreSQL target never runs them.\n\n";
   std::vector<const Definition*> sorted;
@@ -68,6 +70,7 @@ std::string RenderReference(const std::vector<Definition>& definitions, const st
       requires_what += d->required_role == Role::Primary ? "primary" : "replica";
     }
     const char* scope = d->target == TargetKind::PgBouncer ? "pgbouncer"
+                        : !d->run_in_sql.empty()           ? "database (run_in)"
                         : d->scope == Scope::Database      ? "database"
                                                            : "server";
     out += "| [" + d->name + "](#" + d->name + ") | " + scope + " | " + VersionSpan(*d) + " | " +

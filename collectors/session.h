@@ -61,6 +61,8 @@ class Session {
   virtual bool has_databases() const = 0;
   // The databases that accept connections, sorted. Throws.
   virtual std::vector<std::string> ListDatabases(Millis timeout) = 0;
+  // The first column of a query's rows (e.g. a definition's run_in: the databases to run it in). Throws.
+  virtual std::vector<std::string> ListNames(const std::string& sql, Millis timeout) = 0;
   // The extensions installed in the connected database. Throws.
   virtual std::set<std::string> ReadExtensions(Millis timeout) = 0;
   // Throws SessionLost when the connection broke, std::exception otherwise.

@@ -110,6 +110,60 @@ TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
   EXPECT_NE(landing.find("tables_per_db <small>(app_a)</small>"), std::string::npos) << landing;
 }
 
+// run_in: a database-scoped collector runs only in the databases its query names, asked again at each
+// collection; one whose run_in query fails runs everywhere, as without it, and says so.
+TEST(Discovery, RunInChoosesTheDatabasesAtEachCollection) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE app_a");
+  pg->Exec("CREATE DATABASE app_b");
+  pg->Exec("CREATE TABLE chosen (datname text); INSERT INTO chosen VALUES ('app_a'), ('no_such_database')");
+  const char* definitions = R"(collectors:
+  - name: only_chosen
+    help: Runs where the table chosen says.
+    scope: database
+    run_in: SELECT datname FROM chosen
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_chosen, help: One.}
+  - name: broken_choice
+    help: Its run_in query fails.
+    scope: database
+    run_in: SELECT datname FROM no_such_table
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_everywhere, help: One.}
+)";
+  std::string cfg = WriteConfigWithDefinitions("runin.yml", pg->uri(), WriteTempFile("runin-defs/x.yaml", definitions),
+                                               "    databases:\n      discover: true\n"
+                                               "      include: ['app_.*', postgres]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(SampleValue(body, "pg_test_chosen{datname=\"app_a\"}"), 1.0) << body;
+  EXPECT_EQ(CountSamples(body, "pg_test_chosen"), 1) << "not in app_b or postgres";
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"only_chosen\",target=\"main\"}"), 1.0);
+  std::string landing = HttpGet(agent->url("/")).body;
+  EXPECT_NE(landing.find("runs only where its run_in query finds something to report: in 1 of 3 databases"),
+            std::string::npos)
+      << landing;
+  // The failed choice loses nothing: it ran in every database, and its failure is shown.
+  EXPECT_EQ(CountSamples(body, "pg_test_everywhere"), 3) << body;
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"broken_choice\",target=\"main\"}"), 0.0);
+  EXPECT_NE(landing.find("its run_in query failed, so it runs in every database"), std::string::npos) << landing;
+  EXPECT_NE(agent->Log().find("no_such_table"), std::string::npos) << agent->Log();
+
+  // The next collection asks again.
+  pg->Exec("UPDATE chosen SET datname = 'app_b' WHERE datname = 'app_a'");
+  body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(SampleValue(body, "pg_test_chosen{datname=\"app_b\"}"), 1.0) << body;
+  EXPECT_EQ(CountSamples(body, "pg_test_chosen"), 1);
+  pg->Exec("DELETE FROM chosen");
+  body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(CountSamples(body, "pg_test_chosen"), 0) << body;
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"only_chosen\",target=\"main\"}"), 1.0)
+      << "running nowhere is not a failure";
+  EXPECT_NE(HttpGet(agent->url("/")).body.find("in 0 of 3 databases"), std::string::npos);
+}
+
 TEST(Discovery, WithoutDiscoveryOnlyTheDsnDatabaseIsUsed) {
   auto pg = PostgresServer::Start();
   pg->Exec("CREATE DATABASE elsewhere");

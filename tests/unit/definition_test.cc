@@ -28,6 +28,7 @@ const char* kValid = R"(collectors:
     timeout: 1500ms
     requires: {extension: pg_stat_statements, role: primary}
     max_series: 50
+    run_in: SELECT datname FROM pg_stat_progress_vacuum
     variants:
       - max_version: 140000
         sql: SELECT 'a' AS mode, 1 AS n
@@ -51,6 +52,7 @@ TEST(Definition, ParsesEveryField) {
   EXPECT_EQ(d.required_extension.value_or(""), "pg_stat_statements");
   EXPECT_EQ(d.required_role, Role::Primary);
   EXPECT_EQ(d.max_series, 50u);
+  EXPECT_EQ(d.run_in_sql, "SELECT datname FROM pg_stat_progress_vacuum");
   ASSERT_EQ(d.variants.size(), 2u);
   ASSERT_EQ(d.columns.size(), 2u);
   EXPECT_EQ(d.columns[0].usage, ColumnUsage::Label);
@@ -124,6 +126,19 @@ INSTANTIATE_TEST_SUITE_P(
         Rejection{"BadScope",
                   BASE "    scope: cluster\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
                   "must be 'server' or 'database'"},
+        Rejection{"RunInWithServerScope",
+                  BASE "    run_in: SELECT 'db'\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+                  "run_in: only a PostgreSQL collector with scope: database runs in chosen databases"},
+        Rejection{
+            "RunInEmpty",
+            BASE
+            "    scope: database\n    run_in: ' '\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+            "run_in: empty query"},
+        Rejection{
+            "RunInNotText",
+            BASE
+            "    scope: database\n    run_in: [a]\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+            "run_in"},
         Rejection{"BadRole",
                   BASE
                   "    requires: {role: leader}\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
