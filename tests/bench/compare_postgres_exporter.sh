@@ -15,6 +15,8 @@
 #   --scrapes N             scrapes of each exporter, alternating (default 50; 0 skips the comparison)
 #   --overhead-scrapes N    pgpulse scrapes replayed through psql for the overhead (default 11; 0 skips)
 #   --soak N                then N scrapes of pgpulse alone, RSS every 100 (default 0: no soak)
+#   --cold-starts N         before the comparison, start and stop both exporters N more times and report
+#                           the median of their first scrapes, taking turns at going first (default 0)
 #   --sql-floor N           before the exporters start, time each per-table collector's SQL (every row)
 #                           against the cheapest query that returns the same rows, N runs each (0: skip)
 #   --discover              pgpulse databases.discover and postgres_exporter --auto-discover-databases
@@ -55,6 +57,7 @@ DATABASES=20
 SCRAPES=50
 OVERHEAD_SCRAPES=11
 SOAK=0
+COLD_STARTS=0
 SQL_FLOOR=0
 DISCOVER=0
 MAX_CONNECTIONS=""
@@ -68,7 +71,7 @@ PERF=0
 KEEP=""
 
 usage() {
-  sed -n '2,34p' "$SELF" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,38p' "$SELF" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -97,6 +100,7 @@ while [[ $# -gt 0 ]]; do
     --scrapes) SCRAPES=$(number "$1" "${2:-}"); shift 2 ;;
     --overhead-scrapes) OVERHEAD_SCRAPES=$(number "$1" "${2:-}"); shift 2 ;;
     --soak) SOAK=$(number "$1" "${2:-}"); shift 2 ;;
+    --cold-starts) COLD_STARTS=$(number "$1" "${2:-}"); shift 2 ;;
     --sql-floor) SQL_FLOOR=$(number "$1" "${2:-}"); shift 2 ;;
     --discover) DISCOVER=1; shift ;;
     --max-connections) MAX_CONNECTIONS=$(number "$1" "${2:-}"); shift 2 ;;
@@ -427,7 +431,7 @@ floor_sql() {
   case "$1" in
     table_stats) echo "SELECT * FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)" ;;
     index_stats) echo "SELECT * FROM pg_stat_user_indexes s JOIN pg_statio_user_indexes io USING (indexrelid)" ;;
-    table_size) echo "SELECT relid, pg_table_size(relid), pg_total_relation_size(nullif(c.reltoastrelid, 0)), pg_indexes_size(relid) FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid" ;;
+    table_size) echo "SELECT c.oid, pg_relation_size(c.oid, 'main'), pg_relation_size(c.oid, 'fsm'), pg_relation_size(c.oid, 'vm'), pg_total_relation_size(nullif(c.reltoastrelid, 0)), pg_indexes_size(c.oid) FROM pg_class c WHERE c.relkind IN ('r', 'm', 'p') AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace, 'pg_toast'::regnamespace)" ;;
     index_size) echo "SELECT indexrelid, pg_relation_size(indexrelid) FROM pg_stat_user_indexes" ;;
     table_bloat) echo "SELECT c.oid, c.relpages, c.reltuples, s.attname, s.avg_width, s.null_frac FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')" ;;
     autovacuum_thresholds) echo "SELECT s.relid, s.n_dead_tup, s.n_ins_since_vacuum, s.n_mod_since_analyze, s.last_autovacuum, c.reltuples, c.reloptions FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid" ;;
@@ -439,7 +443,7 @@ floor_note() {
   case "$1" in
     table_stats) echo "pgpulse: the top-N ordering from pg_class and a LATERAL scan per table" ;;
     index_stats) echo "pgpulse: the top-N ordering and a LATERAL scan per index" ;;
-    table_size) echo "pgpulse: the lock check that skips tables under ACCESS EXCLUSIVE" ;;
+    table_size) echo "pgpulse: the lock check that skips tables under ACCESS EXCLUSIVE, the order" ;;
     index_size) echo "pgpulse: the lock check and the ordering" ;;
     table_bloat) echo "pgpulse: the estimate itself (widths, headers, alignment per table)" ;;
     autovacuum_thresholds) echo "pgpulse: parsing reloptions and the server's settings into thresholds" ;;
@@ -536,20 +540,65 @@ EXPORTER_URL="http://127.0.0.1:$EXPORTER_PORT/metrics"
 # With postgres_exporter's names pgpulse loads the same custom queries file, so both do the same work.
 PGPULSE_EXTRA=()
 [[ "$PGPULSE_PROFILE" == pgpulse ]] || PGPULSE_EXTRA+=(--extend.query-path="$EXPORTER_QUERIES_FILE")
-log "starting pgpulse ($PGPULSE_BIN) on 127.0.0.1:$PGPULSE_PORT"
-"$PGPULSE_BIN" --config.file="$RES/pgpulse.yml" --web.listen-address="127.0.0.1:$PGPULSE_PORT" --log.level=info \
-  "${PGPULSE_EXTRA[@]}" </dev/null >"$RES/pgpulse.log" 2>&1 &
-PGPULSE_PID=$!
-PIDS+=("$PGPULSE_PID")
+start_pgpulse() {
+  "$PGPULSE_BIN" --config.file="$RES/pgpulse.yml" --web.listen-address="127.0.0.1:$PGPULSE_PORT" --log.level=info \
+    "${PGPULSE_EXTRA[@]}" </dev/null >>"$RES/pgpulse.log" 2>&1 &
+  PGPULSE_PID=$!
+  PIDS+=("$PGPULSE_PID")
+}
+start_exporter() {
+  DATA_SOURCE_NAME="postgresql://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable&application_name=postgres_exporter" \
+    "$EXPORTER_BIN" "${EXPORTER_ARGS[@]}" </dev/null >>"$RES/postgres_exporter.log" 2>&1 &
+  EXPORTER_PID=$!
+  PIDS+=("$EXPORTER_PID")
+}
+wait_both() {
+  wait_http "http://127.0.0.1:$PGPULSE_PORT/healthz" "$PGPULSE_PID" pgpulse
+  wait_http "http://127.0.0.1:$EXPORTER_PORT/" "$EXPORTER_PID" postgres_exporter
+}
+stop_pid() {
+  local keep=() pid
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  for pid in "${PIDS[@]}"; do [[ "$pid" == "$1" ]] || keep+=("$pid"); done
+  PIDS=("${keep[@]}")
+}
 
-log "starting postgres_exporter ($EXPORTER_BIN) on 127.0.0.1:$EXPORTER_PORT"
-DATA_SOURCE_NAME="postgresql://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable&application_name=postgres_exporter" \
-  "$EXPORTER_BIN" "${EXPORTER_ARGS[@]}" </dev/null >"$RES/postgres_exporter.log" 2>&1 &
-EXPORTER_PID=$!
-PIDS+=("$EXPORTER_PID")
+# --cold-starts: a first scrape is one sample, and whichever exporter goes first warms the server for
+# the other; so both are started N times more, the first scrape of each taken in turns (pgpulse first in
+# odd starts, postgres_exporter in even ones), and both stopped again. Their backends end with them.
+COLD_PGPULSE=()
+COLD_EXPORTER=()
+if [[ "$COLD_STARTS" -gt 0 ]]; then
+  log "first scrapes after $COLD_STARTS starts of both, taking turns at going first"
+  for start in $(seq 1 "$COLD_STARTS"); do
+    start_pgpulse
+    start_exporter
+    wait_both
+    if ((start % 2 == 1)); then
+      read -r p _ < <(scrape "$PGPULSE_URL" /dev/null)
+      read -r e _ < <(scrape "$EXPORTER_URL" /dev/null)
+    else
+      read -r e _ < <(scrape "$EXPORTER_URL" /dev/null)
+      read -r p _ < <(scrape "$PGPULSE_URL" /dev/null)
+    fi
+    COLD_PGPULSE+=("$p")
+    COLD_EXPORTER+=("$e")
+    echo "$start,$p,$e" >>"$RES/cold-starts.csv"
+    stop_pid "$PGPULSE_PID"
+    stop_pid "$EXPORTER_PID"
+    # The backends of both have ended before the next start.
+    for _ in $(seq 100); do
+      [[ "$(psql_pg -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name IN ('pgpulse', 'postgres_exporter')")" == 0 ]] && break
+      sleep 0.1
+    done
+  done
+fi
 
-wait_http "http://127.0.0.1:$PGPULSE_PORT/healthz" "$PGPULSE_PID" pgpulse
-wait_http "http://127.0.0.1:$EXPORTER_PORT/" "$EXPORTER_PID" postgres_exporter
+log "starting pgpulse ($PGPULSE_BIN) on 127.0.0.1:$PGPULSE_PORT and postgres_exporter ($EXPORTER_BIN) on 127.0.0.1:$EXPORTER_PORT"
+start_pgpulse
+start_exporter
+wait_both
 PGPULSE_VERSION=$("$PGPULSE_BIN" --version 2>&1 | head -n 1)
 EXPORTER_VERSION=$("$EXPORTER_BIN" --version 2>&1 | head -n 1)
 PGPULSE_BUILD=unknown
@@ -801,6 +850,11 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     echo "| latency, median | $(ms "$pl_med") | $(ms "$el_med") | $(ratio "$pl_med" "$el_med") | <= 0.25x | $(verdict "$pl_med" "$el_med" 0.25) |"
     echo "| latency, p90 / max | $(ms "$pl_p90") / $(ms "$pl_max") | $(ms "$el_p90") / $(ms "$el_max") | $(ratio "$pl_p90" "$el_p90") / $(ratio "$pl_max" "$el_max") | <= 0.5x | $(verdict "$pl_p90" "$el_p90" 0.5) / $(verdict "$pl_max" "$el_max" 0.5) |"
     echo "| latency, first scrape (cold) | $(ms "$PGPULSE_COLD") | $(ms "$EXPORTER_COLD") | $(ratio "$PGPULSE_COLD" "$EXPORTER_COLD") | <= 1.0x | $(verdict "$PGPULSE_COLD" "$EXPORTER_COLD" 1.0) |"
+    if [[ "$COLD_STARTS" -gt 0 ]]; then
+      read -r pc_med _ pc_max < <(printf '%s\n' "${COLD_PGPULSE[@]}" | stats)
+      read -r ec_med _ ec_max < <(printf '%s\n' "${COLD_EXPORTER[@]}" | stats)
+      echo "| latency, first scrape, median of $COLD_STARTS more starts (max) | $(ms "$pc_med") ($(ms "$pc_max")) | $(ms "$ec_med") ($(ms "$ec_max")) | $(ratio "$pc_med" "$ec_med") ($(ratio "$pc_max" "$ec_max")) | <= 1.0x | $(verdict "$pc_med" "$ec_med" 1.0) |"
+    fi
     echo "| CPU of the exporter process (user+sys) | $(ms "$p_cpu") | $(ms "$e_cpu") | $(ratio "$p_cpu" "$e_cpu") | <= 0.25x | $(verdict "$p_cpu" "$e_cpu" 0.25) |"
     echo "| CPU of PostgreSQL (all its processes, in the scrape's window) | $(ms "$p_db") | $(ms "$e_db") | $(ratio "$p_db" "$e_db") | | |"
     p_bm=$(calc "${BACKEND_TICKS[pgpulse]} / $TICKS / ($COMPARE_SECONDS / 60)")
