@@ -452,10 +452,16 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node, boo
     ctx = "collector '" + def.name + "'";
     if (!ValidCollectorName(def.name)) r.Error(node["name"], ctx + ": name must match [a-z_][a-z0-9_]*");
   }
-  r.CheckKeys(
-      node, ctx,
-      {"name", "help", "scope", "target", "ttl", "timeout", "requires", "variants", "sql", "columns", "max_series",
-       "max_rows", "enabled", "pivot", "info", "ignore_other_columns", "filesystem", "extension_versions", "run_in"});
+  r.CheckKeys(node, ctx, {"name",       "help",
+                          "scope",      "target",
+                          "ttl",        "timeout",
+                          "requires",   "variants",
+                          "sql",        "columns",
+                          "max_series", "max_rows",
+                          "enabled",    "pivot",
+                          "info",       "ignore_other_columns",
+                          "filesystem", "extension_versions",
+                          "run_in",     "run_if"});
   if (node["target"]) {
     if (auto s = r.String(node["target"], ctx + ".target")) {
       if (*s == "postgres") def.target = TargetKind::Postgres;
@@ -489,6 +495,17 @@ std::optional<Definition> ParseDefinition(Reader& r, const YAML::Node& node, boo
         r.Error(node["run_in"], ctx +
                                     ".run_in: only a PostgreSQL collector with scope: database runs in chosen "
                                     "databases");
+    }
+  }
+  if (node["run_if"]) {
+    if (auto s = r.String(node["run_if"], ctx + ".run_if")) {
+      def.run_if_sql = *s;
+      if (def.run_if_sql.find_first_not_of(" \t\r\n") == std::string::npos)
+        r.Error(node["run_if"], ctx + ".run_if: empty query (leave the key out to always run)");
+      else if (def.target != TargetKind::Postgres)
+        r.Error(node["run_if"], ctx + ".run_if: a PgBouncer console runs no queries but its SHOW commands");
+      else if (node["pivot"])
+        r.Error(node["run_if"], ctx + ".run_if: not with pivot (a pivot's keys must all be there)");
     }
   }
   ParseRequires(r, node, ctx, def);

@@ -104,6 +104,9 @@ struct Definition {
   // connection, whose first column names the databases this collector has anything to say in (e.g. those
   // with a vacuum running); it runs only there. Empty: every database.
   std::string run_in_sql;
+  // `run_if: SQL`: a query run first in the collector's own transaction; unless its first value is true,
+  // the collector's query is not run and its result has no rows (e.g. no relation over a size floor).
+  std::string run_if_sql;
   std::string origin;          // file:line of the definition, for messages
   bool foreign_names = false;  // from a Source with foreign_names
 

@@ -77,7 +77,7 @@ PostgresSession::~PostgresSession() {
 pqxx::result PostgresSession::Catalog(const std::string& sql, Millis timeout) {
   if (!conn_) throw SessionLost("connection lost: not connected");
   try {
-    return RunReadOnly(*conn_, sql, timeout);
+    return *RunReadOnly(*conn_, sql, timeout);
   } catch (const pqxx::broken_connection& e) {
     conn_.reset();
     throw SessionLost(std::string("connection lost: ") + e.what());

@@ -104,8 +104,9 @@ void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access,
   table.cells = std::move(cells);
 }
 
-pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
-                         std::optional<int64_t> limit, const std::string& prepared_name) {
+std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
+                                        std::optional<int64_t> limit, const std::string& prepared_name,
+                                        const std::string& run_if) {
   pqxx::nontransaction tx(conn);
   const int64_t total = std::max<int64_t>(1, timeout.count());
   // lock_timeout fires first, so a query stuck behind a lock says so rather
@@ -118,6 +119,14 @@ pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Mi
   try {
     // The extended protocol runs exactly one statement, so a definition
     // cannot end the read-only transaction with "COMMIT; INSERT ...".
+    if (!run_if.empty()) {
+      // Not prepared: it is small, and cheap to plan where the collector's own query is not.
+      const pqxx::result go = tx.exec_params(run_if);
+      if (go.empty() || go.columns() < 1 || go[0][0].is_null() || !go[0][0].as<bool>()) {
+        tx.exec("ROLLBACK TO SAVEPOINT collector; COMMIT");
+        return std::nullopt;
+      }
+    }
     pqxx::result r;
     if (prepared_name.empty()) {
       r = limit ? tx.exec_params(sql, *limit) : tx.exec_params(sql);
@@ -154,9 +163,16 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     std::optional<int64_t> limit;
     if (def.LimitsItself())
       limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
-    pqxx::result r =
-        RunReadOnly(conn, planned.variant->sql, timeout, limit, prepare ? PreparedName(planned.variant->sql) : "");
-    TableView table = ViewOf(r);
+    const std::optional<pqxx::result> r = RunReadOnly(
+        conn, planned.variant->sql, timeout, limit, prepare ? PreparedName(planned.variant->sql) : "", def.run_if_sql);
+    TableView table;
+    if (r) {
+      table = ViewOf(*r);
+    } else {
+      // run_if said there is nothing to report: the result of a query that found no rows.
+      for (const Column& c : def.columns) table.columns.push_back(c.name);
+      run.notes.push_back("not run: its run_if query found nothing to report here");
+    }
     std::vector<std::string> storage;
     AddFilesystemColumns(def, filesystem, table, storage, run.notes);
     run.mapped = MapRows(def, table, extra_labels);

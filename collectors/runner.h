@@ -47,8 +47,11 @@ void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access,
 // pqxx exceptions. Used for the agent's own catalog queries. `limit`, when
 // set, is bound to $1 (a definition that limits itself). With a
 // `prepared_name` the statement is prepared once per connection and reused.
-pqxx::result RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
-                         std::optional<int64_t> limit = std::nullopt, const std::string& prepared_name = "");
+// With `run_if`, that query runs first in the same transaction, and when its
+// first value is not true `sql` is not run at all: nullopt.
+std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
+                                        std::optional<int64_t> limit = std::nullopt,
+                                        const std::string& prepared_name = "", const std::string& run_if = "");
 
 // The prepared statement name for a collector's SQL: derived from the text, so an edited
 // definition (after a reload) gets a new statement rather than colliding with the old one.

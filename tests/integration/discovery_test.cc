@@ -164,6 +164,48 @@ TEST(Discovery, RunInChoosesTheDatabasesAtEachCollection) {
   EXPECT_NE(HttpGet(agent->url("/")).body.find("in 0 of 3 databases"), std::string::npos);
 }
 
+// run_if: the collector's query runs only where its run_if query says so, in the same transaction; where
+// it says no the result has no rows (the query, which would fail there, is not run); a failing run_if
+// fails the collector.
+TEST(Discovery, RunIfSkipsTheQueryWhereItSaysNo) {
+  auto pg = PostgresServer::Start();
+  pg->Exec("CREATE DATABASE app_a");
+  {
+    pqxx::connection a("host=127.0.0.1 port=" + std::to_string(pg->port()) + " user=postgres dbname=app_a");
+    pqxx::nontransaction tx(a);
+    tx.exec("CREATE TABLE marker (id int); INSERT INTO marker VALUES (1), (2), (3)");
+  }
+  const char* definitions = R"(collectors:
+  - name: guarded
+    help: Counts the rows of a table that only app_a has.
+    scope: database
+    run_if: SELECT EXISTS (SELECT 1 FROM pg_tables WHERE tablename = 'marker')
+    sql: SELECT count(*) AS n FROM marker
+    columns:
+      n: {gauge: pg_test_marker_rows, help: Rows.}
+  - name: guard_fails
+    help: Its run_if query fails.
+    scope: database
+    run_if: SELECT no_such_column FROM pg_class
+    sql: SELECT 1 AS v
+    columns:
+      v: {gauge: pg_test_unguarded, help: One.}
+)";
+  std::string cfg = WriteConfigWithDefinitions("runif.yml", pg->uri(), WriteTempFile("runif-defs/x.yaml", definitions),
+                                               "    databases:\n      discover: true\n"
+                                               "      include: [app_a, postgres]\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  const std::string body = HttpGet(agent->url("/metrics")).body;
+  EXPECT_EQ(SampleValue(body, "pg_test_marker_rows{datname=\"app_a\"}"), 3.0) << body;
+  EXPECT_EQ(CountSamples(body, "pg_test_marker_rows"), 1);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"guarded\",target=\"main\"}"), 1.0) << agent->Log();
+  const std::string landing = HttpGet(agent->url("/")).body;
+  EXPECT_NE(landing.find("not run: its run_if query found nothing to report here"), std::string::npos) << landing;
+  EXPECT_EQ(CountSamples(body, "pg_test_unguarded"), 0);
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"guard_fails\",target=\"main\"}"), 0.0);
+  EXPECT_NE(landing.find("no_such_column"), std::string::npos) << landing;
+}
+
 TEST(Discovery, WithoutDiscoveryOnlyTheDsnDatabaseIsUsed) {
   auto pg = PostgresServer::Start();
   pg->Exec("CREATE DATABASE elsewhere");

@@ -29,6 +29,7 @@ const char* kValid = R"(collectors:
     requires: {extension: pg_stat_statements, role: primary}
     max_series: 50
     run_in: SELECT datname FROM pg_stat_progress_vacuum
+    run_if: SELECT true
     variants:
       - max_version: 140000
         sql: SELECT 'a' AS mode, 1 AS n
@@ -53,6 +54,7 @@ TEST(Definition, ParsesEveryField) {
   EXPECT_EQ(d.required_role, Role::Primary);
   EXPECT_EQ(d.max_series, 50u);
   EXPECT_EQ(d.run_in_sql, "SELECT datname FROM pg_stat_progress_vacuum");
+  EXPECT_EQ(d.run_if_sql, "SELECT true");
   ASSERT_EQ(d.variants.size(), 2u);
   ASSERT_EQ(d.columns.size(), 2u);
   EXPECT_EQ(d.columns[0].usage, ColumnUsage::Label);
@@ -139,6 +141,13 @@ INSTANTIATE_TEST_SUITE_P(
             BASE
             "    scope: database\n    run_in: [a]\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
             "run_in"},
+        Rejection{"RunIfEmpty",
+                  BASE "    run_if: ''\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
+                  "run_if: empty query"},
+        Rejection{"RunIfWithPivot",
+                  BASE "    run_if: SELECT true\n    sql: SELECT 'a' AS k, 1 AS v\n    pivot: {key: k, value: v}\n"
+                       "    columns: {a: {gauge: pg_x, help: h}}\n",
+                  "run_if: not with pivot"},
         Rejection{"BadRole",
                   BASE
                   "    requires: {role: leader}\n    sql: SELECT 1 AS v\n    columns: {v: {gauge: pg_x, help: h}}\n",
