@@ -15,23 +15,25 @@ namespace pgpulse::collectors {
 
 namespace {
 
+// Cells are read from `r` row by row as the mapping asks for them; `r` must outlive the view.
 TableView ViewOf(const pqxx::result& r) {
   TableView t;
   const auto ncols = static_cast<size_t>(r.columns());
   t.columns.reserve(ncols);
   for (pqxx::row::size_type c = 0; c < r.columns(); ++c) t.columns.emplace_back(r.column_name(c));
   t.rows = r.size();
-  t.cells.resize(t.rows * ncols);
-  for (size_t i = 0; i < t.rows; ++i) {
+  t.row_source = [&r, ncols](size_t i, std::vector<Cell>& out) {
+    out.resize(ncols);
     const pqxx::row row = r[static_cast<pqxx::result::size_type>(i)];
-    for (size_t c = 0; c < ncols; ++c) {
-      const pqxx::field f = row[static_cast<pqxx::row::size_type>(c)];
-      Cell& cell = t.cells[i * ncols + c];
-      cell.null = f.is_null();
-      cell.data = f.c_str();
-      cell.size = f.size();
+    size_t c = 0;
+    // The row's own iterator: one pqxx::field for the whole row, not a copy of the result per cell.
+    for (auto f = row.begin(); f != row.end() && c < ncols; ++f, ++c) {
+      Cell& cell = out[c];
+      cell.null = f->is_null();
+      cell.data = f->c_str();
+      cell.size = f->size();
     }
-  }
+  };
   return t;
 }
 
@@ -102,6 +104,8 @@ void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access,
   }
   for (size_t k : wanted) table.columns.emplace_back(kFilesystemColumns[k]);
   table.cells = std::move(cells);
+  table.row_source = nullptr;
+  table.cached_row = SIZE_MAX;
 }
 
 std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
