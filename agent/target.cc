@@ -275,11 +275,13 @@ void Target::ChooseDatabases(Walk& walk) {
   for (const collectors::PlannedCollector& p : walk.plan.run) {
     const collectors::Definition& def = *p.definition;
     if (def.scope != collectors::Scope::Database || def.run_in_sql.empty()) continue;
-    // Without an answer the collector runs everywhere, as if it had no run_in: nothing is lost.
-    if (!own || !own->usable()) continue;
+    // Without an answer the collector runs everywhere, as if it had no run_in: nothing is lost. Past
+    // the scrape's deadline it is not asked: the collector is not run anywhere then, and says so.
+    const Clock::time_point deadline = LatestDeadline(walk.deadline);
+    if (!own || !own->usable() || TimeLeft(deadline) < kMinCollectorTime) continue;
     std::set<std::string> chosen;
     try {
-      for (std::string& name : own->ListNames(def.run_in_sql, CatalogTimeout(LatestDeadline(walk.deadline))))
+      for (std::string& name : own->ListNames(def.run_in_sql, std::min(def.timeout, CatalogTimeout(deadline))))
         chosen.insert(std::move(name));
     } catch (const std::exception& e) {
       const std::string error = Redact(collectors::OneLine(e.what()));

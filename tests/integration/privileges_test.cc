@@ -61,7 +61,11 @@ TEST_F(EveryCollector, EveryVariantForThisVersionRunsWithOptionalCollectorsOn) {
     size_t at = r.output.find("\n" + d.name + " ");
     ASSERT_NE(at, std::string::npos) << d.name << " missing from:\n" << r.output;
     std::string line = r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
-    if (applies) {
+    // A collector with run_in may have nowhere to run (no vacuum, no subscription here): skipped, saying
+    // why. The version matrix runs those collectors' SQL directly on every major.
+    if (applies && !d.run_in_sql.empty() && line.find(" skipped ") != std::string::npos) {
+      EXPECT_NE(line.find("its run_in query"), std::string::npos) << line;
+    } else if (applies) {
       EXPECT_NE(line.find(" ok "), std::string::npos) << line;
     }
   }
