@@ -33,6 +33,15 @@ const char* kDefinitions = R"(collectors:
       v: {gauge: pg_test_has_pgstattuple, help: One.}
 )";
 
+// An agent over the databases `include` lists, with `definitions` beside the built-in collectors.
+std::unique_ptr<AgentProcess> StartDiscovering(const PostgresServer& pg, const std::string& name,
+                                               const char* definitions, const std::string& include) {
+  const std::string cfg =
+      WriteConfigWithDefinitions(name + ".yml", pg.uri(), WriteTempFile(name + "-defs/x.yaml", definitions),
+                                 "    databases:\n      discover: true\n      include: " + include + "\n");
+  return AgentProcess::Start({"--config.file=" + cfg});
+}
+
 // Issue #18: a connect to another database used the whole connect_timeout, past the scrape
 // deadline, and the scrape came back as pg_up 0 alone although the main connection answered.
 // With the postmaster stopped (SIGSTOP: existing backends go on, new connections hang), a newly
@@ -133,10 +142,7 @@ TEST(Discovery, RunInChoosesTheDatabasesAtEachCollection) {
     columns:
       v: {gauge: pg_test_everywhere, help: One.}
 )";
-  std::string cfg = WriteConfigWithDefinitions("runin.yml", pg->uri(), WriteTempFile("runin-defs/x.yaml", definitions),
-                                               "    databases:\n      discover: true\n"
-                                               "      include: ['app_.*', postgres]\n");
-  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  auto agent = StartDiscovering(*pg, "runin", definitions, "['app_.*', postgres]");
   std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_EQ(SampleValue(body, "pg_test_chosen{datname=\"app_a\"}"), 1.0) << body;
   EXPECT_EQ(CountSamples(body, "pg_test_chosen"), 1) << "not in app_b or postgres";
@@ -191,10 +197,7 @@ TEST(Discovery, RunIfSkipsTheQueryWhereItSaysNo) {
     columns:
       v: {gauge: pg_test_unguarded, help: One.}
 )";
-  std::string cfg = WriteConfigWithDefinitions("runif.yml", pg->uri(), WriteTempFile("runif-defs/x.yaml", definitions),
-                                               "    databases:\n      discover: true\n"
-                                               "      include: [app_a, postgres]\n");
-  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  auto agent = StartDiscovering(*pg, "runif", definitions, "[app_a, postgres]");
   const std::string body = HttpGet(agent->url("/metrics")).body;
   EXPECT_EQ(SampleValue(body, "pg_test_marker_rows{datname=\"app_a\"}"), 3.0) << body;
   EXPECT_EQ(CountSamples(body, "pg_test_marker_rows"), 1);
