@@ -114,11 +114,8 @@ ServerFacts PostgresSession::ReadFacts(Millis timeout, std::string& database) {
 }
 
 std::vector<std::string> PostgresSession::ListDatabases(Millis timeout) {
-  pqxx::result r =
-      Catalog("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname", timeout);
-  std::vector<std::string> names;
-  for (const auto& row : r) names.emplace_back(row[0].c_str());
-  return names;
+  return ListNames("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+                   timeout);
 }
 
 std::vector<std::string> PostgresSession::ListNames(const std::string& sql, Millis timeout) {
