@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -67,6 +69,30 @@ void Send(mg_connection* conn, int status, const char* reason, const std::string
 int LogMessage(const mg_connection*, const char* message) {
   LogWarn("http server", {{"error", message}});
   return 1;
+}
+
+// Gives the system back the pages of the calling thread's stack below its current frame, which the
+// last request touched and nothing uses now. CivetWeb hands each new connection to the worker that
+// has waited longest, so a scraper that opens a connection per scrape walks through every one of
+// the kWorkers workers, each keeping the ~40 KiB of stack its request touched: RSS would climb by
+// 5 MiB over the first few hundred scrapes and stay there. Released, only the workers busy at a
+// moment hold stack pages. Costs one madvise per connection and a few page faults per request.
+void ReleaseIdleStack() {
+  if (::getpid() == ::gettid()) return;  // the main thread's stack is sized by rlimit, not ours to trim
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
+  void* base = nullptr;  // the lowest usable address (the guard page is below it)
+  size_t size = 0;
+  const bool ok = pthread_attr_getstack(&attr, &base, &size) == 0;
+  pthread_attr_destroy(&attr);
+  if (!ok || !base) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  volatile char here = 0;
+  // A page of margin below this frame, for the calls this function and its callers still make.
+  const uintptr_t below = (reinterpret_cast<uintptr_t>(&here) - page) & ~(page - 1);
+  const uintptr_t low = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
+  if (below <= low || below - low > size) return;
+  ::madvise(reinterpret_cast<void*>(low), below - low, MADV_DONTNEED);
 }
 
 // See agent/openssl_compat.c: must be loaded before CivetWeb dlopens OpenSSL.
@@ -158,6 +184,7 @@ void HttpServer::ConnectionClose(const mg_connection* conn) {
   if (!state) return;
   if (state->admitted) state->server->limiter_.Release(state->client, state->port);
   delete state;
+  ReleaseIdleStack();  // on the worker's thread, its request done
 }
 
 std::string HttpServer::ToCivetPorts(const std::string& addr) {
