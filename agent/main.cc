@@ -4,8 +4,11 @@
 
 #include <malloc.h>
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -176,9 +179,42 @@ int Serve(const Flags& f, const AgentOptions& options) {
   return 0;
 }
 
+// glibc also keeps, per thread, a cache of small freed blocks (tcache) that only that thread's
+// later allocations reuse. CivetWeb hands connections to its 128 workers in turn, so over the
+// first few hundred scrapes every worker fills a cache of its own: about 2.5 MiB more RSS that
+// nothing uses (a small server, 30 -> 430 scrapes: 18.8 -> 21.3 MiB with the caches, flat
+// without, for about 3% more CPU per scrape at full size). glibc reads that setting only when a
+// process starts, from GLIBC_TUNABLES: so the agent sets it and starts itself again, once. A
+// GLIBC_TUNABLES that already sets tcache_count is the operator's choice and left alone; the
+// variable is put back as it was after the restart, so what the agent runs does not inherit it.
+void RestartWithoutThreadCaches(char** argv) {
+  constexpr const char* kTunables = "GLIBC_TUNABLES";
+  constexpr const char* kWas = "PGPULSE_GLIBC_TUNABLES_WAS";  // "=" + the old value, "" if unset
+  const auto restore = [&](const char* was) {
+    if (was[0] == '=') setenv(kTunables, was + 1, 1);
+    else unsetenv(kTunables);
+    unsetenv(kWas);
+  };
+  if (const char* was = std::getenv(kWas)) {
+    const std::string copy = was;  // restore() changes the environment it points into
+    restore(copy.c_str());
+    return;
+  }
+  const char* current = std::getenv(kTunables);
+  if (current && std::strstr(current, "glibc.malloc.tcache_count")) return;
+  const std::string was = current ? std::string("=") + current : "";
+  const std::string tuned =
+      (current && current[0] ? std::string(current) + ":" : std::string()) + "glibc.malloc.tcache_count=0";
+  setenv(kWas, was.c_str(), 1);
+  setenv(kTunables, tuned.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  restore(was.c_str());  // no /proc: go on with the caches
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  RestartWithoutThreadCaches(argv);
   // glibc gives each allocating thread its own arena (up to 8 per core), and each arena keeps
   // its high-water mark: with a worker per target and 32 HTTP threads building scrape bodies,
   // RSS grew with how many threads had ever served a scrape. Two arenas are plenty here.
