@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <system_error>
+#include <utility>
 
 #include "agent/credentials.h"
 #include "agent/log.h"
@@ -31,6 +33,8 @@ DatabasePool::DatabasePool(const TargetConfig& config, const ConnectionSpec& spe
   for (const auto& p : config_.databases.include) include_.emplace_back(p);
   for (const auto& p : config_.databases.exclude) exclude_.emplace_back(p);
 }
+
+DatabasePool::~DatabasePool() { Settle(true); }
 
 std::string DatabasePool::ConninfoForNewConnection(const std::string& database,
                                                    std::optional<Clock::time_point> deadline) const {
@@ -114,6 +118,7 @@ bool DatabasePool::Wanted(const std::string& database) const {
 }
 
 bool DatabasePool::Discover(Clock::time_point deadline) {
+  Settle(false);
   if (!config_.databases.enabled || !own_.session || !own_.session->usable() || !own_.session->has_databases())
     return false;
   if (discovery_done_ && Clock::now() - discovered_at_ < config_.databases.refresh) return false;
@@ -156,9 +161,9 @@ std::vector<std::string> DatabasePool::Databases() const {
 }
 
 void DatabasePool::CloseLeastRecentlyUsed() {
-  // The DSN's own connection counts against the limit.
+  // The DSN's own connection counts against the limit, and so does a prefetch in flight.
   for (;;) {
-    size_t open = 0;
+    size_t open = prefetch_ ? 1 : 0;
     Slot* oldest = nullptr;
     for (auto& [name, slot] : others_) {
       if (!slot.session || !slot.session->usable()) continue;
@@ -172,6 +177,13 @@ void DatabasePool::CloseLeastRecentlyUsed() {
 
 DatabasePool::Slot* DatabasePool::Open(const std::string& database, Clock::time_point deadline, std::string& error) {
   if (database == own_database_) return &own_;
+  // The prefetch of this database is waited for; one of another is filed if it is done, else left
+  // to finish (it counts against max_connections meanwhile).
+  const bool prefetched = prefetch_ && prefetch_->first == database;
+  if (std::optional<Prefetched> done = Settle(prefetched); prefetched && !done->connected) {
+    error = done->error;  // it has just failed: its backoff is filed, no second attempt now
+    return nullptr;
+  }
   const auto now = Clock::now();
   auto found = others_.find(database);
   if (found != others_.end() && found->second.session && found->second.session->usable()) {
@@ -183,6 +195,43 @@ DatabasePool::Slot* DatabasePool::Open(const std::string& database, Clock::time_
   slot.last_used = now;
   slot.session.reset();
   return Connect(slot, database, deadline, error) ? &slot : nullptr;
+}
+
+void DatabasePool::Prefetch(const std::string& database, Clock::time_point deadline) {
+  if (prefetch_ || database == own_database_ || config_.databases.max_connections < 3) return;
+  Prefetched job;
+  job.database = database;
+  if (auto found = others_.find(database); found != others_.end()) {
+    const Slot& known = found->second;
+    if (known.session && known.session->usable()) return;
+    if (Clock::now() < known.next_attempt) return;
+    job.slot.backoff = known.backoff;  // a failure doubles it, as Open's own attempt would
+  }
+  // Room for it beside the own connection and the one in use (the most recently used, kept).
+  CloseLeastRecentlyUsed();
+  try {
+    prefetch_.emplace(database, std::async(std::launch::async, [this, job = std::move(job), deadline]() mutable {
+                        job.connected = Connect(job.slot, job.database, deadline, job.error);
+                        return std::move(job);
+                      }));
+  } catch (const std::system_error&) {
+    // No thread to spare: Open connects in turn, as without a prefetch.
+  }
+}
+
+std::optional<DatabasePool::Prefetched> DatabasePool::Settle(bool wait) {
+  if (!prefetch_) return std::nullopt;
+  if (!wait && prefetch_->second.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return std::nullopt;
+  Prefetched done = prefetch_->second.get();
+  prefetch_.reset();
+  Slot& slot = others_[done.database];
+  slot.session = std::move(done.slot.session);
+  slot.extensions = std::move(done.slot.extensions);
+  slot.backoff = done.slot.backoff;
+  slot.next_attempt = done.slot.next_attempt;
+  slot.last_error = done.slot.last_error;
+  slot.last_used = Clock::now();
+  return done;
 }
 
 }  // namespace pgpulse::agent

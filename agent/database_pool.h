@@ -5,8 +5,10 @@
 // Connect, with its backoff, and takes its connection string from
 // ConninfoForNewConnection.
 //
-// Not thread-safe: the target's worker thread owns it.
+// Not thread-safe: the target's worker thread owns it. The one thing done on another thread is a
+// prefetch (Prefetch): opening the next database's connection while the worker is busy in another.
 
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,6 +42,7 @@ class DatabasePool {
   };
 
   DatabasePool(const TargetConfig& config, const ConnectionSpec& spec);
+  ~DatabasePool();
   DatabasePool(const DatabasePool&) = delete;
   DatabasePool& operator=(const DatabasePool&) = delete;
 
@@ -60,6 +63,13 @@ class DatabasePool {
   // The session for `database`: the own one, or another opened before `deadline`
   // (closing the least recently used beyond max_connections); nullptr with `error`.
   Slot* Open(const std::string& database, Clock::time_point deadline, std::string& error);
+  // Starts opening `database`'s connection on another thread, for the Open that will ask for it
+  // next: a collection calls this for the next database while it works in this one, so that
+  // connecting (backend start, authentication, the extension list) overlaps collector queries
+  // instead of adding to them. Counts against max_connections like any connection, and is not
+  // done when that leaves no room beside the own connection and the one in use (fewer than 3),
+  // when the database has a usable session or is backing off, or while another is in flight.
+  void Prefetch(const std::string& database, Clock::time_point deadline);
 
  private:
   // The connection string for a new connection to `database` ("" = the DSN's own). The one
@@ -70,6 +80,16 @@ class DatabasePool {
   bool Wanted(const std::string& database) const;
   void CloseLeastRecentlyUsed();
   void CloseGone(const std::vector<std::string>& found);
+  // A prefetch's outcome, once its thread is done.
+  struct Prefetched {
+    std::string database;
+    Slot slot;
+    bool connected = false;
+    std::string error;
+  };
+  // Files the slot of the prefetch in flight (or its failure's backoff) under its database and
+  // returns what became of it; waits for it to finish when `wait`, else only takes one that has.
+  std::optional<Prefetched> Settle(bool wait);
 
   const TargetConfig& config_;
   const ConnectionSpec& spec_;
@@ -82,6 +102,8 @@ class DatabasePool {
   std::vector<std::string> discovered_;  // from the last discovery, sorted
   Clock::time_point discovered_at_{};
   bool discovery_done_ = false;
+  // Last, so that it is destroyed (its thread waited for) before what that thread uses.
+  std::optional<std::pair<std::string, std::future<Prefetched>>> prefetch_;
 };
 
 }  // namespace pgpulse::agent

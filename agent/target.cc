@@ -207,9 +207,9 @@ std::shared_ptr<const Collection> Target::Collect(const std::shared_ptr<const De
     RunServerScoped(walk, false);
     if (pool_.Discover(LatestDeadline(walk.deadline))) cache_.KeepDatabases(pool_.Databases());
     ChooseDatabases(walk);
-    for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, false);
+    RunDatabases(walk, false);
     RunServerScoped(walk, true);
-    for (const std::string& db : pool_.Databases()) RunDatabaseScoped(walk, db, true);
+    RunDatabases(walk, true);
     for (const auto& [name, t] : walk.tallies)
       metrics_.CollectorDone(config_.name, name, t.runs, t.failures, t.cache_hits, t.seconds, t.series,
                              t.dropped_duplicates, t.dropped_limit);
@@ -237,15 +237,34 @@ void Target::RunServerScoped(Walk& walk, bool with_ttl) {
   }
 }
 
-void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl) {
+void Target::RunDatabases(Walk& walk, bool with_ttl) {
+  const std::vector<std::string> databases = pool_.Databases();
+  for (size_t i = 0; i < databases.size(); ++i)
+    RunDatabaseScoped(walk, databases[i], with_ttl, i + 1 < databases.size() ? &databases[i + 1] : nullptr);
+}
+
+bool Target::RunsIn(const Walk& walk, const collectors::Definition& def, const std::string& database,
+                    bool with_ttl) const {
+  if (def.scope != collectors::Scope::Database || (def.ttl.count() > 0) != with_ttl) return false;
+  auto chosen = walk.chosen.find(def.name);
+  return chosen == walk.chosen.end() || chosen->second.count(database) > 0;
+}
+
+bool Target::NeedsSession(const Walk& walk, const std::string& database, bool with_ttl) const {
+  for (const collectors::PlannedCollector& p : walk.plan.run) {
+    if (RunsIn(walk, *p.definition, database, with_ttl) && !(with_ttl && cache_.Find(*p.definition, database).outcome))
+      return true;
+  }
+  return false;
+}
+
+void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl, const std::string* next) {
   std::string error;
   DatabasePool::Slot* slot = nullptr;
   bool opened = false;
   for (const collectors::PlannedCollector& p : walk.plan.run) {
     const collectors::Definition& def = *p.definition;
-    if (def.scope != collectors::Scope::Database || (def.ttl.count() > 0) != with_ttl) continue;
-    if (auto chosen = walk.chosen.find(def.name); chosen != walk.chosen.end() && !chosen->second.count(database))
-      continue;
+    if (!RunsIn(walk, def, database, with_ttl)) continue;
     // A result cached for this database needs no session (the extension check was made when it ran).
     if (with_ttl && cache_.Find(def, database).outcome) {
       Add(walk, RunWithRetry(walk, p, database, nullptr));
@@ -254,6 +273,9 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool wit
     if (!opened) {
       slot = pool_.Open(database, LatestDeadline(walk.deadline), error);
       opened = true;
+      const Clock::time_point deadline = LatestDeadline(walk.deadline);
+      if (slot && next && TimeLeft(deadline) >= kMinCollectorTime && NeedsSession(walk, *next, with_ttl))
+        pool_.Prefetch(*next, deadline);
     }
     const bool own = database == pool_.own_database();
     const std::set<std::string>& extensions = own || !slot ? walk.collection.facts.extensions : slot->extensions;

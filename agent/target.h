@@ -98,7 +98,13 @@ class Target {
   Clock::time_point LatestDeadline(Clock::time_point& deadline);
   // Runs the server-scoped (or one database's) collectors without a ttl, or with one.
   void RunServerScoped(Walk& walk, bool with_ttl);
-  void RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl);
+  // Each database in turn; while one's collectors run, the next one's connection is opened.
+  void RunDatabases(Walk& walk, bool with_ttl);
+  void RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl, const std::string* next);
+  // Whether `def` runs in `database` in this pass (its scope and ttl, its run_in choice).
+  bool RunsIn(const Walk& walk, const collectors::Definition& def, const std::string& database, bool with_ttl) const;
+  // Whether `database`'s pass runs a collector that needs a session (one not served from the cache).
+  bool NeedsSession(const Walk& walk, const std::string& database, bool with_ttl) const;
   // Asks the run_in query of each planned collector that has one which databases it runs in, and
   // reports one line for each collector it keeps out of some.
   void ChooseDatabases(Walk& walk);

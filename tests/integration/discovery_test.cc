@@ -5,6 +5,9 @@
 
 #include <chrono>
 #include <fstream>
+#include <iterator>
+#include <optional>
+#include <vector>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -117,6 +120,83 @@ TEST(Discovery, CollectorsFanOutToDiscoveredDatabasesWithBoundedConnections) {
             "0");
   std::string landing = HttpGet(agent->url("/")).body;
   EXPECT_NE(landing.find("tables_per_db <small>(app_a)</small>"), std::string::npos) << landing;
+}
+
+// While one database's collectors run, the next database's connection is already being opened (the
+// connect overlaps work instead of adding to it), and never more than max_connections at once.
+TEST(Discovery, TheNextDatabaseConnectsWhileThisOneIsCollected) {
+  auto pg = PostgresServer::Start();
+  for (const char* db : {"app_1", "app_2", "app_3", "app_4"}) pg->Exec(std::string("CREATE DATABASE ") + db);
+  // Seen from each database after a pause: the databases pgpulse has a connection to.
+  const char* definitions = R"(collectors:
+  - name: who_is_connected
+    help: The databases pgpulse is connected to, seen from each database.
+    scope: database
+    sql: |
+      SELECT a.datname AS connected_to, count(*) AS n
+      FROM (SELECT pg_sleep(0.3) OFFSET 0) pause
+      CROSS JOIN LATERAL (SELECT datname FROM pg_stat_activity
+                          WHERE application_name = 'pgpulse' AND pause IS NOT NULL) a
+      GROUP BY 1
+    columns:
+      connected_to: label
+      n: {gauge: pg_test_connections, help: Connections.}
+)";
+  const std::string cfg = WriteConfigWithDefinitions(
+      "prefetch.yml", pg->uri(), WriteTempFile("prefetch-defs/x.yaml", definitions),
+      "    databases:\n      discover: true\n      include: ['app_.*', postgres]\n      max_connections: 3\n");
+  auto agent = AgentProcess::Start({"--config.file=" + cfg});
+  const std::string body = HttpGet(agent->url("/metrics"), {"X-Prometheus-Scrape-Timeout-Seconds: 20"}).body;
+  ASSERT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"who_is_connected\",target=\"main\"}"), 1.0)
+      << body;
+  // Databases are collected in name order, the own one (postgres) among them.
+  const std::vector<std::string> order = {"app_1", "app_2", "app_3", "app_4", "postgres"};
+  for (size_t i = 0; i + 1 < order.size(); ++i) {
+    const std::string seen = "pg_test_connections{datname=\"" + order[i] + "\",connected_to=\"";
+    EXPECT_EQ(SampleValue(body, seen + order[i + 1] + "\"}"), 1.0)
+        << order[i + 1] << " is connected while " << order[i] << " is collected\n"
+        << body;
+    double open = 0;
+    for (const std::string& db : order) open += SampleValue(body, seen + db + "\"}").value_or(0);
+    EXPECT_LE(open, 3.0) << "max_connections: 3, seen from " << order[i];
+  }
+}
+
+// A database whose connection is refused (here by pg_hba.conf) fails its collectors alone, with the
+// server's reason; the others are collected, and it is tried again after its backoff.
+TEST(Discovery, ADatabaseThatRefusesConnectionsFailsAloneAndIsTriedAgain) {
+  auto pg = PostgresServer::Start();
+  for (const char* db : {"app_1", "app_2", "app_3"}) pg->Exec(std::string("CREATE DATABASE ") + db);
+  const std::string hba_path = pg->dir() + "/data/pg_hba.conf";
+  std::string hba;
+  {
+    std::ifstream in(hba_path);
+    hba.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const auto write_hba = [&](const std::string& text) {
+    std::ofstream(hba_path, std::ios::trunc) << text;
+    pg->Exec("SELECT pg_reload_conf()");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  };
+  write_hba("host app_2 all 127.0.0.1/32 reject\n" + hba);
+  auto agent = StartDiscovering(*pg, "refused", kDefinitions, "['app_.*', postgres]");
+  std::string body = HttpGet(agent->url("/metrics")).body;
+  for (const char* db : {"app_1", "app_3", "postgres"})
+    EXPECT_EQ(SampleValue(body, std::string("pg_test_public_tables{datname=\"") + db + "\"}"), 0.0) << db << body;
+  EXPECT_FALSE(SampleValue(body, "pg_test_public_tables{datname=\"app_2\"}")) << body;
+  EXPECT_EQ(SampleValue(body, "pgpulse_collector_success{collector=\"tables_per_db\",target=\"main\"}"), 0.0);
+  EXPECT_NE(agent->Log().find("database=app_2"), std::string::npos) << agent->Log();
+  EXPECT_NE(agent->Log().find("pg_hba.conf rejects connection"), std::string::npos) << agent->Log();
+  const std::string landing = HttpGet(agent->url("/")).body;
+  EXPECT_NE(landing.find("cannot connect to database app_2"), std::string::npos) << landing;
+
+  write_hba(hba);
+  std::optional<double> back;
+  for (int i = 0; i < 40 && !back; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    back = SampleValue(HttpGet(agent->url("/metrics")).body, "pg_test_public_tables{datname=\"app_2\"}");
+  }
+  EXPECT_EQ(back, 0.0) << "app_2 collected once it lets pgpulse in";
 }
 
 // run_in: a database-scoped collector runs only in the databases its query names, asked again at each
