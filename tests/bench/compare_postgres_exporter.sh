@@ -32,6 +32,9 @@
 #   --pgpulse-queries DIR   extra pgpulse definitions (collectors.directories; same name overrides a
 #                           built-in one), to measure a changed query without rebuilding
 #   --no-gzip               do not send Accept-Encoding: gzip (Prometheus sends it)
+#   --auth MODE             how both exporters log in: trust (default: no password) or scram (a
+#                           superuser role with a SCRAM-SHA-256 password, Debian's default for TCP:
+#                           every new connection pays the password exchange)
 #   --wait-quiet SECONDS    before measuring, wait up to SECONDS for the 1-minute load average to
 #                           stay below 0.8 for 60 s (default 0: do not wait)
 #   --perf                  after measuring, record a perf profile of pgpulse over 20 scrapes
@@ -66,6 +69,7 @@ PGPULSE_PROFILE=pgpulse
 INTERVAL=0
 PGPULSE_QUERIES=""
 GZIP=1
+AUTH=trust
 WAIT_QUIET=0
 PERF=0
 KEEP=""
@@ -109,6 +113,11 @@ while [[ $# -gt 0 ]]; do
     --pgpulse-profile) PGPULSE_PROFILE="${2:?}"; shift 2 ;;
     --pgpulse-queries) PGPULSE_QUERIES=$(realpath -- "${2:?}"); shift 2 ;;
     --no-gzip) GZIP=0; shift ;;
+    --auth)
+      AUTH="${2:-}"
+      [[ "$AUTH" == trust || "$AUTH" == scram ]] || die "--auth takes trust or scram, not '$AUTH'"
+      shift 2
+      ;;
     --wait-quiet) WAIT_QUIET=$(number "$1" "${2:-}"); shift 2 ;;
     --perf) PERF=1; shift ;;
     --keep) KEEP="${2:?}"; shift 2 ;;
@@ -371,6 +380,18 @@ PGPULSE_OWNER_PID=$$ bash "$PGSERVER" start "$PG" "$PG_PORT" \
   "log_rotation_age = 0" \
   "log_rotation_size = 0" 2>"$RES/pgserver.err" || die "cannot start PostgreSQL: $(cat "$RES/pgserver.err")"
 JSONLOG="$PG/data/log/postgresql.json"
+# --auth scram: both exporters log in as bench_login with a password; psql here stays trusted.
+DB_USER=postgres
+DB_PASSWORD=""
+if [[ "$AUTH" == scram ]]; then
+  DB_USER=bench_login
+  DB_PASSWORD=bench-Secret-4711
+  psql_pg >/dev/null -c "SET password_encryption = 'scram-sha-256'" \
+    -c "CREATE ROLE $DB_USER SUPERUSER LOGIN PASSWORD '$DB_PASSWORD'"
+  hba="$PG/data/pg_hba.conf"
+  { echo "host all $DB_USER 127.0.0.1/32 scram-sha-256"; cat "$hba"; } >"$hba.new" && cat "$hba.new" >"$hba" && rm -f "$hba.new"
+  psql_pg >/dev/null -c "SELECT pg_reload_conf()"
+fi
 
 setup_start=$(date +%s)
 log "creating database bench: $TABLES tables"
@@ -485,7 +506,7 @@ cat >"$RES/pgpulse.yml" <<EOF
 metrics_profile: $PGPULSE_PROFILE
 targets:
   - name: bench
-    dsn: host=127.0.0.1 port=$PG_PORT user=postgres dbname=bench
+    dsn: host=127.0.0.1 port=$PG_PORT user=$DB_USER dbname=bench${DB_PASSWORD:+ password=$DB_PASSWORD}
 EOF
 if [[ "$DISCOVER" -eq 1 ]]; then
   {
@@ -547,7 +568,7 @@ start_pgpulse() {
   PIDS+=("$PGPULSE_PID")
 }
 start_exporter() {
-  DATA_SOURCE_NAME="postgresql://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable&application_name=postgres_exporter" \
+  DATA_SOURCE_NAME="postgresql://$DB_USER${DB_PASSWORD:+:$DB_PASSWORD}@127.0.0.1:$PG_PORT/bench?sslmode=disable&application_name=postgres_exporter" \
     "$EXPORTER_BIN" "${EXPORTER_ARGS[@]}" </dev/null >>"$RES/postgres_exporter.log" 2>&1 &
   EXPORTER_PID=$!
   PIDS+=("$EXPORTER_PID")
@@ -834,6 +855,7 @@ CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   fi
   echo "pgpulse: metrics_profile $PGPULSE_PROFILE$([[ $EQUAL_WORK -eq 1 ]] && echo "; every row of its per-table, per-index, statement and autovacuum-threshold collectors (max_rows 100000)")."
   echo "postgres_exporter: default collectors and --extend.query-path with $EXPORTER_QUERIES_NOTE."
+  [[ "$AUTH" == scram ]] && echo "Both log in as a superuser role with a SCRAM-SHA-256 password (--auth scram): every new connection pays the password exchange."
   echo "Scrapes as Prometheus makes them (X-Prometheus-Scrape-Timeout-Seconds: 10$([[ $GZIP -eq 1 ]] && echo ', Accept-Encoding: gzip')), one at a time, alternating."
   echo
   if [[ "$SCRAPES" -gt 0 ]]; then
