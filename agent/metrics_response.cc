@@ -3,6 +3,7 @@
 #include <civetweb.h>
 
 #include <stdexcept>
+#include <system_error>
 
 #include "agent/gzip.h"
 
@@ -19,10 +20,34 @@ MetricsResponse::MetricsResponse(mg_connection* conn, bool gzip, bool head, bool
     : conn_(conn), gzip_(gzip), head_(head), may_chunk_(may_chunk && !head) {}
 
 MetricsResponse::~MetricsResponse() {
+  if (compressor_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(queue_->mu);
+      queue_->abandon = true;
+    }
+    queue_->cv.notify_all();
+    compressor_.join();
+  }
   if (zs_open_) deflateEnd(&zs_);
 }
 
 void MetricsResponse::Write(std::string& text) {
+  if (compressor_.joinable()) {
+    std::unique_lock<std::mutex> lock(queue_->mu);
+    queue_->cv.wait(lock, [&] { return queue_->bytes < kQueuedBytes || queue_->error; });
+    if (queue_->error) return;  // Finish reports it; nothing more can be sent
+    std::string piece;
+    if (!queue_->spare.empty()) {
+      piece = std::move(queue_->spare.back());
+      queue_->spare.pop_back();
+    }
+    piece.swap(text);  // the caller keeps rendering into an emptied buffer
+    queue_->bytes += piece.size();
+    queue_->pieces.push_back(std::move(piece));
+    lock.unlock();
+    queue_->cv.notify_all();
+    return;
+  }
   if (streaming_) {
     Emit(text.data(), text.size(), false);
     return;
@@ -32,6 +57,16 @@ void MetricsResponse::Write(std::string& text) {
 }
 
 void MetricsResponse::Finish() {
+  if (compressor_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(queue_->mu);
+      queue_->finish = true;
+    }
+    queue_->cv.notify_all();
+    compressor_.join();
+    if (queue_->error) std::rethrow_exception(queue_->error);
+    return;
+  }
   if (streaming_) {
     Emit(nullptr, 0, true);
     return;
@@ -56,6 +91,44 @@ void MetricsResponse::StartStreaming() {
             kContentType, gzip_ ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "");
   Emit(whole_.data(), whole_.size(), false);
   std::string().swap(whole_);
+  if (gzip_) {
+    queue_ = std::make_unique<Queue>();
+    try {
+      compressor_ = std::thread([this] { CompressLoop(); });
+    } catch (const std::system_error&) {
+      queue_.reset();  // no thread to spare: compress on this one, as the pieces come
+    }
+  }
+}
+
+void MetricsResponse::CompressLoop() {
+  Queue& q = *queue_;
+  try {
+    for (;;) {
+      std::string piece;
+      {
+        std::unique_lock<std::mutex> lock(q.mu);
+        q.cv.wait(lock, [&] { return q.abandon || q.finish || !q.pieces.empty(); });
+        if (q.abandon) return;
+        if (q.pieces.empty()) break;  // finished, all sent
+        piece = std::move(q.pieces.front());
+        q.pieces.pop_front();
+      }
+      Emit(piece.data(), piece.size(), false);
+      {
+        std::lock_guard<std::mutex> lock(q.mu);
+        q.bytes -= piece.size();
+        piece.clear();
+        if (q.spare.size() < 2) q.spare.push_back(std::move(piece));
+      }
+      q.cv.notify_all();
+    }
+    Emit(nullptr, 0, true);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(q.mu);
+    q.error = std::current_exception();
+  }
+  q.cv.notify_all();
 }
 
 void MetricsResponse::Emit(const char* data, size_t size, bool last) {
