@@ -36,14 +36,10 @@ void MetricsResponse::Write(std::string& text) {
     std::unique_lock<std::mutex> lock(queue_->mu);
     queue_->cv.wait(lock, [&] { return queue_->bytes < kQueuedBytes || queue_->error; });
     if (queue_->error) return;  // Finish reports it; nothing more can be sent
-    std::string piece;
-    if (!queue_->spare.empty()) {
-      piece = std::move(queue_->spare.back());
-      queue_->spare.pop_back();
-    }
-    piece.swap(text);  // the caller keeps rendering into an emptied buffer
-    queue_->bytes += piece.size();
-    queue_->pieces.push_back(std::move(piece));
+    // A copy of just its size: the renderer's buffer, sized for its largest family, stays with it
+    // (handing that over instead cost a new buffer per piece and megabytes of RSS).
+    queue_->bytes += text.size();
+    queue_->pieces.emplace_back(text);
     lock.unlock();
     queue_->cv.notify_all();
     return;
@@ -118,8 +114,6 @@ void MetricsResponse::CompressLoop() {
       {
         std::lock_guard<std::mutex> lock(q.mu);
         q.bytes -= piece.size();
-        piece.clear();
-        if (q.spare.size() < 2) q.spare.push_back(std::move(piece));
       }
       q.cv.notify_all();
     }

@@ -19,7 +19,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
 struct mg_connection;
 
@@ -58,7 +57,6 @@ class MetricsResponse {
     std::condition_variable cv;
     std::deque<std::string> pieces;
     size_t bytes = 0;
-    std::vector<std::string> spare;  // emptied pieces, handed back to Write (their capacity kept)
     bool finish = false;             // no more pieces: end the stream
     bool abandon = false;            // the response is dropped (an exception): stop, send nothing more
     std::exception_ptr error;
