@@ -2,6 +2,7 @@
 
 #include <civetweb.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <system_error>
 
@@ -33,15 +34,19 @@ MetricsResponse::~MetricsResponse() {
 
 void MetricsResponse::Write(std::string& text) {
   if (compressor_.joinable()) {
-    std::unique_lock<std::mutex> lock(queue_->mu);
-    queue_->cv.wait(lock, [&] { return queue_->bytes < kQueuedBytes || queue_->error; });
-    if (queue_->error) return;  // Finish reports it; nothing more can be sent
-    // A copy of just its size: the renderer's buffer, sized for its largest family, stays with it
-    // (handing that over instead cost a new buffer per piece and megabytes of RSS).
-    queue_->bytes += text.size();
-    queue_->pieces.emplace_back(text);
-    lock.unlock();
-    queue_->cv.notify_all();
+    // Copies of at most kSliceBytes: a family's text can run to megabytes, and a copy of it whole
+    // beside the renderer's buffer would add that much to the peak. The renderer's buffer, sized
+    // for its largest family, stays with it.
+    for (size_t at = 0; at < text.size(); at += kSliceBytes) {
+      std::unique_lock<std::mutex> lock(queue_->mu);
+      queue_->cv.wait(lock, [&] { return queue_->bytes < kQueuedBytes || queue_->error; });
+      if (queue_->error) return;  // Finish reports it; nothing more can be sent
+      const size_t n = std::min(kSliceBytes, text.size() - at);
+      queue_->bytes += n;
+      queue_->pieces.emplace_back(text, at, n);
+      lock.unlock();
+      queue_->cv.notify_all();
+    }
     return;
   }
   if (streaming_) {

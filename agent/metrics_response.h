@@ -30,6 +30,8 @@ class MetricsResponse {
   static constexpr size_t kWholeBytes = 4 * 1024 * 1024;
   // Rendered text that may wait for the compressing thread before Write waits in turn.
   static constexpr size_t kQueuedBytes = 1024 * 1024;
+  // The largest piece the compressing thread is handed at once.
+  static constexpr size_t kSliceBytes = 256 * 1024;
 
   MetricsResponse(mg_connection* conn, bool gzip, bool head, bool may_chunk);
   ~MetricsResponse();
