@@ -203,8 +203,8 @@ void RestartWithoutThreadCaches(char** argv) {
   const char* current = std::getenv(kTunables);
   if (current && std::strstr(current, "glibc.malloc.tcache_count")) return;
   const std::string was = current ? std::string("=") + current : "";
-  const std::string tuned =
-      (current && current[0] ? std::string(current) + ":" : std::string()) + "glibc.malloc.tcache_count=0";
+  const std::string tuned = (current && current[0] ? std::string(current) + ":" : std::string()) +
+                            "glibc.malloc.tcache_count=0";
   setenv(kWas, was.c_str(), 1);
   setenv(kTunables, tuned.c_str(), 1);
   execv("/proc/self/exe", argv);

@@ -59,8 +59,8 @@ class MetricsResponse {
     std::condition_variable cv;
     std::deque<std::string> pieces;
     size_t bytes = 0;
-    bool finish = false;             // no more pieces: end the stream
-    bool abandon = false;            // the response is dropped (an exception): stop, send nothing more
+    bool finish = false;   // no more pieces: end the stream
+    bool abandon = false;  // the response is dropped (an exception): stop, send nothing more
     std::exception_ptr error;
   };
   std::unique_ptr<Queue> queue_;

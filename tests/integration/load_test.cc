@@ -123,7 +123,8 @@ TEST(Load, ScrapesOnNewConnectionsLeaveNoStackBehind) {
   std::cout << "after 30 and 430 scrapes: thread stacks " << stacks_before << " -> " << stacks_after << " kB, RSS "
             << rss_before << " -> " << rss_after << " kB\n";
   ASSERT_GT(stacks_before, 0) << "no thread stack found in /proc/" << agent->pid() << "/smaps";
-  EXPECT_LT(stacks_after - stacks_before, 256) << stacks_before << " kB after 30 scrapes, " << stacks_after << " after 430";
+  EXPECT_LT(stacks_after - stacks_before, 256)
+      << stacks_before << " kB after 30 scrapes, " << stacks_after << " after 430";
 #ifndef PGPULSE_SANITIZED  // ASan's quarantine and shadow memory make RSS meaningless
   // Nor do the workers' caches of freed blocks (glibc's tcache, off in the agent) hold anything.
   EXPECT_LT(rss_after - rss_before, 1024) << rss_before << " kB after 30 scrapes, " << rss_after << " after 430";
@@ -136,12 +137,13 @@ TEST(Load, ScrapesOnNewConnectionsLeaveNoStackBehind) {
 TEST(Load, AgentRunsWithoutThreadCachesAndWhatItRunsInheritsNothing) {
   auto pg = PostgresServer::Start();
   const std::string seen = WriteTempFile("tunables-seen", "");
-  const std::string command = WriteTempFile(
-      "print-env.sh", "#!/bin/sh\necho \"tunables=${GLIBC_TUNABLES-unset} was=${PGPULSE_GLIBC_TUNABLES_WAS-unset}\" > '" +
-                          seen + "'\necho unused-password\n");
+  const std::string command =
+      WriteTempFile("print-env.sh",
+                    "#!/bin/sh\necho \"tunables=${GLIBC_TUNABLES-unset} was=${PGPULSE_GLIBC_TUNABLES_WAS-unset}\" > '" +
+                        seen + "'\necho unused-password\n");
   chmod(command.c_str(), 0755);
-  const std::string cfg = WriteTempFile(
-      "tunables.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() + "\"\n    password_command: [" + command + "]\n");
+  const std::string cfg = WriteTempFile("tunables.yml", "targets:\n  - name: main\n    dsn: \"" + pg->uri() +
+                                                            "\"\n    password_command: [" + command + "]\n");
   const std::string operators = "glibc.malloc.mmap_threshold=262144";
   auto agent = AgentProcess::Start({"--config.file=" + cfg}, {{"GLIBC_TUNABLES", operators}});
   ASSERT_EQ(SampleValue(HttpGet(agent->url("/metrics")).body, "pg_up"), 1.0) << agent->Log();
