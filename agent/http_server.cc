@@ -78,20 +78,32 @@ int LogMessage(const mg_connection*, const char* message) {
 // 5 MiB over the first few hundred scrapes and stay there. Released, only the workers busy at a
 // moment hold stack pages. Costs one madvise per connection and a few page faults per request.
 void ReleaseIdleStack() {
-  if (::getpid() == ::gettid()) return;  // the main thread's stack is sized by rlimit, not ours to trim
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) != 0) return;
-  void* base = nullptr;  // the lowest usable address (the guard page is below it)
-  size_t size = 0;
-  const bool ok = pthread_attr_getstack(&attr, &base, &size) == 0;
-  pthread_attr_destroy(&attr);
-  if (!ok || !base) return;
+  // This thread's stack, asked once per thread (pthread_getattr_np reads the CPU affinity and
+  // allocates each time): from its lowest usable address (the guard page is below) to `high`.
+  // Empty for the main thread, whose stack rlimit sizes, or without an answer.
+  struct Bounds {
+    uintptr_t low = 0, high = 0;
+  };
+  thread_local const Bounds stack = [] {
+    Bounds b;
+    if (::getpid() == ::gettid()) return b;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0) return b;
+    void* base = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &base, &size) == 0 && base) {
+      b.low = reinterpret_cast<uintptr_t>(base);
+      b.high = b.low + size;
+    }
+    pthread_attr_destroy(&attr);
+    return b;
+  }();
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   volatile char here = 0;
   // A page of margin below this frame, for the calls this function and its callers still make.
   const uintptr_t below = (reinterpret_cast<uintptr_t>(&here) - page) & ~(page - 1);
-  const uintptr_t low = (reinterpret_cast<uintptr_t>(base) + page - 1) & ~(page - 1);
-  if (below <= low || below - low > size) return;
+  const uintptr_t low = (stack.low + page - 1) & ~(page - 1);
+  if (stack.low == 0 || below <= low || below >= stack.high) return;
   ::madvise(reinterpret_cast<void*>(low), below - low, MADV_DONTNEED);
 }
 

@@ -271,9 +271,9 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool wit
       continue;
     }
     if (!opened) {
-      slot = pool_.Open(database, LatestDeadline(walk.deadline), error);
-      opened = true;
       const Clock::time_point deadline = LatestDeadline(walk.deadline);
+      slot = pool_.Open(database, deadline, error);
+      opened = true;
       if (slot && next && TimeLeft(deadline) >= kMinCollectorTime && NeedsSession(walk, *next, with_ttl))
         pool_.Prefetch(*next, deadline);
     }
