@@ -4,8 +4,10 @@
 #include <array>
 #include <charconv>
 #include <cmath>
-#include <limits>
 #include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
 
 namespace pgpulse::collectors {
 
@@ -284,81 +286,8 @@ void PlanFamilies(const Definition& def, const TableView& table, Layout& layout,
   }
 }
 
-// Every row's label suffix ("{a="1",b="2"}") in one arena, so that rows can be
-// deduplicated through string_views that stay valid.
-class LabelSuffixes {
- public:
-  LabelSuffixes(const TableView& table, const Layout& layout,
-                const std::vector<std::pair<std::string, std::string>>& extra_labels) {
-    std::string prefix;
-    bool first = true;
-    for (const auto& [k, v] : extra_labels) {
-      AppendLabel(prefix, k, v, first);
-      first = false;
-    }
-    const bool any_labels = !extra_labels.empty() || !layout.label_cols.empty();
-    row_end_.reserve(table.rows);
-    arena_.reserve(table.rows * (prefix.size() + 16 * layout.label_cols.size() + 2));
-    for (size_t r = 0; r < table.rows; ++r) {
-      if (any_labels) {
-        arena_.push_back('{');
-        arena_.append(prefix);
-        bool f = extra_labels.empty();
-        for (size_t c : layout.label_cols) {
-          const Cell& cell = table.at(r, c);
-          AppendLabel(arena_, layout.spec[c]->label, cell.null ? std::string_view() : cell.view(), f);
-          f = false;
-        }
-        arena_.push_back('}');
-      }
-      row_end_.push_back(static_cast<uint32_t>(arena_.size()));
-    }
-  }
-  std::string_view of(size_t r) const {
-    size_t begin = r == 0 ? 0 : row_end_[r - 1];
-    return std::string_view(arena_.data() + begin, row_end_[r] - begin);
-  }
-  size_t size() const { return arena_.size(); }
-
- private:
-  std::string arena_;
-  std::vector<uint32_t> row_end_;
-};
-
-// Open addressing over row numbers: no allocation per row, unlike a node-based set.
-class FirstSeen {
- public:
-  explicit FirstSeen(const LabelSuffixes& suffixes, size_t rows) : suffixes_(suffixes), rows_(rows) {
-    while (capacity_ < rows * 2) capacity_ <<= 1;
-    slots_.assign(capacity_, 0);
-    const std::hash<std::string_view> hasher;
-    hashes_.resize(rows);
-    for (size_t r = 0; r < rows; ++r) hashes_[r] = hasher(suffixes.of(r)) & (capacity_ - 1);
-  }
-  // Whether no earlier row had row `r`'s labels.
-  bool operator()(size_t r) {
-    constexpr size_t kPrefetchAhead = 16;  // slot lookups are cache misses; start them early
-    if (r + kPrefetchAhead < rows_) __builtin_prefetch(&slots_[hashes_[r + kPrefetchAhead]]);
-    const std::string_view suffix = suffixes_.of(r);
-    for (size_t i = hashes_[r];; i = (i + 1) & (capacity_ - 1)) {
-      if (slots_[i] == 0) {
-        slots_[i] = static_cast<uint32_t>(r + 1);
-        return true;
-      }
-      if (suffixes_.of(slots_[i] - 1) == suffix) return false;
-    }
-  }
-
- private:
-  const LabelSuffixes& suffixes_;
-  const size_t rows_;
-  size_t capacity_ = 16;
-  std::vector<uint32_t> slots_;  // row + 1; 0 = empty
-  std::vector<size_t> hashes_;
-};
-
 // Row `r`'s histogram: a _bucket sample per bound (and +Inf, the count), then _sum and _count.
-bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3>& parts, size_t r,
+bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3>& parts, size_t r, size_t number,
                   std::string_view suffix, Family& family, std::string& error) {
   const Cell& bounds_cell = table.at(r, col);
   const Cell& buckets_cell = table.at(r, parts[0]);
@@ -375,7 +304,7 @@ bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3
     count = c.value_or(0);
   }
   if (!bounds || !buckets || bounds->size() != buckets->size() || !numbers) {
-    error = "histogram column '" + table.columns[col] + "' in row " + std::to_string(r + 1) +
+    error = "histogram column '" + table.columns[col] + "' in row " + std::to_string(number) +
             ": needs arrays of numbers of one length in it and in " + table.columns[parts[0]] + ", and numbers in " +
             table.columns[parts[1]] + " and " + table.columns[parts[2]];
     return false;
@@ -388,9 +317,10 @@ bool AddHistogram(const TableView& table, size_t col, const std::array<size_t, 3
   return true;
 }
 
-// Adds row `r`'s samples to the families; false (with out.error) on a value that is not a number.
-bool AddRow(const Definition& def, const TableView& table, const Layout& layout, size_t r, std::string_view suffix,
-            uint32_t entry, MappedResult& out) {
+// Adds row `r` of `table` (row `number` of the whole result, counted from 1) to the families;
+// false (with out.error) on a value that is not a number.
+bool AddRow(const Definition& def, const TableView& table, const Layout& layout, size_t r, size_t number,
+            std::string_view suffix, uint32_t entry, MappedResult& out) {
   auto value_of = [&](size_t c) -> std::optional<double> {
     const Cell& cell = table.at(r, c);
     auto v = ParseSampleValue(cell.view());
@@ -402,7 +332,7 @@ bool AddRow(const Definition& def, const TableView& table, const Layout& layout,
     }
     if (!v) {
       out.error = "column '" + table.columns[c] + "' has value '" + std::string(cell.view()) + "' in row " +
-                  std::to_string(r + 1) + ", which is not a number";
+                  std::to_string(number) + ", which is not a number";
       return std::nullopt;
     }
     return *v * layout.spec[c]->scale;
@@ -410,7 +340,7 @@ bool AddRow(const Definition& def, const TableView& table, const Layout& layout,
   for (size_t i = 0; i < layout.metric_cols.size(); ++i) {
     if (table.at(r, layout.metric_cols[i]).null) continue;
     if (layout.histogram_parts[i]) {
-      if (!AddHistogram(table, layout.metric_cols[i], *layout.histogram_parts[i], r, suffix, out.families[i],
+      if (!AddHistogram(table, layout.metric_cols[i], *layout.histogram_parts[i], r, number, suffix, out.families[i],
                         out.error))
         return false;
       continue;
@@ -428,71 +358,216 @@ bool AddRow(const Definition& def, const TableView& table, const Layout& layout,
   return true;
 }
 
-// Values, duplicates, limits: every row into the families. False on an unusable value.
-bool AddRows(const Definition& def, const TableView& table, const Layout& layout, const LabelSuffixes& suffixes,
-             MappedResult& out) {
-  // Each kept row's labels once, for all of its families; histograms' samples have their own.
-  auto shared = std::make_shared<SharedSuffixes>();
-  shared->text.reserve(suffixes.size());
-  shared->end.reserve(table.rows);
+// Which label sets have been seen, over suffixes kept elsewhere: a kept row's in the result's
+// SharedSuffixes, one left out by max_series in an arena of its own (a later row with the same
+// labels is then a duplicate, not a new series). Open addressing over ids, no allocation per row.
+class SeenLabels {
+ public:
+  explicit SeenLabels(const SharedSuffixes& kept) : kept_(kept) {}
+
+  // Whether `suffix` was seen; if not, the slot where it goes (Claim* fills it).
+  bool Seen(std::string_view suffix) {
+    if ((count_ + 1) * 2 > slots_.size()) Rehash(std::max<size_t>(64, slots_.size() * 2));
+    for (size_t i = Hash(suffix);; i = (i + 1) & (slots_.size() - 1)) {
+      if (slots_[i] == 0) {
+        free_ = i;
+        return false;
+      }
+      if (Of(slots_[i] - 1) == suffix) return true;
+    }
+  }
+  // After Seen said no: the suffix is kept entry `e` (already in `kept`).
+  void ClaimKept(uint32_t e) { Claim(e * 2); }
+  // After Seen said no: the suffix was left out; its duplicates still count as duplicates.
+  void ClaimLeftOut(std::string_view suffix) { Claim(left_out_.Add(suffix) * 2 + 1); }
+
+ private:
+  size_t Hash(std::string_view s) const { return std::hash<std::string_view>()(s) & (slots_.size() - 1); }
+  std::string_view Of(uint32_t id) const { return id % 2 ? left_out_.of(id / 2) : kept_.of(id / 2); }
+  void Claim(uint32_t id) {
+    slots_[free_] = id + 1;
+    ++count_;
+  }
+  void Rehash(size_t capacity) {
+    std::vector<uint32_t> old(capacity, 0);
+    old.swap(slots_);
+    for (uint32_t slot : old) {
+      if (slot == 0) continue;
+      size_t i = Hash(Of(slot - 1));
+      while (slots_[i] != 0) i = (i + 1) & (slots_.size() - 1);
+      slots_[i] = slot;
+    }
+  }
+
+  const SharedSuffixes& kept_;
+  SharedSuffixes left_out_;
+  std::vector<uint32_t> slots_;  // id + 1; 0 = empty
+  size_t count_ = 0;
+  size_t free_ = 0;  // the empty slot the last Seen found
+};
+
+// Room for `more` elements, growing geometrically: a result read in batches grows its vectors
+// once per batch, and an exact reservation each time would copy them every time.
+template <typename V>
+void MakeRoom(V& v, size_t more) {
+  if (v.capacity() - v.size() < more) v.reserve(std::max(v.size() + more, v.capacity() * 2));
+}
+
+}  // namespace
+
+struct RowMapper::State {
+  State(const Definition& d, std::vector<std::pair<std::string, std::string>> labels)
+      : def(d), extra_labels(std::move(labels)), shared(std::make_shared<SharedSuffixes>()), seen(*shared) {}
+
+  const Definition& def;
+  const std::vector<std::pair<std::string, std::string>> extra_labels;
+  bool started = false;
+  bool finished = false;
+  std::vector<std::string> columns;  // the first batch's, which every later one must repeat
+  Layout layout;
+  std::string prefix;  // the extra labels, rendered once
+  std::shared_ptr<SharedSuffixes> shared;
+  SeenLabels seen;
+  std::string suffix;  // the row being mapped
+  size_t rows = 0;     // rows added so far, in every batch
+  size_t expected_rows = 0;
+  std::optional<double> rows_before_limit;
+  MappedResult out;
+
+  bool Start(const TableView& batch);
+  void Suffix(const TableView& batch, size_t r);
+  bool AddBatch(const TableView& batch);
+};
+
+bool RowMapper::State::Start(const TableView& batch) {
+  started = true;
+  columns = batch.columns;
+  out.error = ResolveColumns(def, batch, layout);
+  if (!out.error.empty()) return false;
+  PlanFamilies(def, batch, layout, out.families);
+  bool first = true;
+  for (const auto& [k, v] : extra_labels) {
+    AppendLabel(prefix, k, v, first);
+    first = false;
+  }
+  for (size_t i = 0; i < out.families.size(); ++i) {
+    if (i >= layout.histogram_parts.size() || !layout.histogram_parts[i]) out.families[i].shared = shared;
+  }
+  return true;
+}
+
+// Row `r`'s label suffix ({a="1",b="2"}, or empty without labels) into `suffix`.
+void RowMapper::State::Suffix(const TableView& batch, size_t r) {
+  suffix.clear();
+  if (extra_labels.empty() && layout.label_cols.empty()) return;
+  suffix.push_back('{');
+  suffix.append(prefix);
+  bool f = extra_labels.empty();
+  for (size_t c : layout.label_cols) {
+    const Cell& cell = batch.at(r, c);
+    AppendLabel(suffix, layout.spec[c]->label, cell.null ? std::string_view() : cell.view(), f);
+    f = false;
+  }
+  suffix.push_back('}');
+}
+
+// Values, duplicates, limits: every row of `batch` into the families. False on an unusable value.
+bool RowMapper::State::AddBatch(const TableView& batch) {
+  if (layout.before_limit_col && rows == 0 && batch.rows > 0) {
+    // A self-limiting query reports on every row how many rows there were before its LIMIT.
+    const Cell& cell = batch.at(0, *layout.before_limit_col);
+    auto total = cell.null ? std::nullopt : ParseSampleValue(cell.view());
+    if (!total || *total < 0 || *total != std::floor(*total)) {
+      out.error = "column '" + batch.columns[*layout.before_limit_col] + "' (rows_before_limit) has value '" +
+                  std::string(cell.null ? "NULL" : cell.view()) + "', which is not a row count";
+      return false;
+    }
+    rows_before_limit = total;
+  }
+  // The first batch reserves for the rows expected in all, if more.
+  const size_t more = rows == 0 ? std::max(batch.rows, expected_rows) : batch.rows;
+  MakeRoom(shared->end, more);
+  // The labels' text, guessed from the rows so far (or the columns, for the first batch).
+  const size_t per_row = rows > 0 ? shared->text.size() / rows + 1 : prefix.size() + 16 * layout.label_cols.size() + 2;
+  MakeRoom(shared->text, more * per_row);
   for (size_t i = 0; i < out.families.size(); ++i) {
     Family& f = out.families[i];
-    const bool histogram = i < layout.histogram_parts.size() && layout.histogram_parts[i];
-    if (histogram) {
-      f.suffixes.reserve(suffixes.size());
-      f.suffix_end.reserve(table.rows);
-    } else {
-      f.shared = shared;
-      f.entry.reserve(table.rows);
-    }
-    f.values.reserve(table.rows);
+    if (f.shared) MakeRoom(f.entry, more);
+    else MakeRoom(f.suffix_end, more);
+    MakeRoom(f.values, more);
   }
-  FirstSeen first_time(suffixes, table.rows);
-  for (size_t r = 0; r < table.rows; ++r) {
+  for (size_t r = 0; r < batch.rows; ++r) {
+    const size_t number = ++rows;  // in the whole result, from 1
     size_t present = def.info ? 1 : 0;
-    for (size_t c : layout.metric_cols) present += table.at(r, c).null ? 0 : 1;
-    if (r >= def.max_rows) {
+    for (size_t c : layout.metric_cols) present += batch.at(r, c).null ? 0 : 1;
+    if (number > def.max_rows) {
       out.dropped_limit += present;
       continue;
     }
-    if (!first_time(r)) {
+    Suffix(batch, r);
+    if (seen.Seen(suffix)) {
       out.dropped_duplicates += present;
       continue;
     }
     if (out.series + present > def.max_series) {
+      seen.ClaimLeftOut(suffix);
       out.dropped_limit += present;
       continue;
     }
-    if (!AddRow(def, table, layout, r, suffixes.of(r), shared->Add(suffixes.of(r)), out)) return false;
+    const uint32_t entry = shared->Add(suffix);
+    seen.ClaimKept(entry);
+    if (!AddRow(def, batch, layout, r, number, suffix, entry, out)) return false;
     out.series += present;
   }
-  // Cached results live for minutes: give back what the reservations for every row did not use.
-  shared->text.shrink_to_fit();
-  shared->end.shrink_to_fit();
-  for (Family& f : out.families) {
-    f.entry.shrink_to_fit();
-    f.values.shrink_to_fit();
-  }
   return true;
 }
 
-// Counts the rows a self-limiting query left out (its rows_before_limit column) as dropped.
-bool CountRowsBeforeLimit(const TableView& table, const Layout& layout, MappedResult& out) {
-  if (!layout.before_limit_col || table.rows == 0) return true;
-  const Cell& cell = table.at(0, *layout.before_limit_col);
-  auto total = cell.null ? std::nullopt : ParseSampleValue(cell.view());
-  if (!total || *total < 0 || *total != std::floor(*total)) {
-    out.error = "column '" + table.columns[*layout.before_limit_col] + "' (rows_before_limit) has value '" +
-                std::string(cell.null ? "NULL" : cell.view()) + "', which is not a row count";
+RowMapper::RowMapper(const Definition& def, std::vector<std::pair<std::string, std::string>> extra_labels)
+    : s_(std::make_unique<State>(def, std::move(extra_labels))) {}
+
+RowMapper::~RowMapper() = default;
+
+bool RowMapper::Batches(const Definition& def) { return !def.pivot && !def.NameSuffixColumn(); }
+
+void RowMapper::Expect(size_t rows) { s_->expected_rows = rows; }
+
+bool RowMapper::Add(const TableView& batch) {
+  State& s = *s_;
+  if (s.finished || !s.out.error.empty()) return false;
+  if (!s.started) {
+    if (!s.Start(batch)) return false;
+  } else if (batch.columns != s.columns) {
+    s.out.error = "the query's batches of rows came with different columns";
     return false;
   }
-  // Rows the query left out never reached us: count each as one series per metric column.
-  if (*total > static_cast<double>(table.rows))
-    out.dropped_limit += static_cast<size_t>(*total - static_cast<double>(table.rows)) * layout.metric_cols.size();
-  return true;
+  return s.AddBatch(batch);
 }
 
-}  // namespace
+MappedResult RowMapper::Finish() {
+  State& s = *s_;
+  s.finished = true;
+  MappedResult out = std::move(s.out);
+  if (!s.started && out.error.empty()) out.error = "the query returned no result";
+  if (!out.error.empty()) {
+    out.families.clear();
+    out.series = 0;
+    return out;
+  }
+  // Rows the query left out never reached us: count each as one series per metric column.
+  if (s.rows_before_limit && *s.rows_before_limit > static_cast<double>(s.rows))
+    out.dropped_limit += static_cast<size_t>(*s.rows_before_limit - static_cast<double>(s.rows)) *
+                         s.layout.metric_cols.size();
+  // Cached results live for minutes: give back what the reservations did not use.
+  s.shared->text.shrink_to_fit();
+  s.shared->end.shrink_to_fit();
+  for (Family& f : out.families) {
+    f.entry.shrink_to_fit();
+    f.suffix_end.shrink_to_fit();
+    f.suffixes.shrink_to_fit();
+    f.values.shrink_to_fit();
+  }
+  return out;
+}
 
 MappedResult MapRows(const Definition& def, const TableView& given,
                      const std::vector<std::pair<std::string, std::string>>& extra_labels) {
@@ -500,17 +575,15 @@ MappedResult MapRows(const Definition& def, const TableView& given,
   TableView pivoted;
   if (def.pivot && !PivotRows(def, given, pivoted, out.error)) return out;
   const TableView& table = def.pivot ? pivoted : given;
-  Layout layout;
-  out.error = ResolveColumns(def, table, layout);
-  if (!out.error.empty()) return out;
-  if (def.NameSuffixColumn()) return MapNamedRows(def, table, layout.spec, extra_labels);
-  PlanFamilies(def, table, layout, out.families);
-  const LabelSuffixes suffixes(table, layout, extra_labels);
-  if (!AddRows(def, table, layout, suffixes, out) || !CountRowsBeforeLimit(table, layout, out)) {
-    out.families.clear();
-    out.series = 0;
+  if (def.NameSuffixColumn()) {
+    Layout layout;
+    out.error = ResolveColumns(def, table, layout);
+    if (!out.error.empty()) return out;
+    return MapNamedRows(def, table, layout.spec, extra_labels);
   }
-  return out;
+  RowMapper mapper(def, extra_labels);
+  mapper.Add(table);
+  return mapper.Finish();
 }
 
 }  // namespace pgpulse::collectors

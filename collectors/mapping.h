@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,36 @@ struct MappedResult {
   size_t dropped_duplicates = 0;  // samples whose label set was already seen
   size_t dropped_limit = 0;       // samples beyond the definition's max_rows or max_series
   std::string error;              // non-empty: the result could not be mapped at all
+};
+
+// Maps a result that arrives in batches (a cursor's FETCHes) to families batch by batch, so that
+// only one batch of a large result is held at a time; the result is the same as MapRows over all
+// rows at once (row numbers in errors count from the first batch). The first batch's columns
+// decide the layout, and every later batch must have the same. `extra_labels`: as for MapRows.
+class RowMapper {
+ public:
+  // `def` must outlive the mapper.
+  RowMapper(const Definition& def, std::vector<std::pair<std::string, std::string>> extra_labels);
+  RowMapper(Definition&&, std::vector<std::pair<std::string, std::string>>) = delete;
+  ~RowMapper();
+  RowMapper(const RowMapper&) = delete;
+  RowMapper& operator=(const RowMapper&) = delete;
+
+  // Whether `def`'s rows can be mapped in batches: not a pivot or a name_suffix definition,
+  // which need every row at once (they are small: one row per setting or key).
+  static bool Batches(const Definition& def);
+  // Room for `rows` rows in all, reserved when the first batch comes: the size of the last
+  // result, so that a result read in batches is not grown (and copied) batch after batch.
+  void Expect(size_t rows);
+  // False once the rows cannot be mapped (Finish says why); later batches are then ignored.
+  bool Add(const TableView& batch);
+  // Every added row's families; with an error (and no families) if a batch could not be mapped
+  // or none was added.
+  MappedResult Finish();
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
 };
 
 // `extra_labels` (e.g. datname for database-scoped collectors) come first in

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "tests/harness/table_view.h"
 
@@ -101,6 +105,112 @@ TEST(Mapping, SeriesBeyondTheLimitAreDroppedAndCounted) {
   EXPECT_EQ(m.series, 4u);
   EXPECT_EQ(m.dropped_limit, 2u);
   EXPECT_EQ(m.families[0].size(), 2u);
+}
+
+// Rows in batches of `size`, as a cursor's FETCHes bring them.
+MappedResult MapInBatches(const Definition& d, const std::vector<std::string>& columns,
+                          const std::vector<std::vector<std::optional<std::string>>>& rows, size_t size,
+                          const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  RowMapper mapper(d, extra);
+  if (size % 2) mapper.Expect(rows.size());  // reserved up front, or grown batch by batch: the same
+  for (size_t at = 0; at < rows.size() || at == 0; at += size) {
+    std::vector<std::vector<std::optional<std::string>>> batch(
+        rows.begin() + static_cast<std::ptrdiff_t>(std::min(at, rows.size())),
+        rows.begin() + static_cast<std::ptrdiff_t>(std::min(at + size, rows.size())));
+    Table t(columns, batch);
+    mapper.Add(t.view);
+    if (rows.empty()) break;
+  }
+  return mapper.Finish();
+}
+
+TEST(RowMapper, BatchesMapToWhatTheWholeResultMapsTo) {
+  // Duplicates across batches, a null, max_rows ending inside a batch, max_series reached, and a
+  // duplicate of a row max_series left out (a duplicate, not a new series).
+  Definition d = Def(/*max_series=*/9);
+  d.max_rows = 8;
+  const std::vector<std::string> columns = {"datname", "state", "n", "t", "note"};
+  const std::vector<std::vector<std::optional<std::string>>> rows = {
+      {"a", "idle", "1", "10", "x"},        {"b", "idle", "2", std::nullopt, "x"}, {"a", "idle", "3", "30", "x"},
+      {"c", "active", "4", "40", "x"},      {"d", "idle", "5", "50", "x"},         {"e", "idle", "6", "60", "x"},
+      {"e", "idle", "7", "70", "x"},        {"b", "idle", "8", "80", "x"},         {"f", "idle", "9", "90", "x"},
+      {"g", "idle", std::nullopt, "1", "x"}};
+  Table whole(columns, rows);
+  const MappedResult expected = MapRows(d, whole.view, {{"target", "main"}});
+  ASSERT_TRUE(expected.error.empty()) << expected.error;
+  EXPECT_EQ(expected.series, 9u);
+  EXPECT_GT(expected.dropped_duplicates, 0u);
+  EXPECT_GT(expected.dropped_limit, 0u);
+  for (size_t size : {1, 2, 3, 4, 7, 10, 11}) {
+    const MappedResult m = MapInBatches(d, columns, rows, size, {{"target", "main"}});
+    ASSERT_TRUE(m.error.empty()) << "batches of " << size << ": " << m.error;
+    EXPECT_EQ(testing::Samples(m.families), testing::Samples(expected.families)) << "batches of " << size;
+    EXPECT_EQ(m.series, expected.series) << "batches of " << size;
+    EXPECT_EQ(m.dropped_duplicates, expected.dropped_duplicates) << "batches of " << size;
+    EXPECT_EQ(m.dropped_limit, expected.dropped_limit) << "batches of " << size;
+  }
+}
+
+TEST(RowMapper, AnErrorInALaterBatchNamesTheRowOfTheWholeResultAndKeepsNothing) {
+  const std::vector<std::string> columns = {"datname", "state", "n", "t", "note"};
+  std::vector<std::vector<std::optional<std::string>>> rows;
+  for (int i = 0; i < 7; ++i) rows.push_back({"db" + std::to_string(i), "idle", "1", "1", "x"});
+  rows[5][2] = "lots";
+  const MappedResult m = MapInBatches(Def(), columns, rows, 3);
+  EXPECT_EQ(m.error, "column 'n' has value 'lots' in row 6, which is not a number");
+  EXPECT_TRUE(m.families.empty());
+  EXPECT_EQ(m.series, 0u);
+}
+
+TEST(RowMapper, BatchesWithOtherColumnsOrNoneAtAllAreErrors) {
+  Table first({"datname", "state", "n", "t", "note"}, {{"a", "idle", "1", "1", "x"}});
+  Table other({"datname", "state", "n", "t"}, {{"b", "idle", "1", "1"}});
+  const Definition d = Def();
+  RowMapper mapper(d, {});
+  EXPECT_TRUE(mapper.Add(first.view));
+  EXPECT_FALSE(mapper.Add(other.view));
+  const MappedResult m = mapper.Finish();
+  EXPECT_EQ(m.error, "the query's batches of rows came with different columns");
+  EXPECT_TRUE(m.families.empty());
+
+  RowMapper nothing(d, {});
+  EXPECT_EQ(nothing.Finish().error, "the query returned no result");
+}
+
+TEST(RowMapper, RowsBeforeLimitComesFromTheFirstBatchAndCountsEveryBatch) {
+  LoadResult r = LoadDefinitions({Source{"t.yaml", R"(collectors:
+  - name: top
+    help: h
+    max_rows: 4
+    sql: SELECT 1
+    columns:
+      relname: label
+      a: {gauge: pg_a, help: A.}
+      total: rows_before_limit
+)"}});
+  ASSERT_TRUE(r.ok());
+  const std::vector<std::string> columns = {"relname", "a", "total"};
+  const std::vector<std::vector<std::optional<std::string>>> rows = {
+      {"w", "1", "10"}, {"x", "2", "10"}, {"y", "3", "10"}, {"z", "4", "10"}};
+  const MappedResult m = MapInBatches(r.definitions[0], columns, rows, 3);
+  ASSERT_TRUE(m.error.empty()) << m.error;
+  EXPECT_EQ(m.series, 4u);
+  EXPECT_EQ(m.dropped_limit, 6u);  // 10 rows before the limit, 4 returned
+}
+
+TEST(RowMapper, PivotAndNameSuffixDefinitionsAreReadWhole) {
+  LoadResult r = LoadDefinitions({Source{"t.yaml", R"(collectors:
+  - name: settings
+    help: h
+    sql: SELECT 1
+    columns:
+      name: {name_suffix: pg_settings_}
+      setting: {gauge: pg_settings, help: S.}
+)",
+                                         /*foreign_names=*/true}});
+  ASSERT_TRUE(r.ok()) << r.errors.front();
+  EXPECT_FALSE(RowMapper::Batches(r.definitions[0]));
+  EXPECT_TRUE(RowMapper::Batches(Def()));
 }
 
 TEST(Mapping, RowsBeyondMaxRowsAreDroppedInQueryOrder) {
