@@ -173,7 +173,19 @@ CollectorRun PostgresSession::Run(const PlannedCollector& planned, Millis timeou
     run.error = "connection lost: not connected";
     return run;
   }
-  CollectorRun run = RunCollector(*conn_, planned, timeout, extra_labels, filesystem, prepare_);
+  RowReading reading;
+  reading.prepare = prepare_;
+  // A query whose last result here filled a batch, or that has not run here yet, is read in
+  // batches; one known to be small runs whole, as a prepared statement planned once. Not yet run
+  // counts as large so that the first scrape after a start, with every cache empty, does not hold
+  // 30,000 tables' rows whole either.
+  const std::string key = PreparedName(planned.variant->sql);
+  const auto last = last_rows_.find(key);
+  if (last == last_rows_.end() || last->second >= kBatchRows) reading.batch_rows = kBatchRows;
+  if (last != last_rows_.end()) reading.expected_rows = last->second;
+  CollectorRun run = RunCollector(*conn_, planned, timeout, extra_labels, filesystem, reading);
+  // A query that cannot be a cursor's runs whole from now on.
+  if (run.success) last_rows_[key] = run.declarable ? run.rows : 0;
   if (run.connection_lost) conn_.reset();
   return run;
 }

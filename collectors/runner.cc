@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <limits>
 
 #include "collectors/text.h"
@@ -108,9 +109,13 @@ void AddFilesystemColumns(const Definition& def, const FilesystemAccess& access,
   table.cached_row = SIZE_MAX;
 }
 
-std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
-                                        std::optional<int64_t> limit, const std::string& prepared_name,
-                                        const std::string& run_if) {
+namespace {
+
+// Opens the guarded transaction (READ ONLY, statement and lock timeouts, a savepoint), runs the
+// run_if query and, when it says so, `body`; then ends the transaction. False: run_if said no.
+// Throws pqxx exceptions, after rolling back.
+template <typename Body>
+bool InGuardedTransaction(pqxx::connection_base& conn, Millis timeout, const std::string& run_if, Body&& body) {
   pqxx::nontransaction tx(conn);
   const int64_t total = std::max<int64_t>(1, timeout.count());
   // lock_timeout fires first, so a query stuck behind a lock says so rather
@@ -118,8 +123,11 @@ std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::
   const int64_t lock = std::max<int64_t>(1, total * 3 / 4);
   // One round trip opens the guarded transaction; the caller's query is the second.
   // The savepoint lets the end of the transaction undo what a collector changed in the session.
+  // cursor_tuple_fraction 1: a cursor (see FetchInBatches) reads every row, so its plan should be
+  // the one for all rows, as for the query run whole, not for a fast first tenth.
   tx.exec("BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = " + std::to_string(total) +
-          "; SET LOCAL lock_timeout = " + std::to_string(lock) + "; SAVEPOINT collector");
+          "; SET LOCAL lock_timeout = " + std::to_string(lock) +
+          "; SET LOCAL cursor_tuple_fraction = 1; SAVEPOINT collector");
   try {
     // The extended protocol runs exactly one statement, so a definition
     // cannot end the read-only transaction with "COMMIT; INSERT ...".
@@ -128,23 +136,16 @@ std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::
       const pqxx::result go = tx.exec_params(run_if);
       if (go.empty() || go.columns() < 1 || go[0][0].is_null() || !go[0][0].as<bool>()) {
         tx.exec("ROLLBACK TO SAVEPOINT collector; COMMIT");
-        return std::nullopt;
+        return false;
       }
     }
-    pqxx::result r;
-    if (prepared_name.empty()) {
-      r = limit ? tx.exec_params(sql, *limit) : tx.exec_params(sql);
-    } else {
-      // Planned once per connection: catalog joins can take longer to plan than to run.
-      conn.prepare(prepared_name, sql);
-      r = limit ? tx.exec_prepared(prepared_name, *limit) : tx.exec_prepared(prepared_name);
-    }
+    body(tx);
     // Rolling back to the savepoint undoes what a collector changed in the session (SET ROLE,
-    // SET, set_config(..., false)); the transaction itself commits, so the server's
-    // xact_rollback, and every rollback-ratio alert built on it, counts none of the agent's
-    // queries. One round trip, as a plain COMMIT. Session-level advisory locks are not undone.
+    // SET, set_config(..., false)) and closes its cursor; the transaction itself commits, so the
+    // server's xact_rollback, and every rollback-ratio alert built on it, counts none of the
+    // agent's queries. One round trip, as a plain COMMIT. Session-level advisory locks are not undone.
     tx.exec("ROLLBACK TO SAVEPOINT collector; COMMIT");
-    return r;
+    return true;
   } catch (const pqxx::broken_connection&) {
     throw;
   } catch (...) {
@@ -157,29 +158,105 @@ std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::
   }
 }
 
+pqxx::result RunWhole(pqxx::transaction_base& tx, const std::string& sql, std::optional<int64_t> limit,
+                      const std::string& prepared_name) {
+  if (prepared_name.empty()) return limit ? tx.exec_params(sql, *limit) : tx.exec_params(sql);
+  // Planned once per connection: catalog joins can take longer to plan than to run.
+  tx.conn().prepare(prepared_name, sql);
+  return limit ? tx.exec_prepared(prepared_name, *limit) : tx.exec_prepared(prepared_name);
+}
+
+// Reads `sql`'s rows through a cursor, `batch_rows` at a time, handing each batch to `each` before
+// the next is fetched (and stopping early when `each` says false: the rows cannot be used); the
+// statement timeout covers all fetches together, as it covers a query run whole. False, with the transaction back at
+// its savepoint, when `sql` cannot be a cursor's query (DECLARE takes a SELECT, VALUES or TABLE; not SHOW, say).
+bool FetchInBatches(pqxx::transaction_base& tx, const std::string& sql, std::optional<int64_t> limit,
+                    std::chrono::steady_clock::time_point deadline, size_t batch_rows,
+                    const std::function<bool(const pqxx::result&)>& each) {
+  const std::string declare = "DECLARE pgpulse_rows NO SCROLL CURSOR FOR " + sql;
+  try {
+    // Extended protocol, as for the query run whole: one statement, nothing after it.
+    if (limit) tx.exec_params(declare, *limit);
+    else tx.exec_params(declare);
+  } catch (const pqxx::syntax_error&) {
+    tx.exec("ROLLBACK TO SAVEPOINT collector");
+    return false;
+  }
+  const std::string fetch = "; FETCH FORWARD " + std::to_string(batch_rows) + " FROM pgpulse_rows";
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    // As the server words a statement_timeout, so that the run reports it the same way.
+    if (left <= 0) throw pqxx::sql_error("canceling statement due to statement timeout", "FETCH", "57014");
+    const pqxx::result batch = tx.exec("SET LOCAL statement_timeout = " + std::to_string(left) + fetch);
+    if (!each(batch) || batch.size() < batch_rows) return true;
+  }
+}
+
+}  // namespace
+
+std::optional<pqxx::result> RunReadOnly(pqxx::connection_base& conn, const std::string& sql, Millis timeout,
+                                        std::optional<int64_t> limit, const std::string& prepared_name,
+                                        const std::string& run_if) {
+  std::optional<pqxx::result> r;
+  if (!InGuardedTransaction(conn, timeout, run_if,
+                            [&](pqxx::transaction_base& tx) { r = RunWhole(tx, sql, limit, prepared_name); }))
+    return std::nullopt;
+  return r;
+}
+
 CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& planned, Millis timeout,
                           const std::vector<std::pair<std::string, std::string>>& extra_labels,
-                          const FilesystemAccess& filesystem, bool prepare) {
+                          const FilesystemAccess& filesystem, const RowReading& reading) {
   CollectorRun run;
   auto start = std::chrono::steady_clock::now();
   try {
     const Definition& def = *planned.definition;
+    const std::string& sql = planned.variant->sql;
     std::optional<int64_t> limit;
     if (def.LimitsItself())
       limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
-    const std::optional<pqxx::result> r = RunReadOnly(
-        conn, planned.variant->sql, timeout, limit, prepare ? PreparedName(planned.variant->sql) : "", def.run_if_sql);
-    TableView table;
-    if (r) {
-      table = ViewOf(*r);
-    } else {
+    const std::string prepared_name = reading.prepare ? PreparedName(sql) : "";
+    RowMapper mapper(def, extra_labels);
+    mapper.Expect(reading.expected_rows);
+    // Maps one result (all rows, or one batch) into `mapper`, with the filesystem columns added.
+    auto map = [&](const pqxx::result& r) {
+      run.rows += r.size();
+      TableView table = ViewOf(r);
+      std::vector<std::string> storage;
+      AddFilesystemColumns(def, filesystem, table, storage, run.notes);
+      return mapper.Add(table);
+    };
+    const bool ran = InGuardedTransaction(conn, timeout, def.run_if_sql, [&](pqxx::transaction_base& tx) {
+      if (reading.batch_rows > 0 && RowMapper::Batches(def)) {
+        run.batched = true;  // also when a fetch fails
+        run.batched = FetchInBatches(tx, sql, limit, start + timeout, reading.batch_rows, map);
+        run.declarable = run.batched;
+        if (run.batched) return;
+      }
+      const pqxx::result r = RunWhole(tx, sql, limit, prepared_name);
+      if (RowMapper::Batches(def)) {
+        map(r);
+      } else {
+        // A pivot or name_suffix definition maps all rows at once (MapRows).
+        TableView table = ViewOf(r);
+        std::vector<std::string> storage;
+        AddFilesystemColumns(def, filesystem, table, storage, run.notes);
+        run.rows = r.size();
+        run.mapped = MapRows(def, table, extra_labels);
+      }
+    });
+    if (!ran) {
       // run_if said there is nothing to report: the result of a query that found no rows.
+      TableView table;
       for (const Column& c : def.columns) table.columns.push_back(c.name);
+      std::vector<std::string> storage;
+      AddFilesystemColumns(def, filesystem, table, storage, run.notes);
+      run.mapped = MapRows(def, table, extra_labels);
       run.notes.push_back("not run: its run_if query found nothing to report here");
+    } else if (RowMapper::Batches(def)) {
+      run.mapped = mapper.Finish();
     }
-    std::vector<std::string> storage;
-    AddFilesystemColumns(def, filesystem, table, storage, run.notes);
-    run.mapped = MapRows(def, table, extra_labels);
     run.success = run.mapped.error.empty();
     run.error = run.mapped.error;
   } catch (const pqxx::broken_connection& e) {
@@ -192,7 +269,7 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     // 55P03 lock_not_available: lock_timeout fired.
     if (e.sqlstate() == "55P03") run.error = "waited too long for a lock (lock_timeout): ";
     // 26000 invalid_sql_statement_name: prepared on another server connection than this one.
-    if (e.sqlstate() == "26000" && prepare)
+    if (e.sqlstate() == "26000" && reading.prepare)
       run.error =
           "the server connection does not have this collector's prepared statement (a transaction-pooling "
           "proxy between the agent and PostgreSQL? then set prepared_statements: false on the target): ";
