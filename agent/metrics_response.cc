@@ -34,9 +34,8 @@ MetricsResponse::~MetricsResponse() {
 
 void MetricsResponse::Write(std::string& text) {
   if (compressor_.joinable()) {
-    // Copies of at most kSliceBytes: a family's text can run to megabytes, and a copy of it whole
-    // beside the renderer's buffer would add that much to the peak. The renderer's buffer, sized
-    // for its largest family, stays with it.
+    // Copies of at most kSliceBytes, so that the queue holds no more than about kQueuedBytes
+    // beside the renderer's own piece (about a MiB), which stays with it.
     for (size_t at = 0; at < text.size(); at += kSliceBytes) {
       std::unique_lock<std::mutex> lock(queue_->mu);
       queue_->cv.wait(lock, [&] { return queue_->bytes < kQueuedBytes || queue_->error; });

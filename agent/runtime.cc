@@ -609,8 +609,10 @@ void Agent::Render(const Runtime& rt, const std::vector<std::shared_ptr<Target>>
     self.insert(self.end(), std::make_move_iterator(own.begin()), std::make_move_iterator(own.end()));
   }
   for (const auto& f : self) order.push_back(&f);
-  // Family by family into the sink: the whole text is never in memory at once.
-  constexpr size_t kPieceBytes = 64 * 1024;
+  // In pieces into the sink: the whole text is never in memory at once, nor one whole family
+  // (30,000 tables' worth of one column is 3 MB). 1 MiB: with 64 KiB pieces an uncompressed
+  // full-size scrape took a third longer (more, smaller chunks on the socket).
+  constexpr size_t kPieceBytes = 1024 * 1024;
   collectors::WriteExposition(order, kPieceBytes, sink);
 }
 

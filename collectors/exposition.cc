@@ -179,9 +179,10 @@ void AppendHeader(std::string& header, const Family& family) {
   header.append(KindName(family.kind)).push_back('\n');
 }
 
-char* WriteSamples(char* p, std::string_view name, const Family& family) {
+// Writes samples [from, to) of `family`.
+char* WriteSamples(char* p, std::string_view name, const Family& family, size_t from, size_t to) {
   if (family.shared) {
-    for (size_t i = 0; i < family.values.size(); ++i) {
+    for (size_t i = from; i < to; ++i) {
       p = Copy(p, name);
       p = Copy(p, family.shared->of(family.entry[i]));
       *p++ = ' ';
@@ -191,8 +192,8 @@ char* WriteSamples(char* p, std::string_view name, const Family& family) {
     return p;
   }
   const char* suffixes = family.suffixes.data();
-  uint32_t begin = 0;
-  for (size_t i = 0; i < family.values.size(); ++i) {
+  uint32_t begin = from == 0 ? 0 : family.suffix_end[from - 1];
+  for (size_t i = from; i < to; ++i) {
     uint32_t end = family.suffix_end[i];
     p = Copy(p, name);
     p = Copy(p, std::string_view(suffixes + begin, end - begin));
@@ -276,16 +277,39 @@ void WriteFamilies(std::string& out, const std::vector<const Family*>& families,
   for (size_t i = 0; i < families.size(); ++i) {
     if (continuation[i]) continue;
     const Family& first = *families[i];
-    // Room for the whole family, then cut back to what was written (the writer never checks).
-    const size_t start = out.size();
-    out.resize(start + bound_of(i));
-    char* p = out.data() + start;
     header.clear();
     AppendHeader(header, first);
-    p = Copy(p, header);
-    for (size_t j = i; j != kEnd; j = next[j]) p = WriteSamples(p, first.name, *families[j]);
-    out.resize(static_cast<size_t>(p - out.data()));
-    if (sink && out.size() >= flush_bytes) {
+    if (!sink) {
+      // Room for the whole family, then cut back to what was written (the writer never checks).
+      const size_t start = out.size();
+      out.resize(start + bound_of(i));
+      char* p = Copy(out.data() + start, header);
+      for (size_t j = i; j != kEnd; j = next[j]) p = WriteSamples(p, first.name, *families[j], 0, families[j]->size());
+      out.resize(static_cast<size_t>(p - out.data()));
+      continue;
+    }
+    // Streamed: in slices of samples that fit the piece, so that `out` never grows much past
+    // flush_bytes, however large one family is (30,000 tables' worth of one column is 3 MB).
+    out.append(header);
+    for (size_t j = i; j != kEnd; j = next[j]) {
+      const Family& family = *families[j];
+      // No line of this family is longer: slices are sized without measuring each sample.
+      const size_t line = first.name.size() + 2 + kMaxValueChars + family.longest_suffix;
+      for (size_t from = 0; from < family.size();) {
+        const size_t room = out.size() < flush_bytes ? flush_bytes - out.size() : 0;
+        const size_t to = std::min(family.size(), from + std::max<size_t>(1, room / line));
+        const size_t start = out.size();
+        out.resize(start + (to - from) * line);
+        char* p = WriteSamples(out.data() + start, first.name, family, from, to);
+        out.resize(static_cast<size_t>(p - out.data()));
+        from = to;
+        if (out.size() >= flush_bytes) {
+          (*sink)(out);
+          out.clear();
+        }
+      }
+    }
+    if (!out.empty() && out.size() >= flush_bytes) {
       (*sink)(out);
       out.clear();
     }

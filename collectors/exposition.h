@@ -25,8 +25,9 @@ void WriteExposition(std::string& out, const std::vector<const Family*>& familie
 
 // Receives the text as it is written; may take it (it is cleared afterwards).
 using ExpositionSink = std::function<void(std::string& text)>;
-// The same, streamed: `sink` gets the text in pieces of about `flush_bytes` (whole families;
-// one family larger than that is one piece), so the whole text is never in memory at once.
+// The same, streamed: `sink` gets the text in pieces of about `flush_bytes` (a large family is
+// split between pieces at sample boundaries), so the whole text is never in memory at once, nor
+// one whole large family.
 void WriteExposition(const std::vector<const Family*>& families, size_t flush_bytes, const ExpositionSink& sink);
 
 // Converts prometheus-cpp families (the agent's own Registry) to ours, so

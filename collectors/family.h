@@ -1,6 +1,7 @@
 #pragma once
 // One metric family's samples, stored so that writing the exposition is copying bytes.
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -48,7 +49,8 @@ struct Family {
   std::vector<uint32_t> suffix_end;              // own: end offset in `suffixes` of sample i
   std::shared_ptr<const SharedSuffixes> shared;  // shared: sample i's suffix is shared->of(entry[i])
   std::vector<uint32_t> entry;
-  size_t shared_bytes = 0;  // shared: the length of all samples' suffixes
+  size_t shared_bytes = 0;    // shared: the length of all samples' suffixes
+  size_t longest_suffix = 0;  // of any sample: bounds a slice of samples without measuring each
   std::vector<double> values;
 
   size_t size() const { return values.size(); }
@@ -63,12 +65,15 @@ struct Family {
     if (shared) Unshare();
     suffixes.append(suffix);
     suffix_end.push_back(static_cast<uint32_t>(suffixes.size()));
+    longest_suffix = std::max(longest_suffix, suffix.size());
     values.push_back(value);
   }
   // A sample whose suffix is entry `e` of `shared`, which must be set (and is never changed).
   void AddShared(uint32_t e, double value) {
     entry.push_back(e);
-    shared_bytes += shared->of(e).size();
+    const size_t length = shared->of(e).size();
+    shared_bytes += length;
+    longest_suffix = std::max(longest_suffix, length);
     values.push_back(value);
   }
   // Copies the shared suffixes into the family's own, so that Add can follow.

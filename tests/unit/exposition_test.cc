@@ -7,9 +7,11 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -296,7 +298,7 @@ TEST(WriteExposition, AppendsToWhatIsAlreadyInTheOutput) {
   EXPECT_EQ(out, "# previous\n# TYPE up gauge\nup 1\n");
 }
 
-TEST(WriteExposition, StreamedInWholeFamiliesItIsTheSameText) {
+TEST(WriteExposition, StreamedInPiecesItIsTheSameText) {
   std::vector<Family> families;
   for (int f = 0; f < 50; ++f) {
     Family& family = families.emplace_back();
@@ -306,22 +308,42 @@ TEST(WriteExposition, StreamedInWholeFamiliesItIsTheSameText) {
     for (int i = 0; i < 100; ++i)
       family.Add(RenderLabels({{"f", std::to_string(f)}, {"i", std::to_string(i)}}), f * 1000 + i + 0.25);
   }
+  // One family far larger than a piece, its labels shared with another (a per-table result).
+  auto shared = std::make_shared<SharedSuffixes>();
+  for (int i = 0; i < 3000; ++i) shared->Add(RenderLabels({{"relname", "t" + std::to_string(i)}}));
+  for (const char* name : {"pg_big_a", "pg_big_b"}) {
+    Family& family = families.emplace_back();
+    family.name = name;
+    family.shared = shared;
+    for (uint32_t i = 0; i < 3000; ++i) family.AddShared(i, i * 0.5);
+  }
   std::vector<const Family*> order;
   for (const Family& f : families) order.push_back(&f);
   std::string whole;
   WriteExposition(whole, order);
   for (size_t flush : {size_t{0}, size_t{1}, size_t{4096}, size_t{1} << 30}) {
     std::string streamed;
-    std::vector<size_t> pieces;
+    std::vector<std::string> pieces;
     WriteExposition(order, flush, [&](std::string& text) {
-      pieces.push_back(text.size());
+      pieces.push_back(text);
       streamed += text;
     });
     EXPECT_EQ(streamed, whole) << "flush at " << flush;
-    // Pieces end at a family's end: no piece but the last is smaller than the flush size,
-    // and each one starts with a family's header.
-    for (size_t i = 0; i + 1 < pieces.size(); ++i) EXPECT_GE(pieces[i], flush);
-    EXPECT_EQ(pieces.size(), flush <= 1 ? 20u : flush == 4096 ? 20u : 1u) << "flush at " << flush;
+    // Every piece but the last is at least the flush size and at most a sample line (and a family
+    // header) beyond it, however large the family: pieces end between samples.
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      EXPECT_EQ(pieces[i].back(), '\n') << "flush at " << flush << ", piece " << i;
+      if (i + 1 < pieces.size()) {
+        EXPECT_GE(pieces[i].size(), flush) << "flush at " << flush << ", piece " << i;
+      }
+      EXPECT_LE(pieces[i].size(), std::max<size_t>(flush, 1) + 200) << "flush at " << flush << ", piece " << i;
+    }
+    if (flush == 4096) {
+      EXPECT_GT(pieces.size(), whole.size() / 4096 - 1);
+    }
+    if (flush == (size_t{1} << 30)) {
+      EXPECT_EQ(pieces.size(), 1u);
+    }
   }
 }
 
