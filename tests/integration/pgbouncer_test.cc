@@ -232,15 +232,23 @@ TEST_F(PgBouncerTest, TransactionPoolingNeedsPreparedStatementsOff) {
                                     "targets:\n  - name: main\n    dsn: \"" + bouncer->pooled_dsn() +
                                         "\"\n    prepared_statements: " + (prepared ? "true" : "false") + "\n");
     auto agent = AgentProcess::Start({"--config.file=" + cfg});
-    auto first_holder = hold();
-    std::string first = Scrape(*agent);  // on the other server connection
-    auto second_holder = hold();         // takes that one
-    first_holder.second.reset();         // and frees the first
-    first_holder.first.reset();
-    std::string second = Scrape(*agent);
+    // Server connections X and Y. A query's first run on the agent's connection reads it through
+    // a cursor; from the second run on, a small result's query is a prepared statement, prepared
+    // where that run lands. So: first run on Y, second (prepared) on X, third on Y again.
+    auto x_holder = hold();
+    std::string first = Scrape(*agent);  // on Y
+    auto y_holder = hold();              // takes Y
+    x_holder.second.reset();             // and frees X
+    x_holder.first.reset();
+    std::string prepare = Scrape(*agent);  // on X, which now has the statements
+    x_holder = hold();                     // takes X
+    y_holder.second.reset();               // and frees Y
+    y_holder.first.reset();
+    std::string second = Scrape(*agent);  // on Y, which does not
     const std::string ok = "pgpulse_collector_success{collector=\"connections\",target=\"main\"}";
     EXPECT_EQ(SampleValue(first, "pg_up"), 1.0) << first;
     EXPECT_EQ(SampleValue(first, ok), 1.0) << agent->Log();
+    EXPECT_EQ(SampleValue(prepare, ok), 1.0) << agent->Log();
     EXPECT_EQ(SampleValue(second, "pg_up"), 1.0) << second;
     if (prepared) {
       EXPECT_EQ(SampleValue(second, ok), 0.0) << agent->Log();
