@@ -256,9 +256,13 @@ bool Target::RunsIn(const Walk& walk, const collectors::Definition& def, const s
   return chosen == walk.chosen.end() || chosen->second.count(database) > 0;
 }
 
+bool Target::ServedFromCache(const collectors::Definition& def, const std::string& database, bool with_ttl) const {
+  return with_ttl && cache_.Find(def, database).outcome;
+}
+
 bool Target::NeedsSession(const Walk& walk, const std::string& database, bool with_ttl) const {
   for (const collectors::PlannedCollector& p : walk.plan.run) {
-    if (RunsIn(walk, *p.definition, database, with_ttl) && !(with_ttl && cache_.Find(*p.definition, database).outcome))
+    if (RunsIn(walk, *p.definition, database, with_ttl) && !ServedFromCache(*p.definition, database, with_ttl))
       return true;
   }
   return false;
@@ -271,8 +275,7 @@ void Target::RunDatabaseScoped(Walk& walk, const std::string& database, bool wit
   for (const collectors::PlannedCollector& p : walk.plan.run) {
     const collectors::Definition& def = *p.definition;
     if (!RunsIn(walk, def, database, with_ttl)) continue;
-    // A result cached for this database needs no session (the extension check was made when it ran).
-    if (with_ttl && cache_.Find(def, database).outcome) {
+    if (ServedFromCache(def, database, with_ttl)) {
       Add(walk, RunWithRetry(walk, p, database, nullptr));
       continue;
     }

@@ -103,6 +103,9 @@ class Target {
   void RunDatabaseScoped(Walk& walk, const std::string& database, bool with_ttl, const std::string* next);
   // Whether `def` runs in `database` in this pass (its scope and ttl, its run_in choice).
   bool RunsIn(const Walk& walk, const collectors::Definition& def, const std::string& database, bool with_ttl) const;
+  // Whether this pass serves `def` in `database` from the cache: it needs no session then (the
+  // extension check was made when the result was made).
+  bool ServedFromCache(const collectors::Definition& def, const std::string& database, bool with_ttl) const;
   // Whether `database`'s pass runs a collector that needs a session (one not served from the cache).
   bool NeedsSession(const Walk& walk, const std::string& database, bool with_ttl) const;
   // Asks the run_in query of each planned collector that has one which databases it runs in, and
