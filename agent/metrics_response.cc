@@ -33,6 +33,7 @@ MetricsResponse::~MetricsResponse() {
 }
 
 void MetricsResponse::Write(std::string& text) {
+  if (broken_) return;  // nobody to send it to
   if (compressor_.joinable()) {
     // Copies of at most kSliceBytes, so that the queue holds no more than about kQueuedBytes
     // beside the renderer's own piece (about a MiB), which stays with it.
@@ -130,6 +131,7 @@ void MetricsResponse::CompressLoop() {
 }
 
 void MetricsResponse::Emit(const char* data, size_t size, bool last) {
+  if (broken_) return;  // the client went away: compressing the rest would be for nobody
   if (!gzip_) {
     if (size > 0) SendChunk(data, size);
   } else {

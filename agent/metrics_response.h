@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -69,8 +70,10 @@ class MetricsResponse {
   mg_connection* conn_;
   const bool gzip_, head_, may_chunk_;
   bool streaming_ = false;
-  bool broken_ = false;  // the client went away: the rest is dropped
-  std::string whole_;    // the body while it is below kWholeBytes
+  // The client went away: the rest is dropped, not compressed. Set where the body is sent (the
+  // compressing thread, when there is one) and read by the renderer's Write.
+  std::atomic<bool> broken_{false};
+  std::string whole_;  // the body while it is below kWholeBytes
   z_stream zs_{};
   bool zs_open_ = false;
   std::string out_;  // compressed bytes on their way to the socket

@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <sstream>
 #include <string>
 
@@ -72,6 +77,46 @@ TEST_F(Streaming, ALargeScrapeIsSentChunkedAsOneGzipStreamAndMatchesThePlainOne)
   std::string path = WriteTempFile("wide.prom", text);
   CommandResult r = RunCommand({"sh", "-c", "promtool check metrics < '" + path + "'"});
   EXPECT_EQ(r.exit_status, 0) << r.output.substr(0, 500);
+}
+
+// Opens a connection, asks for /metrics, reads the first `bytes` of the answer and hangs up with a
+// reset (SO_LINGER 0), as a scraper killed mid-body does. False if the agent sent less.
+bool HangUpAfter(int port, const std::string& encoding, size_t bytes) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool got = false;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0) {
+    const std::string request = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: " + encoding + "\r\n\r\n";
+    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    size_t read = 0;
+    char buffer[4096];
+    for (ssize_t n; read < bytes && (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) read += static_cast<size_t>(n);
+    got = read >= bytes;
+  }
+  linger reset{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  close(fd);
+  return got;
+}
+
+TEST_F(Streaming, ClientsThatHangUpMidBodyLeaveTheAgentServingWholeBodies) {
+  auto agent = AgentProcess::Start({"--config.file=" + WideConfig(*pg_)});
+  ASSERT_EQ(HttpGet(agent->url("/metrics")).status, 200);  // the wide result is cached from here on
+  for (int i = 0; i < 6; ++i) {
+    // 64 KiB of a body of several MB: the agent is mid-stream (compressing, or sending) when it goes.
+    EXPECT_TRUE(HangUpAfter(agent->port(), i % 2 ? "identity" : "gzip", 64 * 1024)) << "hang-up " << i;
+  }
+  HttpResponse zipped = HttpGet(agent->url("/metrics"), {"Accept-Encoding: gzip"});
+  ASSERT_EQ(zipped.status, 200);
+  const std::string text = Gunzip(zipped.body);
+  EXPECT_EQ(CountSamples(text, "pg_wide"), kRows);
+  EXPECT_EQ(CountSamples(text, "pgpulse_build_info"), 1) << "the exposition was cut short";
+  EXPECT_EQ(CountSamples(HttpGet(agent->url("/metrics")).body, "pg_wide"), kRows);
+  EXPECT_TRUE(agent->Running());
 }
 
 TEST_F(Streaming, ANormalScrapeAndAHeadRequestKeepTheirContentLength) {
