@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -254,8 +255,14 @@ TEST(Command, HangingCommandAndItsChildrenAreKilledAtTheTimeout) {
   std::ifstream(pidfile) >> pid;
   std::remove(pidfile);
   ASSERT_FALSE(pid.empty());
+  // SIGKILL is delivered at once but the kernel may still be tearing the process down: allow it 2 s.
   std::string stat;
-  std::ifstream("/proc/" + pid + "/stat") >> stat >> stat >> stat;  // pid (comm) state
+  for (int i = 0; i < 200; ++i) {
+    stat.clear();
+    std::ifstream("/proc/" + pid + "/stat") >> stat >> stat >> stat;  // pid (comm) state
+    if (stat.empty() || stat == "Z") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_TRUE(stat.empty() || stat == "Z") << "sleep " << pid << " is in state " << stat;
 }
 
