@@ -217,46 +217,38 @@ CollectorRun RunCollector(pqxx::connection_base& conn, const PlannedCollector& p
     if (def.LimitsItself())
       limit = static_cast<int64_t>(std::min<size_t>(def.max_rows, std::numeric_limits<int64_t>::max()));
     const std::string prepared_name = reading.prepare ? PreparedName(sql) : "";
+    const bool batches = RowMapper::Batches(def);
     RowMapper mapper(def, extra_labels);
     mapper.Expect(reading.expected_rows);
-    // Maps one result (all rows, or one batch) into `mapper`, with the filesystem columns added.
-    auto map = [&](const pqxx::result& r) {
-      run.rows += r.size();
-      TableView table = ViewOf(r);
+    // Adds the filesystem columns to one result (all rows, or one batch) and maps it: into `mapper`,
+    // or for a pivot or name_suffix definition all rows at once (MapRows).
+    auto map = [&](TableView table) {
+      run.rows += table.rows;
       std::vector<std::string> storage;
       AddFilesystemColumns(def, filesystem, table, storage, run.notes);
-      return mapper.Add(table);
+      if (batches) return mapper.Add(table);
+      run.mapped = MapRows(def, table, extra_labels);
+      return run.mapped.error.empty();
     };
     const bool ran = InGuardedTransaction(conn, timeout, def.run_if_sql, [&](pqxx::transaction_base& tx) {
-      if (reading.batch_rows > 0 && RowMapper::Batches(def)) {
+      if (reading.batch_rows > 0 && batches) {
         run.batched = true;  // also when a fetch fails
-        run.batched = FetchInBatches(tx, sql, limit, start + timeout, reading.batch_rows, map);
+        run.batched = FetchInBatches(tx, sql, limit, start + timeout, reading.batch_rows,
+                                     [&](const pqxx::result& r) { return map(ViewOf(r)); });
         run.declarable = run.batched;
         if (run.batched) return;
       }
       const pqxx::result r = RunWhole(tx, sql, limit, prepared_name);
-      if (RowMapper::Batches(def)) {
-        map(r);
-      } else {
-        // A pivot or name_suffix definition maps all rows at once (MapRows).
-        TableView table = ViewOf(r);
-        std::vector<std::string> storage;
-        AddFilesystemColumns(def, filesystem, table, storage, run.notes);
-        run.rows = r.size();
-        run.mapped = MapRows(def, table, extra_labels);
-      }
+      map(ViewOf(r));
     });
     if (!ran) {
       // run_if said there is nothing to report: the result of a query that found no rows.
       TableView table;
       for (const Column& c : def.columns) table.columns.push_back(c.name);
-      std::vector<std::string> storage;
-      AddFilesystemColumns(def, filesystem, table, storage, run.notes);
-      run.mapped = MapRows(def, table, extra_labels);
+      map(table);
       run.notes.push_back("not run: its run_if query found nothing to report here");
-    } else if (RowMapper::Batches(def)) {
-      run.mapped = mapper.Finish();
     }
+    if (batches) run.mapped = mapper.Finish();
     run.success = run.mapped.error.empty();
     run.error = run.mapped.error;
   } catch (const pqxx::broken_connection& e) {
